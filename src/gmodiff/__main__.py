@@ -1,0 +1,5 @@
+import sys
+
+from gmodiff.cli import main
+
+sys.exit(main())

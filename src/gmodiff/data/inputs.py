@@ -1,0 +1,22 @@
+"""Turning LDR frames into the networks' inputs (spec §1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+GAMMA = 2.2
+"""Linearisation gamma the network inputs assume, whatever the camera's real response."""
+
+
+def frame_input(ldr: np.ndarray, exposure_time: float) -> np.ndarray:
+    """Per-frame 6-channel input ``concat(LDR**2.2 / t, LDR)`` as (H, W, 6) float32."""
+    ldr = np.asarray(ldr, dtype=np.float32)
+    linear = np.power(ldr, GAMMA, dtype=np.float32) / np.float32(exposure_time)
+    return np.concatenate([linear, ldr], axis=-1)
+
+
+def stack_inputs(frames: list[np.ndarray], exposure_times) -> torch.Tensor:
+    """Network input for a bracket: tensor (3, 6, H, W), short → long."""
+    per_frame = [frame_input(f, float(t)) for f, t in zip(frames, exposure_times, strict=True)]
+    return torch.from_numpy(np.stack(per_frame).transpose(0, 3, 1, 2).copy())
