@@ -21,6 +21,14 @@ app = typer.Typer(
 )
 
 
+@app.command()
+def version() -> None:
+    """Print the gmodiff version."""
+    from gmodiff import __version__
+
+    typer.echo(__version__)
+
+
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to ``app``; a module that does not
     # exist yet (work in progress) is simply skipped.
