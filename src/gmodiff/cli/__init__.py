@@ -21,6 +21,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """GMODiff: multi-exposure HDR reconstruction with one-step gain-map refinement."""
+
+
 @app.command()
 def version() -> None:
     """Print the gmodiff version."""
@@ -48,26 +53,15 @@ _register_commands()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping user errors to one stderr line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Standalone mode: typer/click print usage errors themselves and raise SystemExit;
+        # our own errors are not click exceptions, so they propagate to here.
+        app(args=argv, prog_name="gmodiff")
     except GmodiffError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
     except SystemExit as exc:
-        return int(exc.code or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # click usage errors etc.
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 
