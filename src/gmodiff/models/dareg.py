@@ -1,0 +1,332 @@
+"""DaReg, the degradation-aware regressor of spec §3.
+
+Three LDR frames (short, medium = reference, long) go in as 6-channel inputs; out come a gain map
+in [0, 1] that lifts the reference LDR to HDR, a degradation-aware (DA) mask that flags pixels the
+regression probably got wrong, and the middle-block features as prior tokens c_L for the diffusion
+refiner.
+
+Module attribute names (``intro_0``, ``fusion.att11``, ``encoders``, ``downs``, ``middle_blks``,
+``ups``, ``decoders``, ``ending``, ``outconv``, ``encoder_adapt_convs``, ``seg_conv_layers``)
+follow the reference ``dareg_mask.pth`` layout so released weights load strictly (spec §7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.io.atomic import atomic_path
+from gmodiff.models.nafnet import NAFBlock
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+REFERENCE_INDEX = 1
+"""DaReg always treats the middle of the three frames as the reference."""
+
+
+@dataclass
+class DaRegConfig:
+    """Sizes of a DaReg network. ``paper()`` is the published model, ``tiny()`` a CPU-sized one."""
+
+    channels: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    encoder_blocks: tuple[int, ...] = (2, 4, 4, 8)
+    middle_blocks: int = 1
+    decoder_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    down_scales: tuple[int, ...] = (2, 2, 2, 4)
+    in_channels: int = 6
+    mask_head: bool = True
+    mask_channels: int = 16
+    pad_mode: str = "replicate"
+    """How inputs are padded to a multiple of the total scale ("replicate", or "constant" = zeros
+    as the reference code does)."""
+    channel_order: str = "rgb"
+    """Colour order the weights were trained on: "rgb" (ours) or "bgr" (the reference DaReg)."""
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        self.encoder_blocks = tuple(int(n) for n in self.encoder_blocks)
+        self.decoder_blocks = tuple(int(n) for n in self.decoder_blocks)
+        self.down_scales = tuple(int(s) for s in self.down_scales)
+        levels = len(self.down_scales)
+        if not (len(self.encoder_blocks) == len(self.decoder_blocks) == levels):
+            raise ConfigError(
+                "encoder_blocks, decoder_blocks and down_scales need the same length",
+                fix="give one entry per U-Net level",
+            )
+        if len(self.channels) != levels + 1:
+            raise ConfigError(
+                f"channels needs {levels + 1} entries (one per level plus the middle)",
+                fix="add or remove a width",
+            )
+        if self.channel_order not in ("rgb", "bgr"):
+            raise ConfigError(f"channel_order {self.channel_order!r}", fix='use "rgb" or "bgr"')
+        if self.pad_mode not in ("replicate", "reflect", "constant"):
+            raise ConfigError(f"pad_mode {self.pad_mode!r}", fix='use "replicate" or "constant"')
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are padded to a multiple of this (the product of the down-sampling scales)."""
+        total = 1
+        for scale in self.down_scales:
+            total *= scale
+        return total
+
+    @classmethod
+    def paper(cls, **overrides) -> DaRegConfig:
+        """The published size: widths 64..1024, blocks [2, 4, 4, 8], ~48 M parameters."""
+        return cls(**overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> DaRegConfig:
+        """A CPU-sized DaReg with the same structure: widths 16..128, one block per level."""
+        values = dict(
+            channels=(16, 32, 64, 128, 128),
+            encoder_blocks=(1, 1, 1, 2),
+            middle_blocks=1,
+            decoder_blocks=(1, 1, 1, 1),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict of the fields."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DaRegConfig:
+        """Build from a dict, rejecting unknown keys with a ConfigError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown DaReg config keys {unknown}", fix=f"use only {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class DaRegOutput:
+    """What DaReg returns for a batch."""
+
+    gain_map: torch.Tensor
+    """(B, 3, H, W) in [0, 1]."""
+    mask: torch.Tensor | None
+    """(B, 1, H, W) probability that the gain map is wrong there; None without a mask head."""
+    tokens: torch.Tensor
+    """c_L: middle-block features (B, N, C_mid), N = H·W / multiple² of the padded size."""
+    encoder_features: list[torch.Tensor] = field(default_factory=list, repr=False)
+
+
+class ExposureAttentionFusion(nn.Module):
+    """Fuse three frames' features, gating each non-reference frame by an attention map.
+
+    ``a_i = sigmoid(conv(LeakyReLU(conv(concat(f_i, f_ref)))))`` for i in {short, long}; the
+    fused feature is ``conv(concat(f_short·a_short, f_ref, f_long·a_long))``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        # att1x gates the short frame, att3x the long one (names as in the reference weights).
+        self.att11 = nn.Conv2d(2 * channels, 2 * channels, 3, padding=1)
+        self.att12 = nn.Conv2d(2 * channels, channels, 3, padding=1)
+        self.att31 = nn.Conv2d(2 * channels, 2 * channels, 3, padding=1)
+        self.att32 = nn.Conv2d(2 * channels, channels, 3, padding=1)
+        self.relu = nn.LeakyReLU()
+        self.conv2 = nn.Conv2d(3 * channels, channels, 3, padding=1)
+
+    def forward(self, short: torch.Tensor, ref: torch.Tensor, long: torch.Tensor) -> torch.Tensor:
+        """Attention-weighted fusion of the three frame features into one (B, C, H, W)."""
+        gate_short = torch.sigmoid(self.att12(self.relu(self.att11(torch.cat([short, ref], 1)))))
+        gate_long = torch.sigmoid(self.att32(self.relu(self.att31(torch.cat([long, ref], 1)))))
+        return self.conv2(torch.cat([short * gate_short, ref, long * gate_long], dim=1))
+
+
+def _blocks(channels: int, count: int) -> nn.Sequential:
+    return nn.Sequential(*[NAFBlock(channels) for _ in range(count)])
+
+
+class DaReg(nn.Module):
+    """The degradation-aware regressor: LDR bracket → (gain map, DA mask, prior tokens)."""
+
+    def __init__(self, config: DaRegConfig | None = None):
+        super().__init__()
+        self.config = config = config or DaRegConfig.paper()
+        widths = config.channels
+        base = widths[0]
+        # One stem per frame: frames differ in exposure, so they get their own filters.
+        self.intro_0 = nn.Conv2d(config.in_channels, base, 3, padding=1)
+        self.intro_1 = nn.Conv2d(config.in_channels, base, 3, padding=1)
+        self.intro_2 = nn.Conv2d(config.in_channels, base, 3, padding=1)
+        self.fusion = ExposureAttentionFusion(base)
+
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        for level, (count, scale) in enumerate(zip(config.encoder_blocks, config.down_scales)):
+            self.encoders.append(_blocks(widths[level], count))
+            # Strided conv with kernel = stride: non-overlapping patches, learned downsampling.
+            self.downs.append(
+                nn.Sequential(nn.Conv2d(widths[level], widths[level + 1], scale, stride=scale))
+            )
+        self.middle_blks = _blocks(widths[-1], config.middle_blocks)
+
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        levels = len(config.down_scales)
+        for step, count in enumerate(config.decoder_blocks):
+            level = levels - 1 - step
+            scale = config.down_scales[level]
+            self.ups.append(
+                nn.Sequential(
+                    nn.Conv2d(widths[level + 1], widths[level] * scale * scale, 1, bias=False),
+                    nn.PixelShuffle(scale),
+                )
+            )
+            self.decoders.append(_blocks(widths[level], count))
+
+        self.ending = nn.Conv2d(base, base, 3, padding=1)
+        self.outconv = nn.Conv2d(base, 3, 3, padding=1)
+
+        if config.mask_head:
+            m = config.mask_channels
+            self.encoder_adapt_convs = nn.ModuleList(nn.Conv2d(c, m, 1) for c in widths[:-1])
+            self.seg_conv_layers = nn.Sequential(
+                nn.Conv2d(m * levels, 2 * m, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(2 * m, m, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(m, 1, 1),
+            )
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def mask_head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the DA-mask head (the only ones trained in stage 2)."""
+        if not self.config.mask_head:
+            return []
+        return [*self.encoder_adapt_convs.parameters(), *self.seg_conv_layers.parameters()]
+
+    def freeze_backbone(self) -> None:
+        """Stage 2: freeze everything but the mask head."""
+        trainable = {id(p) for p in self.mask_head_parameters()}
+        for param in self.parameters():
+            param.requires_grad_(id(param) in trainable)
+
+    def num_parameters(self) -> int:
+        """Total parameter count."""
+        return sum(p.numel() for p in self.parameters())
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        multiple = self.config.multiple
+        height, width = x.shape[-2:]
+        pad_h = (-height) % multiple
+        pad_w = (-width) % multiple
+        if pad_h == 0 and pad_w == 0:
+            return x
+        mode = self.config.pad_mode
+        if mode == "reflect" and (pad_h >= height or pad_w >= width):
+            mode = "replicate"  # reflect cannot pad more than the size itself
+        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward(self, inputs: torch.Tensor, with_mask: bool = True) -> DaRegOutput:
+        """Run DaReg on ``inputs`` (B, 3, 6, H, W), frames short→long, any H and W."""
+        if inputs.ndim != 5 or inputs.shape[1] != 3 or inputs.shape[2] != self.config.in_channels:
+            raise ValueError(f"DaReg expects (B, 3, {self.config.in_channels}, H, W), got {tuple(inputs.shape)}")
+        batch, frames, channels, height, width = inputs.shape
+        if self.config.channel_order == "bgr":
+            # Each frame is concat(linear RGB, LDR RGB): reverse both triplets.
+            inputs = inputs[:, :, [2, 1, 0, 5, 4, 3]]
+        padded = self._pad(inputs.reshape(batch, frames * channels, height, width))
+        padded = padded.reshape(batch, frames, channels, *padded.shape[-2:])
+
+        f_short = self.intro_0(padded[:, 0])
+        f_ref = self.intro_1(padded[:, REFERENCE_INDEX])
+        f_long = self.intro_2(padded[:, 2])
+        x = self.fusion(f_short, f_ref, f_long)
+
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            x = encoder(x)
+            skips.append(x)
+            x = down(x)
+        x = self.middle_blks(x)
+        tokens = x.flatten(2).transpose(1, 2)
+
+        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
+            x = decoder(up(x) + skip)
+        # Residual to the reference stem features: the GM is a correction of the reference.
+        gain_map = torch.sigmoid(self.outconv(self.ending(x) + f_ref))[..., :height, :width]
+        if self.config.channel_order == "bgr":
+            gain_map = gain_map[:, [2, 1, 0]]
+
+        mask = None
+        if self.config.mask_head and with_mask:
+            mask = self._mask(skips, f_ref.shape[-2:])[..., :height, :width]
+        return DaRegOutput(gain_map=gain_map, mask=mask, tokens=tokens, encoder_features=skips)
+
+    def _mask(self, skips: list[torch.Tensor], size) -> torch.Tensor:
+        # Each level contributes a few channels, upsampled to full size, so the mask sees both
+        # fine detail and the wide context where ghosting and saturation show up.
+        parts = [
+            F.interpolate(adapt(feature), size=size, mode="bilinear", align_corners=False)
+            for adapt, feature in zip(self.encoder_adapt_convs, skips)
+        ]
+        return torch.sigmoid(self.seg_conv_layers(torch.cat(parts, dim=1)))
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / CONFIG_NAME) as tmp:
+            Path(tmp).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model": "gmodiff.DaReg"})
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **config_overrides) -> DaReg:
+        """Load a DaReg saved by :meth:`save_pretrained`, or a reference ``.pth`` file.
+
+        A ``.pth``/``.pt`` file is read as a reference-layout checkpoint into the paper preset
+        (``config_overrides`` such as ``channel_order="bgr"`` apply).
+        """
+        from gmodiff.models.checkpoints import load_reference_checkpoint, load_reference_state_dict
+
+        path = Path(path)
+        if path.is_file() and path.suffix in (".pth", ".pt", ".ckpt"):
+            model = cls(DaRegConfig.paper(**config_overrides))
+            load_reference_checkpoint(model, path)
+            return model
+        config_path = path / CONFIG_NAME
+        weights_path = path / WEIGHTS_NAME
+        if not config_path.is_file() or not weights_path.is_file():
+            raise CheckpointError(
+                f"no DaReg weights here (need {CONFIG_NAME} and {WEIGHTS_NAME})",
+                path,
+                "point --weights at a folder written by save_pretrained or a dareg_mask.pth file",
+            )
+        try:
+            values = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"config.json is not valid JSON ({exc})", config_path) from exc
+        values.update(config_overrides)
+        model = cls(DaRegConfig.from_dict(values))
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(weights_path))
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise CheckpointError(f"cannot read weights ({exc})", weights_path, "re-export them") from exc
+        load_reference_state_dict(model, state, source=weights_path)
+        return model

@@ -1,0 +1,154 @@
+"""DaReg network: shapes, ranges, stage-2 freezing, persistence and reference-layout loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.models.checkpoints import load_reference_checkpoint, load_reference_state_dict
+from gmodiff.models.dareg import DaReg, DaRegConfig
+from gmodiff.models.nafnet import LayerNorm2d, NAFBlock
+
+
+def _tiny(**overrides) -> DaReg:
+    torch.manual_seed(0)
+    return DaReg(DaRegConfig.tiny(**overrides)).eval()
+
+
+def _perturb(model: DaReg) -> None:
+    # Fresh NAFBlocks are identities (β = γ = 0); give them weight so tests see real behaviour.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                param.normal_(0, 0.1)
+
+
+@pytest.mark.parametrize("height,width", [(37, 53), (32, 32), (1, 70)])
+def test_shapes_and_ranges_at_any_size(height, width):
+    model = _tiny()
+    _perturb(model)
+    out = model(torch.rand(2, 3, 6, height, width))
+    assert out.gain_map.shape == (2, 3, height, width)
+    assert out.mask.shape == (2, 1, height, width)
+    padded = [-(-s // 32) * 32 for s in (height, width)]
+    assert out.tokens.shape == (2, padded[0] * padded[1] // 1024, 128)
+    assert 0 <= out.gain_map.min() and out.gain_map.max() <= 1
+    assert 0 <= out.mask.min() and out.mask.max() <= 1
+
+
+def test_mask_head_disabled_returns_none():
+    out = _tiny(mask_head=False)(torch.rand(1, 3, 6, 40, 40))
+    assert out.mask is None and out.gain_map.shape == (1, 3, 40, 40)
+
+
+def test_layernorm_normalises_channels_and_nafblock_starts_as_identity():
+    x = torch.randn(2, 8, 5, 5) * 3 + 1
+    y = LayerNorm2d(8)(x)
+    assert torch.allclose(y.mean(1), torch.zeros(2, 5, 5), atol=1e-5)
+    assert torch.allclose(y.var(1, unbiased=False), torch.ones(2, 5, 5), atol=1e-3)
+    assert torch.equal(NAFBlock(8)(x), x)
+
+
+def test_padding_does_not_leak_across_the_crop():
+    # The output at an odd size equals the same crop of a run on a pre-padded input.
+    model = _tiny()
+    _perturb(model)
+    x = torch.rand(1, 3, 6, 40, 50)
+    full = model(torch.nn.functional.pad(x.reshape(1, 18, 40, 50), (0, 14, 0, 24), mode="replicate").reshape(1, 3, 6, 64, 64))
+    cropped = model(x)
+    assert torch.allclose(cropped.gain_map, full.gain_map[..., :40, :50], atol=1e-5)
+
+
+def test_stage2_trains_only_the_mask_head():
+    model = _tiny().train()
+    _perturb(model)
+    model.freeze_backbone()
+    out = model(torch.rand(1, 3, 6, 32, 32))
+    loss = torch.nn.functional.binary_cross_entropy(out.mask, torch.ones_like(out.mask))
+    loss.backward()
+    head = {id(p) for p in model.mask_head_parameters()}
+    assert head
+    for name, param in model.named_parameters():
+        if id(param) in head:
+            assert param.requires_grad and param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert not param.requires_grad and param.grad is None, name
+
+
+def test_bgr_channel_order_swaps_input_and_output():
+    rgb = _tiny()
+    _perturb(rgb)
+    bgr = DaReg(DaRegConfig.tiny(channel_order="bgr")).eval()
+    bgr.load_state_dict(rgb.state_dict())
+    x = torch.rand(1, 3, 6, 32, 32)
+    swapped = x[:, :, [2, 1, 0, 5, 4, 3]]
+    assert torch.allclose(bgr(x).gain_map, rgb(swapped).gain_map[:, [2, 1, 0]], atol=1e-6)
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path):
+    model = _tiny()
+    _perturb(model)
+    model.save_pretrained(tmp_path / "w")
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["channels"] == [16, 32, 64, 128, 128]
+    again = DaReg.from_pretrained(tmp_path / "w").eval()
+    x = torch.rand(1, 3, 6, 32, 32)
+    assert torch.equal(model(x).gain_map, again(x).gain_map)
+    assert not list(tmp_path.glob("w/.*"))  # no temp files left behind
+
+
+def test_from_pretrained_missing_folder_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json"):
+        DaReg.from_pretrained(tmp_path)
+
+
+def test_config_rejects_inconsistent_sizes():
+    with pytest.raises(ConfigError):
+        DaRegConfig(encoder_blocks=(1, 1))
+    with pytest.raises(ConfigError, match="unknown"):
+        DaRegConfig.from_dict({"widths": [1]})
+
+
+def test_load_reference_state_dict_reports_problems():
+    model = _tiny()
+    state = {f"module.{k}": v.clone() for k, v in model.state_dict().items()}
+    load_reference_state_dict(model, {"state_dict": state})
+    del state["module.outconv.bias"]
+    state["module.extra.weight"] = torch.zeros(1)
+    state["module.intro_0.weight"] = torch.zeros(1, 6, 3, 3)
+    with pytest.raises(CheckpointError) as err:
+        load_reference_state_dict(model, {"state_dict": state}, source="x.pth")
+    message = str(err.value)
+    assert "missing keys: outconv.bias" in message
+    assert "unexpected keys: extra.weight" in message
+    assert "intro_0.weight" in message and "x.pth" in message
+
+
+def test_paper_size_reference_checkpoint_round_trip(tmp_path):
+    """The paper preset has ~48 M parameters and loads a ``dareg_mask.pth``-style file strictly."""
+    torch.manual_seed(0)
+    model = DaReg(DaRegConfig.paper())
+    assert 47e6 < model.num_parameters() < 49.5e6
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    # Reference layout samples a few keys the released file is known to contain.
+    for key in ("intro_1.weight", "fusion.att32.weight", "encoders.3.7.sca.1.weight",
+                "downs.3.0.weight", "ups.0.0.weight", "middle_blks.0.beta",
+                "encoder_adapt_convs.3.weight", "seg_conv_layers.4.bias"):
+        assert f"module.{key}" in state, key
+    assert state["module.downs.3.0.weight"].shape == (1024, 512, 4, 4)
+    torch.save({"state_dict": state}, tmp_path / "dareg_mask.pth")
+    loaded = DaReg(DaRegConfig.paper(channel_order="bgr"))
+    load_reference_checkpoint(loaded, tmp_path / "dareg_mask.pth")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(CheckpointError, match="unexpected keys: encoder_adapt_convs"):
+        load_reference_checkpoint(DaReg(DaRegConfig.paper(mask_head=False)), tmp_path / "dareg_mask.pth")
+
+
+def test_corrupt_checkpoint_file_is_a_checkpoint_error(tmp_path):
+    bad = tmp_path / "dareg_mask.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="dareg_mask.pth"):
+        load_reference_checkpoint(_tiny(), bad)
