@@ -1,11 +1,31 @@
-"""The ``Scene`` type: one bracketed exposure stack plus its optional ground truth."""
+"""The ``Scene`` type (one bracketed exposure stack plus its optional ground truth) and the
+Kalantari-layout scene folders it is loaded from and saved to (spec §1).
+
+A scene folder holds three LDR frames sorted by name (short → long), ``exposure.txt`` with one
+value per frame in stops, and optionally the ground truth ``HDRImg.hdr`` (or ``label.hdr``).
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from gmodiff.errors import ExposureError, OutputError, SceneError
+from gmodiff.io.atomic import write_bytes_atomic
+from gmodiff.io.hdr import read_hdr, write_hdr
+from gmodiff.io.ldr import LDR_SUFFIXES, read_ldr, write_ldr
+
+EXPOSURE_FILE = "exposure.txt"
+GROUND_TRUTH_NAMES = ("HDRImg.hdr", "label.hdr", "HDRImg.exr", "label.exr")
+"""Ground-truth file names looked for, in this order."""
+FRAMES_PER_SCENE = 3
 
 
 @dataclass
@@ -43,3 +63,168 @@ class Scene:
     @property
     def width(self) -> int:
         return int(self.frames[0].shape[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+
+def _natural_key(path: Path) -> list:
+    # "input_2" sorts before "input_10"
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def scene_frame_paths(folder: Path) -> list[Path]:
+    """The LDR frame files of a scene folder: ``input_*.tif`` if present, else every LDR image."""
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    inputs = [p for p in files if p.name.lower().startswith("input_")
+              and p.suffix.lower() in (".tif", ".tiff")]
+    frames = inputs or [p for p in files if p.suffix.lower() in LDR_SUFFIXES]
+    return sorted(frames, key=_natural_key)
+
+
+def read_exposure_stops(path: Path) -> np.ndarray:
+    """Parse ``exposure.txt``: whitespace-separated exposure values in stops, one per frame."""
+    if not path.is_file():
+        raise ExposureError("missing exposure file", path,
+                            "add exposure.txt with one exposure value in stops per frame, "
+                            "short to long (e.g. 0, 2, 4)")
+    try:
+        text = path.read_text(encoding="utf-8", errors="strict")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExposureError(f"unreadable exposure file ({exc})", path,
+                            "write it as plain text, one number per frame") from exc
+    values = []
+    for token in text.split():
+        try:
+            value = float(token)
+        except ValueError:
+            raise ExposureError(f"non-numeric exposure value '{token[:20]}'", path,
+                                "write one number (stops) per frame") from None
+        if not math.isfinite(value):
+            raise ExposureError(f"exposure value '{token[:20]}' is not finite", path,
+                                "write one finite number (stops) per frame")
+        values.append(value)
+    return np.asarray(values, dtype=np.float64)
+
+
+def find_ground_truth(folder: Path) -> Path | None:
+    """The ground-truth HDR file of a scene folder, or None."""
+    for name in GROUND_TRUTH_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
+    """Load a Kalantari-layout scene folder; every malformed input raises a GmodiffError.
+
+    Exposure times are ``2**(stops - min(stops))`` so the shortest frame has t = 1, and the
+    medium frame (index 1) is the reference.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SceneError("scene folder not found", folder, "pass a folder holding the frames "
+                         "and exposure.txt")
+    exposure_path = folder / EXPOSURE_FILE
+    stops = read_exposure_stops(exposure_path)
+    frame_paths = scene_frame_paths(folder)
+    if len(frame_paths) != FRAMES_PER_SCENE:
+        names = ", ".join(p.name for p in frame_paths[:6]) or "none"
+        raise SceneError(f"expected {FRAMES_PER_SCENE} LDR frames, found {len(frame_paths)} "
+                         f"({names})", folder,
+                         "keep exactly three frames (.tif/.png/.jpg), short to long by name")
+    if stops.size != len(frame_paths):
+        raise ExposureError(f"{stops.size} exposure values for {len(frame_paths)} frames",
+                            exposure_path, "write one value in stops per frame")
+    if np.any(np.diff(stops) <= 0):
+        raise ExposureError(f"exposures {stops.tolist()} are not strictly increasing",
+                            exposure_path, "list exposures short to long, matching the frames "
+                            "sorted by name")
+    images = [read_ldr(p) for p in frame_paths]
+    first = images[0]
+    for image in images[1:]:
+        if image.pixels.shape != first.pixels.shape:
+            raise SceneError(f"frame size {image.pixels.shape[1]}x{image.pixels.shape[0]} "
+                             f"differs from {first.path.name} "
+                             f"({first.pixels.shape[1]}x{first.pixels.shape[0]})", image.path,
+                             "give all frames the same size")
+        if image.bit_depth != first.bit_depth:
+            raise SceneError(f"{image.bit_depth}-bit frame mixed with {first.bit_depth}-bit "
+                             f"{first.path.name}", image.path,
+                             "convert all frames to the same bit depth")
+    ground_truth = None
+    gt_path = find_ground_truth(folder) if load_ground_truth else None
+    if gt_path is not None:
+        ground_truth = read_hdr(gt_path)
+        if ground_truth.shape != first.pixels.shape:
+            raise SceneError(f"ground truth is {ground_truth.shape[1]}x{ground_truth.shape[0]}, "
+                             f"frames are {first.pixels.shape[1]}x{first.pixels.shape[0]}",
+                             gt_path, "use a ground truth aligned to the frames")
+    return Scene(
+        frames=[im.pixels for im in images],
+        exposure_times=np.exp2(stops - stops.min()),
+        reference_index=1,
+        ground_truth=ground_truth,
+        name=folder.name,
+        root=folder,
+        frame_paths=list(frame_paths),
+    )
+
+
+def find_scenes(root: str | Path) -> list[Path]:
+    """``[root]`` if it is a scene folder, else the scene folders below it (sorted, hidden skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SceneError("folder not found", root, "pass a scene folder or a folder of scenes")
+    if (root / EXPOSURE_FILE).is_file():
+        return [root]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if EXPOSURE_FILE in filenames:
+            found.append(Path(dirpath))
+            dirnames[:] = []  # a scene does not contain scenes
+    return sorted(found, key=lambda p: [_natural_key(Path(part)) for part in p.relative_to(root).parts])
+
+
+# ------------------------------------------------------------------------------------------------
+# saving
+
+
+def save_scene(scene: Scene, folder: str | Path, overwrite: bool = False) -> Path:
+    """Write ``scene`` as a Kalantari folder: input_1..N.tif (16-bit), exposure.txt, HDRImg.hdr.
+
+    Everything is written into a hidden temporary folder beside ``folder`` that is renamed into
+    place only when complete, so a failed save leaves nothing behind.
+    """
+    folder = Path(folder)
+    if len(scene.frames) != len(scene.exposure_times):
+        raise SceneError(f"{len(scene.frames)} frames but {len(scene.exposure_times)} exposure "
+                         "times", folder, "give one exposure time per frame")
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("exists and is not a folder", folder, "choose another output path")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise OutputError("output folder exists and is not empty", folder,
+                          "choose a new folder or allow overwriting")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    try:
+        for index, frame in enumerate(scene.frames, start=1):
+            write_ldr(tmp / f"input_{index}.tif", frame, bit_depth=16)
+        stops = np.log2(np.asarray(scene.exposure_times, dtype=np.float64))
+        text = "".join(f"{value:.6g}\n" for value in stops)
+        write_bytes_atomic(tmp / EXPOSURE_FILE, text.encode("utf-8"))
+        if scene.ground_truth is not None:
+            write_hdr(tmp / "HDRImg.hdr", scene.ground_truth)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

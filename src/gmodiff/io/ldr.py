@@ -1,0 +1,190 @@
+"""LDR frame files: 16-bit TIFF, 8/16-bit PNG and JPEG to float RGB in [0, 1], and back.
+
+Readers refuse images larger than ``MAX_SIDE`` pixels on either side *before* decoding the
+pixels, so a malformed or hostile header cannot make us allocate unbounded memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gmodiff.errors import ImageReadError, OutputError
+from gmodiff.io.atomic import atomic_path
+
+MAX_SIDE = 20000
+"""Largest accepted image width or height in pixels (checked from the header before decoding)."""
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SUFFIXES = (".png",)
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+LDR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
+"""File extensions (lower case) that :func:`read_ldr` understands."""
+
+
+@dataclass
+class LDRImage:
+    """A decoded LDR frame: float32 (H, W, 3) RGB in [0, 1], its stored bit depth and path."""
+
+    pixels: np.ndarray
+    bit_depth: int
+    path: Path
+
+
+def _check_size(path: Path, height: int, width: int) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageReadError(f"image has an empty size {width}x{height}", path,
+                             "re-export the frame")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise ImageReadError(f"image is {width}x{height}, larger than the {MAX_SIDE}-pixel limit",
+                             path, "downscale or crop the frame first")
+
+
+def _to_rgb(path: Path, pixels: np.ndarray) -> np.ndarray:
+    """(H, W[, C]) integer array → (H, W, 3): grey is repeated, alpha dropped."""
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3:
+        raise ImageReadError(f"unsupported image layout with shape {pixels.shape}", path,
+                             "save the frame as a single-page RGB image")
+    channels = pixels.shape[2]
+    if channels in (1, 2):  # grey, or grey + alpha
+        return np.repeat(pixels[:, :, :1], 3, axis=2)
+    if channels in (3, 4):  # RGB or RGBA
+        return pixels[:, :, :3]
+    raise ImageReadError(f"unsupported number of channels ({channels})", path,
+                         "save the frame as RGB")
+
+
+def _normalise(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, int]:
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255.0), 8
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(65535.0), 16
+    raise ImageReadError(f"unsupported sample type {pixels.dtype}", path,
+                         "save the frame as 8-bit or 16-bit integer RGB")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.pages:
+            raise ImageReadError("TIFF has no pages", path, "re-export the frame")
+        page = tif.pages[0]
+        shape = page.shape
+        if len(shape) == 3 and shape[0] in (3, 4) and shape[2] not in (3, 4):
+            height, width = shape[1], shape[2]  # planar (C, H, W)
+        else:
+            height, width = shape[0], (shape[1] if len(shape) > 1 else 1)
+        _check_size(path, int(height), int(width))
+        pixels = page.asarray()
+    if pixels.ndim == 3 and pixels.shape[0] in (3, 4) and pixels.shape[2] not in (3, 4):
+        pixels = np.moveaxis(pixels, 0, -1)
+    return pixels
+
+
+def _read_png(path: Path) -> np.ndarray:
+    import cv2
+    from PIL import Image
+
+    with Image.open(path) as im:  # header only: size check before decoding
+        if im.format != "PNG":
+            raise ImageReadError(f"file is {im.format}, not PNG", path, "fix the extension")
+        _check_size(path, im.height, im.width)
+    # OpenCV keeps 16-bit RGB PNGs at 16 bits (Pillow would reduce them to 8).
+    data = np.fromfile(path, dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageReadError("PNG could not be decoded", path, "re-export the frame")
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        pixels = pixels[:, :, [2, 1, 0]]  # BGR(A) → RGB, alpha dropped
+    return pixels
+
+
+def _read_jpeg(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if im.format != "JPEG":
+            raise ImageReadError(f"file is {im.format}, not JPEG", path, "fix the extension")
+        _check_size(path, im.height, im.width)
+        # Cameras store portrait shots rotated and say so in EXIF; honour it so frames line up.
+        im = ImageOps.exif_transpose(im)
+        return np.asarray(im.convert("RGB"))
+
+
+def read_ldr(path: str | Path) -> LDRImage:
+    """Read a 16-bit TIFF, 8/16-bit PNG or JPEG frame as float32 (H, W, 3) RGB in [0, 1].
+
+    Values are divided by 65535 (16-bit) or 255 (8-bit). Grey images are repeated to three
+    channels and alpha is dropped; JPEG EXIF orientation is applied. Images larger than
+    ``MAX_SIDE`` (20000) pixels on a side are refused. Any failure raises ``ImageReadError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError("file not found", path, "check the path")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            raw = _read_tiff(path)
+        elif suffix in PNG_SUFFIXES:
+            raw = _read_png(path)
+        elif suffix in JPEG_SUFFIXES:
+            raw = _read_jpeg(path)
+        else:
+            raise ImageReadError(f"unsupported LDR extension '{path.suffix}'", path,
+                                 "use .tif, .png or .jpg frames")
+    except ImageReadError:
+        raise
+    except Exception as exc:  # decoders raise many types on corrupt data
+        raise ImageReadError(f"not a readable image ({type(exc).__name__}: {exc})", path,
+                             "replace the file with a valid image") from exc
+    pixels, bit_depth = _normalise(path, _to_rgb(path, np.asarray(raw)))
+    return LDRImage(pixels=np.ascontiguousarray(pixels), bit_depth=bit_depth, path=path)
+
+
+def quantise(rgb: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float RGB in [0, 1] → uint8 or uint16 by rounding (values outside [0, 1] are clipped)."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    peak = 255.0 if bit_depth == 8 else 65535.0
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    scaled = np.clip(np.nan_to_num(np.asarray(rgb, dtype=np.float64), nan=0.0), 0.0, 1.0) * peak
+    return np.rint(scaled).astype(dtype)
+
+
+def write_ldr(path: str | Path, rgb: np.ndarray, bit_depth: int = 16) -> None:
+    """Write float RGB in [0, 1] as 8/16-bit TIFF or PNG, or as 8-bit JPEG (quality 95), atomically.
+
+    The format follows the extension; JPEG is always 8-bit whatever ``bit_depth`` says.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
+    if suffix not in LDR_SUFFIXES:
+        raise OutputError(f"unsupported LDR extension '{path.suffix}'", path,
+                          "use .tif, .png or .jpg")
+    if suffix in JPEG_SUFFIXES:
+        bit_depth = 8
+    pixels = quantise(rgb, bit_depth)
+    with atomic_path(path) as tmp:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            tifffile.imwrite(tmp, pixels, photometric="rgb", compression="zlib")
+        elif suffix in PNG_SUFFIXES:
+            import cv2
+
+            ok, buf = cv2.imencode(".png", pixels[:, :, ::-1])
+            if not ok:
+                raise OutputError("PNG encoding failed", path, "check the image array")
+            tmp.write_bytes(buf.tobytes())
+        else:
+            from PIL import Image
+
+            Image.fromarray(pixels).save(tmp, format="JPEG", quality=95)
