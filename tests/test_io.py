@@ -285,3 +285,25 @@ def test_exr_size_cap(tmp_path, monkeypatch):
     monkeypatch.setattr(hdr_io, "MAX_SIDE", 20)
     with pytest.raises(ImageReadError, match="limit"):
         read_hdr(tmp_path / "x.exr")
+
+
+# ------------------------------------------------------------------------------------ preview
+
+
+def test_tonemap_preview_properties(tmp_path):
+    from gmodiff.io.preview import tonemap_preview, write_preview
+
+    x = _radiance(16, 20)
+    out = tonemap_preview(x)
+    assert out.dtype == np.uint8 and out.shape == x.shape
+    assert 0 < out.mean() < 255
+    # auto exposure makes the preview independent of the overall scale
+    np.testing.assert_array_equal(tonemap_preview(x * 100), out)
+    # monotone: brighter radiance never gives a darker pixel
+    ramp = np.linspace(0, 5, 50, dtype=np.float32)[None, :, None].repeat(3, 2)
+    assert np.all(np.diff(tonemap_preview(ramp, exposure=1.0)[0, :, 0].astype(int)) >= 0)
+    assert tonemap_preview(np.zeros((4, 4, 3), np.float32)).max() == 0
+    write_preview(tmp_path / "p.png", x)
+    assert read_ldr(tmp_path / "p.png").bit_depth == 8
+    with pytest.raises(OutputError, match="p.jpg"):
+        write_preview(tmp_path / "p.jpg", x)

@@ -1,0 +1,61 @@
+"""Tone-mapped 8-bit previews of HDR images, for eyeballing results (not for metrics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gmodiff.errors import OutputError
+from gmodiff.io.atomic import atomic_path
+
+AUTO_PERCENTILE = 99.0
+"""Luminance percentile that auto exposure maps to ``AUTO_TARGET`` before the curve."""
+AUTO_TARGET = 4.0
+"""Reinhard's x/(1+x) maps 4 to 0.8, so the brightest 1% still keeps some contrast."""
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=rgb.dtype)
+
+
+def _srgb_encode(linear: np.ndarray) -> np.ndarray:
+    return np.where(linear <= 0.0031308, 12.92 * linear,
+                    1.055 * np.power(np.maximum(linear, 0.0031308), 1 / 2.4) - 0.055)
+
+
+def auto_exposure(hdr: np.ndarray) -> float:
+    """Linear gain that maps the 99th-percentile luminance to ``AUTO_TARGET``."""
+    luminance = _luminance(np.asarray(hdr, dtype=np.float64))
+    finite = luminance[np.isfinite(luminance)]
+    level = float(np.percentile(finite, AUTO_PERCENTILE)) if finite.size else 0.0
+    return AUTO_TARGET / level if level > 0 else 1.0
+
+
+def tonemap_preview(hdr: np.ndarray, exposure: float | None = None) -> np.ndarray:
+    """Linear HDR (H, W, 3) → uint8 sRGB preview: gain, Reinhard x/(1+x), sRGB gamma.
+
+    ``exposure`` is a linear gain; None picks one from the luminance (see :func:`auto_exposure`).
+    """
+    hdr = np.nan_to_num(np.asarray(hdr, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if hdr.ndim != 3 or hdr.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) array, got shape {hdr.shape}")
+    gain = auto_exposure(hdr) if exposure is None else float(exposure)
+    scaled = np.maximum(hdr * gain, 0.0)
+    display = _srgb_encode(scaled / (1.0 + scaled))
+    return np.clip(np.rint(display * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_preview(path: str | Path, hdr: np.ndarray, exposure: float | None = None) -> None:
+    """Write :func:`tonemap_preview` of ``hdr`` as an 8-bit PNG, atomically."""
+    import cv2
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
+    pixels = tonemap_preview(hdr, exposure)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(pixels[:, :, ::-1]))
+    if not ok:
+        raise OutputError("PNG encoding failed", path, "check the image array")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
