@@ -97,3 +97,12 @@ def test_eval_bad_inputs_exit_2_and_write_nothing(bench, capsys):
     assert "nothing" in capsys.readouterr().err
     assert not out.exists()
     assert sorted(p.name for p in tmp.iterdir()) == ["preds", "scenes"]
+
+
+def test_eval_scene_without_ground_truth_exits_2(bench, capsys):
+    root, preds, tmp = bench
+    (root / "beta" / "HDRImg.hdr").unlink()
+    assert main(["eval", "--pred", str(preds), "--gt", str(root), "-o", str(tmp / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert "beta" in err and "ground truth" in err
+    assert not (tmp / "m.json").exists()

@@ -41,7 +41,7 @@ _RESOLUTION = re.compile(rb"^([-+])([XY]) +(\d{1,9}) +([-+])([XY]) +(\d{1,9})$")
 
 
 def check_hdr_values(rgb: np.ndarray, path: str | Path | None, fix: str) -> np.ndarray:
-    """Return ``rgb`` as float32 with tiny negatives clamped; raise HDRValueError on NaN/inf/negatives."""
+    """``rgb`` as float32 with tiny negatives clamped; HDRValueError on NaN/inf/real negatives."""
     rgb = np.asarray(rgb, dtype=np.float32)
     finite = np.isfinite(rgb)
     if not finite.all():
@@ -89,8 +89,9 @@ def _parse_radiance_header(path: Path, data: bytes) -> tuple[int, int, bool, boo
         if line.startswith(b"FORMAT="):
             fmt = line[len(b"FORMAT="):].strip()
             if fmt != b"32-bit_rle_rgbe":
-                raise ImageReadError(f"unsupported Radiance pixel format {fmt.decode(errors='replace')}",
-                                     path, "convert the file to RGBE (32-bit_rle_rgbe) or EXR")
+                name = fmt.decode(errors="replace")
+                raise ImageReadError(f"unsupported Radiance pixel format {name}", path,
+                                     "convert the file to RGBE (32-bit_rle_rgbe) or EXR")
     res_start = end + 2
     res_end = data.find(b"\n", res_start, res_start + 64)
     if res_end < 0:
@@ -108,7 +109,7 @@ def _parse_radiance_header(path: Path, data: bytes) -> tuple[int, int, bool, boo
 
 
 def _decode_rle_scanline(path: Path, data: bytes, pos: int, width: int) -> tuple[bytearray, int]:
-    """Decode one new-style RLE scanline (4 component runs of ``width`` bytes) starting at ``pos``."""
+    """Decode one new-style RLE scanline (4 components of ``width`` bytes) starting at ``pos``."""
     n = len(data)
     out = bytearray(4 * width)
     i = 0
@@ -293,7 +294,7 @@ def read_exr(path: str | Path) -> np.ndarray:
 
 
 def write_exr(path: str | Path, rgb: np.ndarray, half: bool = True) -> None:
-    """Write float RGB as ZIP-compressed OpenEXR (half by default, float32 if ``half=False``), atomically."""
+    """Write float RGB as ZIP-compressed OpenEXR (half, or float32 if ``half=False``); atomic."""
     import OpenEXR
 
     path = Path(path)
@@ -326,7 +327,10 @@ def read_hdr(path: str | Path) -> np.ndarray:
 
 
 def write_hdr(path: str | Path, rgb: np.ndarray, half: bool = True) -> None:
-    """Write linear RGB to ``.hdr`` (Radiance RLE) or ``.exr`` (half unless ``half=False``), atomically."""
+    """Write linear RGB to ``.hdr`` (Radiance RLE) or ``.exr`` (half unless ``half=False``).
+
+    Atomic. Note RGBE keeps only 8 mantissa bits per pixel; prefer float EXR for evaluation.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in RADIANCE_SUFFIXES:

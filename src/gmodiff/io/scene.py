@@ -173,7 +173,7 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
 
 
 def find_scenes(root: str | Path) -> list[Path]:
-    """``[root]`` if it is a scene folder, else the scene folders below it (sorted, hidden skipped)."""
+    """``[root]`` if it is a scene folder, else the scene folders below it (sorted)."""
     root = Path(root)
     if not root.is_dir():
         raise SceneError("folder not found", root, "pass a scene folder or a folder of scenes")
@@ -185,7 +185,7 @@ def find_scenes(root: str | Path) -> list[Path]:
         if EXPOSURE_FILE in filenames:
             found.append(Path(dirpath))
             dirnames[:] = []  # a scene does not contain scenes
-    return sorted(found, key=lambda p: [_natural_key(Path(part)) for part in p.relative_to(root).parts])
+    return sorted(found, key=lambda p: [_natural_key(Path(x)) for x in p.relative_to(root).parts])
 
 
 # ------------------------------------------------------------------------------------------------

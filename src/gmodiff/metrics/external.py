@@ -55,7 +55,7 @@ def cvvdp_jod(pred: np.ndarray, gt: np.ndarray, peak: float = DISPLAY_PEAK,
 
 
 def hdr_flip(pred: np.ndarray, gt: np.ndarray, required: bool = False) -> float | None:
-    """Mean HDR-FLIP error (0 = identical) between linear RGB images (FLIP picks exposures itself)."""
+    """Mean HDR-FLIP error (0 = identical) of linear RGB images; FLIP picks exposures itself."""
     flip = _load("flip_evaluator", "flip-evaluator", required)
     if flip is None:
         return None

@@ -52,7 +52,8 @@ def pu21_encode(luminance: np.ndarray, variant: str = "banding_glare") -> np.nda
     try:
         p0, p1, p2, p3, p4, p5, p6 = PU21_PARAMS[variant]
     except KeyError:
-        raise ValueError(f"unknown PU21 variant {variant!r}; use one of {sorted(PU21_PARAMS)}") from None
+        raise ValueError(f"unknown PU21 variant {variant!r}; "
+                         f"use one of {sorted(PU21_PARAMS)}") from None
     y = np.clip(np.asarray(luminance, dtype=np.float64), PU21_L_MIN, PU21_L_MAX)
     y_p = y**p3
     return np.maximum(p6 * (((p0 + p1 * y_p) / (1.0 + p2 * y_p)) ** p4 - p5), 0.0)
@@ -79,7 +80,7 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 def pu21_psnr(pred: np.ndarray, gt: np.ndarray, peak: float = DISPLAY_PEAK,
               variant: str = "banding_glare") -> float:
-    """PSNR (peak 256) between PU21-encoded RGB of prediction and ground truth, max(gt)=1000 cd/m²."""
+    """PSNR (peak 256) of PU21-encoded RGB, both images scaled so max(gt) = 1000 cd/m²."""
     pred_abs, gt_abs = to_absolute(pred, gt, peak)
     return psnr(pu21_encode(pred_abs, variant), pu21_encode(gt_abs, variant), PU21_PEAK)
 
