@@ -1,0 +1,383 @@
+"""DaReg training, "dual learning" (spec §3), driven by accelerate (CPU, one or many GPUs).
+
+Stage 1 trains the backbone and GM head: ``L1(GM) + L1(T(H))`` with T the μ=5000 tone curve and
+H decoded from the predicted GM. Stage 2 freezes both and trains only the DA-mask head with BCE
+against ``1[0.299|ΔR| + 0.587|ΔG| + 0.114|ΔB| ≥ 0.02]``, Δ the linear-HDR error of the stage-1
+prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.gainmap import decode_gain_map, tonemap
+from gmodiff.models.dareg import DaReg, DaRegConfig
+from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class DaRegTrainConfig:
+    """One DaReg training run (a YAML file under ``configs/``). Paths are relative to the cwd."""
+
+    stage: int = 1
+    model: str = "tiny"
+    """Size preset: "tiny" or "paper"."""
+    model_overrides: dict = field(default_factory=dict)
+    init_weights: str | None = None
+    """Stage 2: the stage-1 weights (a save_pretrained folder, a checkpoint-*.pt, or a .pth)."""
+    # -- training data (any mix; at least one) --
+    train_scenes: list[str] = field(default_factory=list)
+    """Folders of full scenes: random crops with flip/rotate."""
+    crops_per_scene: int = 16
+    train_crops: list[str] = field(default_factory=list)
+    """Folders written by ``gmodiff data crops``."""
+    simulated_items: int = 0
+    """Simulated brackets per epoch (0: none)."""
+    simulated_procedural: bool = True
+    simulated_panoramas: list[str] = field(default_factory=list)
+    """HDR panoramas (paths, or "blender:I" for the I-th blender-data panorama) to cut views from."""
+    # -- validation --
+    val_scenes: list[str] = field(default_factory=list)
+    val_simulated: int = 0
+    """Number of simulated full validation scenes (from ``val_panoramas`` / procedural)."""
+    val_panoramas: list[str] = field(default_factory=list)
+    val_procedural: bool = False
+    val_size: int = 256
+    val_seed: int = 12345
+    # -- optimisation --
+    crop_size: int = 128
+    batch_size: int = 4
+    num_workers: int = 0
+    lr: float = 2e-4
+    lr_step: int = 20000
+    """Halve (× lr_gamma) the learning rate every this many steps."""
+    lr_gamma: float = 0.5
+    max_steps: int = 1000
+    log_every: int = 10
+    val_every: int = 500
+    checkpoint_every: int = 500
+    keep_last: int = 3
+    seed: int = 0
+    mask_threshold: float = 0.02
+    out_dir: str = "runs/dareg"
+
+    def __post_init__(self) -> None:
+        if self.stage not in (1, 2):
+            raise ConfigError(f"stage must be 1 or 2, got {self.stage}")
+        if self.model not in ("tiny", "paper"):
+            raise ConfigError(f"model preset {self.model!r}", fix='use "tiny" or "paper"')
+        if self.stage == 2 and not self.init_weights:
+            raise ConfigError("stage 2 needs init_weights (the stage-1 result)",
+                              fix="set init_weights: runs/<stage-1 run>/final")
+
+    def model_config(self) -> DaRegConfig:
+        """The network config: preset + overrides, mask head only in stage 2."""
+        preset = DaRegConfig.tiny if self.model == "tiny" else DaRegConfig.paper
+        overrides = dict(self.model_overrides)
+        overrides["mask_head"] = self.stage == 2
+        return preset(**overrides)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> DaRegTrainConfig:
+        """Load from YAML; non-None ``overrides`` (e.g. from CLI flags) win."""
+        return load_yaml_config(cls, path, **overrides)
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def _panorama(entry: str):
+    if entry.startswith("blender:"):
+        from gmodiff.data.sources import blender_panoramas
+
+        found = blender_panoramas()
+        index = int(entry.split(":", 1)[1])
+        if index >= len(found):
+            raise ConfigError(f"{entry}: only {len(found)} blender-data panoramas installed",
+                              fix="install the blender-data package or list panorama files")
+        return found[index]
+    return Path(entry)
+
+
+def _sources(procedural: bool, panoramas: list[str]):
+    from gmodiff.data.datasets import panorama_source, procedural_source
+
+    sources = [procedural_source()] if procedural else []
+    sources += [panorama_source(_panorama(p)) for p in panoramas]
+    return sources
+
+
+def build_train_dataset(config: DaRegTrainConfig) -> Dataset:
+    """The mix of training sources the config names (ConcatDataset)."""
+    from gmodiff.data.datasets import PrecutCropDataset, SceneCropDataset, SimulatedDataset
+
+    parts: list[Dataset] = []
+    if config.train_scenes:
+        parts.append(SceneCropDataset(config.train_scenes, config.crop_size, config.crops_per_scene,
+                                      seed=config.seed))
+    if config.train_crops:
+        parts.append(PrecutCropDataset(config.train_crops, seed=config.seed))
+    if config.simulated_items:
+        sources = _sources(config.simulated_procedural, config.simulated_panoramas)
+        parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed))
+    if not parts:
+        raise ConfigError("no training data", fix="set train_scenes, train_crops or simulated_items")
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def build_val_dataset(config: DaRegTrainConfig) -> Dataset | None:
+    """Full validation scenes: folders and/or simulated held-out scenes; None if neither."""
+    from gmodiff.data.datasets import FullSceneDataset, SimulatedDataset
+
+    parts: list[Dataset] = []
+    if config.val_scenes:
+        parts.append(FullSceneDataset(config.val_scenes))
+    if config.val_simulated:
+        sources = _sources(config.val_procedural, config.val_panoramas)
+        if not sources:
+            raise ConfigError("val_simulated needs val_panoramas or val_procedural: true")
+        parts.append(SimulatedDataset(sources, config.val_simulated, config.val_size, seed=config.val_seed))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def _set_epoch(dataset: Dataset, epoch: int) -> None:
+    for part in getattr(dataset, "datasets", [dataset]):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
+
+
+# -- losses ------------------------------------------------------------------------------------
+
+
+def mask_target(hdr_pred: torch.Tensor, hdr_gt: torch.Tensor, threshold: float = 0.02) -> torch.Tensor:
+    """Stage-2 target: 1 where the luminance-weighted absolute linear-HDR error is ≥ threshold."""
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=hdr_pred.dtype, device=hdr_pred.device)
+    error = (weights[None, :, None, None] * (hdr_pred - hdr_gt).abs()).sum(1, keepdim=True)
+    return (error >= threshold).to(hdr_pred.dtype)
+
+
+def stage1_loss(gain_map: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+    """L1 on the gain map plus L1 on the μ-law tone-mapped HDR decoded from it."""
+    gm_loss = F.l1_loss(gain_map, batch["gt_gain_map"])
+    hdr = decode_gain_map(gain_map, batch["ldr_ref"])
+    hdr_loss = F.l1_loss(tonemap(hdr), tonemap(batch["gt_hdr"]))
+    return gm_loss + hdr_loss, {"l1_gm": gm_loss.item(), "l1_mu": hdr_loss.item()}
+
+
+def stage2_loss(gain_map: torch.Tensor, mask: torch.Tensor, batch: dict, threshold: float):
+    """BCE of the DA mask against the error of the (frozen) stage-1 prediction."""
+    with torch.no_grad():
+        target = mask_target(decode_gain_map(gain_map.detach(), batch["ldr_ref"]), batch["gt_hdr"], threshold)
+    # BCE in float32 with clamping: autocast-safe and no log(0).
+    loss = F.binary_cross_entropy(mask.float().clamp(1e-6, 1 - 1e-6), target.float())
+    return loss, {"bce": loss.item(), "target_fraction": target.mean().item()}
+
+
+# -- model set-up ------------------------------------------------------------------------------
+
+
+def _read_weights(path: Path) -> tuple[dict, dict | None]:
+    """State dict and (when known) the DaReg config stored with some weights."""
+    from gmodiff.models.checkpoints import unwrap_state_dict
+
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else None
+        return load_file(str(path / "model.safetensors")), config
+    if path.is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise CheckpointError("no weights found here", path,
+                                  "point init_weights at a stage-1 'final' folder or checkpoint")
+        path = newest
+    if not path.is_file():
+        raise CheckpointError("weights not found", path, "check init_weights")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(payload, dict) and "model" in payload and "step" in payload:
+        return payload["model"], payload.get("extra", {}).get("model_config")
+    return unwrap_state_dict(payload), None
+
+
+def load_backbone_weights(model: DaReg, path: str | Path) -> None:
+    """Load stage-1 weights into a model with a mask head; only mask-head keys may be absent."""
+    path = Path(path)
+    state, _ = _read_weights(path)
+    expected = model.state_dict()
+    head = {k for k in expected if k.startswith(("encoder_adapt_convs.", "seg_conv_layers."))}
+    missing = sorted(set(expected) - set(state) - head)
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f"stage-1 weights do not fit (missing {missing[:4]}, unexpected {unexpected[:4]}, "
+            f"shape mismatch {mismatched[:4]})", path, "use the same model preset as stage 1")
+    model.load_state_dict(state, strict=False)
+
+
+def build_model(config: DaRegTrainConfig) -> DaReg:
+    """The network for this stage, stage-1 weights loaded and backbone frozen in stage 2."""
+    model_config = config.model_config()
+    if config.stage == 2:
+        _, stored = _read_weights(Path(config.init_weights))
+        if stored:  # trust the stage-1 run's architecture over the preset
+            model_config = DaRegConfig.from_dict({**stored, "mask_head": True})
+    model = DaReg(model_config)
+    if config.stage == 2:
+        load_backbone_weights(model, config.init_weights)
+        model.freeze_backbone()
+    return model
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def validate(model: DaReg, dataset: Dataset, device, stage: int, threshold: float) -> dict:
+    """Mean PSNR-μ / PSNR-l over full validation scenes (plus mask BCE/accuracy in stage 2)."""
+    from gmodiff.metrics import psnr_l, psnr_mu
+
+    was_training = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    for index in range(len(dataset)):
+        item = dataset[index]
+        batch = {k: v[None].to(device) for k, v in item.items() if isinstance(v, torch.Tensor)}
+        out = model(batch["inputs"])
+        hdr = decode_gain_map(out.gain_map, batch["ldr_ref"])
+        pred = hdr[0].permute(1, 2, 0).float().cpu().numpy()
+        gt = batch["gt_hdr"][0].permute(1, 2, 0).float().cpu().numpy()
+        values = {"psnr_mu": psnr_mu(pred, gt), "psnr_l": psnr_l(pred, gt)}
+        if stage == 2 and out.mask is not None:
+            target = mask_target(hdr, batch["gt_hdr"], threshold)
+            values["mask_bce"] = F.binary_cross_entropy(out.mask.clamp(1e-6, 1 - 1e-6), target).item()
+            values["mask_accuracy"] = ((out.mask >= 0.5).float() == target).float().mean().item()
+        for key, value in values.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    model.train(was_training)
+    return {key: value / max(len(dataset), 1) for key, value in totals.items()}
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_dareg(
+    config: DaRegTrainConfig,
+    resume: bool = False,
+    train_dataset: Dataset | None = None,
+    val_dataset: Dataset | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run (or resume) one training stage; return a summary (steps, last loss, last validation).
+
+    Writes ``<out_dir>/log.jsonl``, ``<out_dir>/checkpoints/checkpoint-*.pt`` and, at the end,
+    ``<out_dir>/final`` (``DaReg.save_pretrained``). Datasets default to those the config names.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    accelerator = Accelerator()
+    out_dir = Path(config.out_dir)
+    checkpoints = out_dir / "checkpoints"
+    _seed_everything(config.seed)
+    model = build_model(config)
+    train_dataset = train_dataset if train_dataset is not None else build_train_dataset(config)
+    if val_dataset is None and accelerator.is_main_process:
+        val_dataset = build_val_dataset(config)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.lr)
+    # Not passed to accelerator.prepare: its wrapper steps the scheduler once per process.
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+
+    start_step = 0
+    if resume:
+        if latest_checkpoint(checkpoints) is None:
+            raise CheckpointError("nothing to resume", checkpoints, "run once without --resume first")
+        start_step = load_checkpoint(checkpoints, model, optimizer, scheduler).step
+
+    sampler = ResumableBatchSampler(len(train_dataset), config.batch_size, config.seed,
+                                    accelerator.process_index, accelerator.num_processes)
+    loader = DataLoader(train_dataset, batch_sampler=sampler, num_workers=config.num_workers)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    log = JsonlLog(out_dir / "log.jsonl", resume_step=start_step) if accelerator.is_main_process else None
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with_config = {"config": dataclasses.asdict(config), "processes": accelerator.num_processes}
+        (out_dir / "train_config.json").write_text(json.dumps(with_config, indent=2) + "\n")
+
+    steps_per_epoch = len(sampler)
+    step = start_step
+    last: dict = {}
+    bar = tqdm(total=config.max_steps, initial=step, desc=f"DaReg stage {config.stage}",
+               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    started = time.perf_counter()
+    model.train()
+    while step < config.max_steps:
+        epoch = step // steps_per_epoch
+        sampler.set_epoch(epoch, start_batch=step % steps_per_epoch)
+        _set_epoch(train_dataset, epoch)
+        for batch in loader:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            out = model(batch["inputs"])
+            if config.stage == 1:
+                loss, parts = stage1_loss(out.gain_map, batch)
+            else:
+                loss, parts = stage2_loss(out.gain_map, out.mask, batch, config.mask_threshold)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            if log is not None and (step % config.log_every == 0 or step == config.max_steps):
+                log.append({"step": step, "split": "train", "loss": mean_loss,
+                            "lr": scheduler.get_last_lr()[0], **parts})
+            if (config.val_every and step % config.val_every == 0) or step == config.max_steps:
+                if accelerator.is_main_process and val_dataset is not None and len(val_dataset):
+                    last = validate(accelerator.unwrap_model(model), val_dataset, accelerator.device,
+                                    config.stage, config.mask_threshold)
+                    log.append({"step": step, "split": "val", **last})
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
+                accelerator.wait_for_everyone()
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.max_steps:
+                if accelerator.is_main_process:
+                    unwrapped = accelerator.unwrap_model(model)
+                    save_checkpoint(checkpoints, step, unwrapped, optimizer.optimizer
+                                    if hasattr(optimizer, "optimizer") else optimizer, scheduler,
+                                    extra={"model_config": unwrapped.config.to_dict()},
+                                    keep_last=config.keep_last)
+                accelerator.wait_for_everyone()
+            if step >= config.max_steps:
+                break
+    bar.close()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(out_dir / "final")
+    accelerator.wait_for_everyone()
+    return {"steps": step, "seconds": time.perf_counter() - started, "last_val": last,
+            "final": str(out_dir / "final"), "loss": mean_loss if step > start_step else math.nan}
