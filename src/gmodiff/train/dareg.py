@@ -68,6 +68,8 @@ class DaRegTrainConfig:
     """Halve (× lr_gamma) the learning rate every this many steps."""
     lr_gamma: float = 0.5
     max_steps: int = 1000
+    max_minutes: float | None = None
+    """Also stop (checkpoint + final weights) once this much wall time has passed."""
     log_every: int = 10
     val_every: int = 500
     checkpoint_every: int = 500
@@ -331,6 +333,7 @@ def train_dareg(
 
     steps_per_epoch = len(sampler)
     step = start_step
+    out_of_time = False
     last: dict = {}
     bar = tqdm(total=config.max_steps, initial=step, desc=f"DaReg stage {config.stage}",
                disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
@@ -352,20 +355,26 @@ def train_dareg(
             optimizer.step()
             scheduler.step()
             step += 1
+            out_of_time = (config.max_minutes is not None
+                           and time.perf_counter() - started > 60 * config.max_minutes)
+            if accelerator.num_processes > 1:  # every rank must agree to stop on the same step
+                flag = torch.tensor([float(out_of_time)], device=accelerator.device)
+                out_of_time = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+            final_step = step >= config.max_steps or out_of_time
             mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if log is not None and (step % config.log_every == 0 or step == config.max_steps):
+            if log is not None and (step % config.log_every == 0 or final_step):
                 log.append({"step": step, "split": "train", "loss": mean_loss,
                             "lr": scheduler.get_last_lr()[0], **parts})
-            if (config.val_every and step % config.val_every == 0) or step == config.max_steps:
+            if (config.val_every and step % config.val_every == 0) or final_step:
                 if accelerator.is_main_process and val_dataset is not None and len(val_dataset):
                     last = validate(accelerator.unwrap_model(model), val_dataset, accelerator.device,
                                     config.stage, config.mask_threshold)
                     log.append({"step": step, "split": "val", **last})
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
                 accelerator.wait_for_everyone()
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.max_steps:
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or final_step:
                 if accelerator.is_main_process:
                     unwrapped = accelerator.unwrap_model(model)
                     save_checkpoint(checkpoints, step, unwrapped, optimizer.optimizer
@@ -373,8 +382,10 @@ def train_dareg(
                                     extra={"model_config": unwrapped.config.to_dict()},
                                     keep_last=config.keep_last)
                 accelerator.wait_for_everyone()
-            if step >= config.max_steps:
+            if final_step:
                 break
+        if out_of_time:
+            break
     bar.close()
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(out_dir / "final")
