@@ -106,3 +106,11 @@ def test_evaluate_pair():
     assert list(scores)[:6] == list(CORE_METRICS)
     assert scores["psnr_l"] == pytest.approx(psnr_l(pred, gt))
     assert all(isinstance(v, float) for v in scores.values())
+
+
+def test_broken_optional_package_gives_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "flip_evaluator.py").write_text("raise RuntimeError('operator torchvision::nms')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pred, gt = _pair()
+    with pytest.raises(MetricUnavailableError, match="fails to import.*torchvision::nms"):
+        hdr_flip(pred, gt)
