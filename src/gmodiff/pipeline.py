@@ -1,0 +1,274 @@
+"""``GMODiffPipeline``: bracket in, HDR out (DaReg → one-step refiner → gain-map codec).
+
+The pipeline owns its components and saves/loads them as one folder::
+
+    gmodiff_pipeline.json     backbone source, refiner config (with its LoRA target lists)
+    dareg/                    DaReg.save_pretrained
+    refiner.safetensors       the refiner's weights: everything for a random (tiny/sd21_random)
+                              backbone, only what training changes (LoRA, conv_in, projection,
+                              DA skips, norm statistics) for a backbone folder
+
+Adapters are written with our own safetensors file and read back with ``load_state_dict`` on the
+same peft-wrapped module tree, so keys (``base_layer``/``lora_A.<adapter>``) match one for one —
+diffusers' plain ``save_pretrained`` would drop them on reload (the "LoRA save trap").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gmodiff.errors import CheckpointError, ConfigError, SceneError
+from gmodiff.gainmap import decode_gain_map, from_signed, to_signed
+from gmodiff.io.atomic import atomic_path
+from gmodiff.io.scene import Scene
+from gmodiff.models.backbone import BackboneConfig, load_backbone
+from gmodiff.models.dareg import DaReg, DaRegConfig
+from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
+
+PIPELINE_CONFIG = "gmodiff_pipeline.json"
+REFINER_WEIGHTS = "refiner.safetensors"
+FORMAT = "gmodiff-pipeline"
+MULTIPLE = 32
+"""Inputs are padded to a multiple of this (DaReg's total down-sampling)."""
+
+
+@dataclass
+class PipelineOutput:
+    """What the pipeline returns for one scene (arrays H×W×C, float32)."""
+
+    hdr: np.ndarray
+    """Linear HDR radiance aligned to the reference frame."""
+    gain_map: np.ndarray
+    """The refined gain map in [0, 1]."""
+    mask: np.ndarray | None
+    """DaReg's DA mask (H×W) in [0, 1]."""
+    coarse_gain_map: np.ndarray
+    """DaReg's gain map before refinement."""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BatchPrediction:
+    """Tensors from :meth:`GMODiffPipeline.predict` (cropped back to the input size)."""
+
+    gain_map: torch.Tensor
+    coarse_gain_map: torch.Tensor
+    mask: torch.Tensor | None
+    timings: dict[str, float]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> torch.Tensor:
+    """Replicate-pad the last two dims of ``x`` (any leading dims) up to a multiple."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    lead = x.shape[:-2]
+    flat = x.reshape(1, -1, height, width)
+    padded = F.pad(flat, (0, pad_w, 0, pad_h), mode="replicate")
+    return padded.reshape(*lead, height + pad_h, width + pad_w)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class GMODiffPipeline:
+    """DaReg + refiner + gain-map codec, with save/load, device/dtype moves and tiling."""
+
+    def __init__(self, dareg: DaReg, refiner: GMRefiner, tile: TileOptions | None = None):
+        self.dareg = dareg.eval()
+        self.refiner = refiner.eval()
+        self.tile = tile or TileOptions()
+        self.device = next(refiner.parameters()).device
+        self.dtype = torch.float32
+
+    # ----- construction -----------------------------------------------------------------------
+    @classmethod
+    def build(cls, dareg: DaReg | None = None, backbone: BackboneConfig | str | Path = "tiny",
+              refiner_config: RefinerConfig | None = None) -> GMODiffPipeline:
+        """New pipeline: a DaReg (tiny if None) and a freshly initialised refiner on ``backbone``."""
+        dareg = dareg or DaReg(DaRegConfig.tiny())
+        token_channels = dareg.config.channels[-1]
+        backbone_obj = load_backbone(backbone if not isinstance(backbone, BackboneConfig) else backbone)
+        if refiner_config is None:
+            refiner_config = (RefinerConfig.tiny(token_channels) if backbone_obj.config.kind == "tiny"
+                              else RefinerConfig(token_channels=token_channels))
+        return cls(dareg, GMRefiner(backbone_obj, refiner_config))
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> GMODiffPipeline:
+        """A tiny random pipeline (tests, benchmarks, smoke training)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            dareg = DaReg(DaRegConfig.tiny())
+        return cls.build(dareg, BackboneConfig(kind="tiny", seed=seed),
+                         RefinerConfig.tiny(dareg.config.channels[-1]))
+
+    # ----- persistence ------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the pipeline folder (config JSON, DaReg, refiner safetensors), each file atomically."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        refiner = self.refiner
+        embedded = refiner.backbone_config.kind != "folder"
+        refiner_config = RefinerConfig.from_dict(refiner.config.to_dict())
+        refiner_config.target_modules = refiner.target_modules
+        state = refiner.state_dict() if embedded else refiner.trainable_state_dict()
+        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+        self.dareg.save_pretrained(directory / "dareg")
+        with atomic_path(directory / REFINER_WEIGHTS) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model": "gmodiff.GMRefiner",
+                                                 "contents": "full" if embedded else "trainable"})
+        config = {
+            "format": FORMAT,
+            "version": 1,
+            "backbone": refiner.backbone_config.to_dict(),
+            "refiner": refiner_config.to_dict(),
+            "refiner_weights": "full" if embedded else "trainable",
+            "tile": {"latent_tile": self.tile.latent_tile, "latent_overlap": self.tile.latent_overlap,
+                     "vae_tile": self.tile.vae_tile, "vae_overlap": self.tile.vae_overlap},
+        }
+        with atomic_path(directory / PIPELINE_CONFIG) as tmp:
+            Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path,
+                        backbone: str | Path | None = None) -> GMODiffPipeline:
+        """Load a folder written by :meth:`save_pretrained`; ``backbone`` overrides the SD folder."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path = directory / PIPELINE_CONFIG
+        if not config_path.is_file():
+            raise CheckpointError(f"no {PIPELINE_CONFIG} here", directory,
+                                  "point at a folder written by GMODiffPipeline.save_pretrained")
+        try:
+            config = json.loads(config_path.read_text())
+            if config.get("format") != FORMAT:
+                raise ValueError("wrong format tag")
+            backbone_config = BackboneConfig(**config["backbone"])
+            refiner_config = RefinerConfig.from_dict(config["refiner"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"unreadable pipeline config ({exc})", config_path,
+                                  "re-save the pipeline") from exc
+        if backbone is not None:
+            backbone_config = BackboneConfig.from_path(backbone)
+        dareg = DaReg.from_pretrained(directory / "dareg")
+        refiner = GMRefiner(load_backbone(backbone_config), refiner_config)
+        weights_path = directory / REFINER_WEIGHTS
+        if not weights_path.is_file():
+            raise CheckpointError(f"missing {REFINER_WEIGHTS}", directory, "re-save the pipeline")
+        state = load_file(str(weights_path))
+        load_refiner_state(refiner, state, full=config.get("refiner_weights") == "full",
+                           source=weights_path)
+        tile = TileOptions(**config.get("tile", {}))
+        return cls(dareg, refiner, tile)
+
+    # ----- device, dtype, speed ---------------------------------------------------------------
+    def to(self, device: str | torch.device | None = None,
+           dtype: torch.dtype | None = None) -> GMODiffPipeline:
+        """Move to ``device``; ``dtype`` fp16/bf16 (refiner only) is allowed on GPU only."""
+        device = torch.device(device) if device is not None else self.device
+        if dtype in (torch.float16, torch.bfloat16) and device.type == "cpu":
+            raise ConfigError(f"{dtype} inference needs a GPU", fix="drop --dtype or use --device cuda")
+        self.dareg.to(device)
+        self.refiner.to(device=device, dtype=dtype) if dtype else self.refiner.to(device)
+        self.device = device
+        self.dtype = dtype or self.dtype
+        return self
+
+    def fuse_lora(self) -> GMODiffPipeline:
+        """Merge every LoRA into its base weights (inference only)."""
+        self.refiner.fuse_lora()
+        return self
+
+    # ----- inference --------------------------------------------------------------------------
+    def predict(self, inputs: torch.Tensor, ldr_short: torch.Tensor, steps: int = 1,
+                tile: TileOptions | None = None,
+                generator: torch.Generator | None = None) -> BatchPrediction:
+        """Refined gain maps for a batch: inputs (B,3,6,H,W), short LDR (B,3,H,W) in [0,1].
+
+        DaReg always runs without gradients (it is frozen in stage 3); the refiner follows the
+        caller's grad mode, so training calls this too.
+        """
+        height, width = inputs.shape[-2:]
+        device = self.device
+        inputs = pad_to_multiple(inputs.to(device))
+        ldr_short = pad_to_multiple(ldr_short.to(device))
+        timings: dict[str, float] = {}
+        _sync(device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            coarse = self.dareg(inputs)
+        _sync(device)
+        timings["dareg_s"] = time.perf_counter() - start
+        mask = coarse.mask if coarse.mask is not None else torch.zeros_like(coarse.gain_map[:, :1])
+        start = time.perf_counter()
+        refined = self.refiner(to_signed(coarse.gain_map), to_signed(ldr_short), mask, coarse.tokens,
+                               steps=steps, tile=tile, generator=generator)
+        _sync(device)
+        timings["refiner_s"] = time.perf_counter() - start
+        crop = (..., slice(0, height), slice(0, width))
+        return BatchPrediction(
+            gain_map=from_signed(refined.float())[crop],
+            coarse_gain_map=coarse.gain_map[crop],
+            mask=coarse.mask[crop] if coarse.mask is not None else None,
+            timings=timings,
+        )
+
+    @torch.no_grad()
+    def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
+                 tile: TileOptions | bool | None = None, steps: int = 1) -> PipelineOutput:
+        """Reconstruct one scene. ``tile=True`` uses the pipeline's tile options; None = no tiling."""
+        from gmodiff.data.inputs import stack_inputs
+
+        if len(scene.frames) != 3:
+            raise SceneError(f"GMODiff needs 3 frames, got {len(scene.frames)}", scene.root,
+                             "give a short, medium and long exposure")
+        if steps < 1:
+            raise ConfigError(f"steps must be ≥ 1, got {steps}")
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        tile_options = self.tile if tile is True else (tile or None)
+        start = time.perf_counter()
+        inputs = stack_inputs(scene.frames, scene.exposure_times)[None]
+        short = torch.from_numpy(np.ascontiguousarray(scene.frames[0].transpose(2, 0, 1)))[None]
+        pred = self.predict(inputs, short.float(), steps=steps, tile=tile_options, generator=generator)
+        gain_map = pred.gain_map[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+        hdr = decode_gain_map(gain_map, np.asarray(scene.reference, dtype=np.float32))
+        timings = dict(pred.timings)
+        timings["total_s"] = time.perf_counter() - start
+        return PipelineOutput(
+            hdr=hdr.astype(np.float32),
+            gain_map=gain_map,
+            mask=pred.mask[0, 0].cpu().numpy().astype(np.float32) if pred.mask is not None else None,
+            coarse_gain_map=pred.coarse_gain_map[0].permute(1, 2, 0).cpu().numpy().astype(np.float32),
+            timings=timings,
+        )
+
+
+def load_refiner_state(refiner: GMRefiner, state: dict[str, torch.Tensor], full: bool,
+                       source: str | Path | None = None) -> None:
+    """Load saved refiner weights, refusing any missing, unexpected or mis-shaped key."""
+    expected = refiner.state_dict() if full else refiner.trainable_state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f"refiner weights do not fit the model (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, shape mismatch {mismatched[:3]})",
+            source, "load with the backbone and refiner config the weights were trained with")
+    refiner.load_state_dict(state, strict=full)
