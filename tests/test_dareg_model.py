@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.errors import CheckpointError, ConfigError, SceneError
 from gmodiff.models.checkpoints import load_reference_checkpoint, load_reference_state_dict
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.nafnet import LayerNorm2d, NAFBlock
@@ -126,6 +126,7 @@ def test_load_reference_state_dict_reports_problems():
     assert "intro_0.weight" in message and "x.pth" in message
 
 
+@pytest.mark.slow  # ~5 s alone, ~15 s on a busy 2-core machine; still runs in `make test`
 def test_paper_size_reference_checkpoint_round_trip(tmp_path):
     """The paper preset has ~48 M parameters and loads a ``dareg_mask.pth``-style file strictly."""
     torch.manual_seed(0)
@@ -139,8 +140,8 @@ def test_paper_size_reference_checkpoint_round_trip(tmp_path):
         assert f"module.{key}" in state, key
     assert state["module.downs.3.0.weight"].shape == (1024, 512, 4, 4)
     torch.save({"state_dict": state}, tmp_path / "dareg_mask.pth")
-    loaded = DaReg(DaRegConfig.paper(channel_order="bgr"))
-    load_reference_checkpoint(loaded, tmp_path / "dareg_mask.pth")
+    loaded = DaReg.from_pretrained(tmp_path / "dareg_mask.pth")
+    assert loaded.config.channel_order == "bgr" and loaded.config.pad_mode == "constant"
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(CheckpointError, match="unexpected keys: encoder_adapt_convs"):
@@ -152,3 +153,25 @@ def test_corrupt_checkpoint_file_is_a_checkpoint_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="dareg_mask.pth"):
         load_reference_checkpoint(_tiny(), bad)
+
+
+def test_predict_scene_returns_arrays_at_scene_size(tmp_path):
+    import numpy as np
+
+    from gmodiff.gainmap import decode_gain_map
+    from gmodiff.io.scene import Scene
+    from gmodiff.models.dareg import load_dareg
+
+    model = _tiny()
+    _perturb(model)
+    model.save_pretrained(tmp_path / "w")
+    rng = np.random.default_rng(0)
+    frames = [rng.uniform(0, 1, (21, 30, 3)).astype(np.float32) for _ in range(3)]
+    scene = Scene(frames=frames, exposure_times=np.array([1.0, 4.0, 16.0]))
+    loaded = load_dareg(tmp_path / "w")
+    assert load_dareg(tmp_path / "w") is loaded  # cached for batches of scenes
+    result = loaded.predict_scene(scene)
+    assert result.hdr.shape == result.gain_map.shape == (21, 30, 3) and result.mask.shape == (21, 30)
+    assert np.allclose(result.hdr, decode_gain_map(result.gain_map, frames[1]), atol=1e-6)
+    with pytest.raises(SceneError, match="3 frames"):
+        loaded.predict_scene(Scene(frames=frames[:2], exposure_times=np.array([1.0, 4.0])))

@@ -17,11 +17,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.errors import CheckpointError, ConfigError, SceneError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.nafnet import NAFBlock
 
@@ -120,6 +121,18 @@ class DaRegOutput:
     tokens: torch.Tensor
     """c_L: middle-block features (B, N, C_mid), N = H·W / multiple² of the padded size."""
     encoder_features: list[torch.Tensor] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class DaRegPrediction:
+    """DaReg's result for one scene, as arrays at the scene's size."""
+
+    hdr: np.ndarray
+    """(H, W, 3) float32 linear radiance decoded from the gain map."""
+    gain_map: np.ndarray
+    """(H, W, 3) float32 in [0, 1]."""
+    mask: np.ndarray | None
+    """(H, W) float32 in [0, 1], or None without a mask head."""
 
 
 class ExposureAttentionFusion(nn.Module):
@@ -279,6 +292,29 @@ class DaReg(nn.Module):
         ]
         return torch.sigmoid(self.seg_conv_layers(torch.cat(parts, dim=1)))
 
+    @torch.no_grad()
+    def predict_scene(self, scene) -> DaRegPrediction:
+        """Reconstruct one :class:`~gmodiff.io.scene.Scene` (3 frames, medium reference)."""
+        from gmodiff.data.inputs import stack_inputs
+        from gmodiff.gainmap import decode_gain_map
+
+        if len(scene.frames) != 3 or scene.reference_index != REFERENCE_INDEX:
+            raise SceneError(
+                f"DaReg needs 3 frames with the middle one as reference, got {len(scene.frames)} "
+                f"frames (reference {scene.reference_index})", scene.root,
+                "give a short/medium/long bracket")
+        was_training = self.training
+        self.eval()
+        parameter = next(self.parameters())
+        inputs = stack_inputs(scene.frames, scene.exposure_times)[None]
+        out = self(inputs.to(parameter.device, parameter.dtype))
+        self.train(was_training)
+        gain_map = out.gain_map[0].float().permute(1, 2, 0).cpu().numpy()
+        reference = np.asarray(scene.reference, dtype=np.float32)
+        hdr = decode_gain_map(gain_map, reference).astype(np.float32)
+        mask = None if out.mask is None else out.mask[0, 0].float().cpu().numpy()
+        return DaRegPrediction(hdr=hdr, gain_map=gain_map, mask=mask)
+
     # -- persistence ------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -299,13 +335,15 @@ class DaReg(nn.Module):
         """Load a DaReg saved by :meth:`save_pretrained`, or a reference ``.pth`` file.
 
         A ``.pth``/``.pt`` file is read as a reference-layout checkpoint into the paper preset
-        (``config_overrides`` such as ``channel_order="bgr"`` apply).
+        with the reference code's conventions (BGR channel order, zero padding); any
+        ``config_overrides`` win.
         """
         from gmodiff.models.checkpoints import load_reference_checkpoint, load_reference_state_dict
 
         path = Path(path)
         if path.is_file() and path.suffix in (".pth", ".pt", ".ckpt"):
-            model = cls(DaRegConfig.paper(**config_overrides))
+            reference = {"channel_order": "bgr", "pad_mode": "constant"}
+            model = cls(DaRegConfig.paper(**{**reference, **config_overrides}))
             load_reference_checkpoint(model, path)
             return model
         config_path = path / CONFIG_NAME
@@ -330,3 +368,18 @@ class DaReg(nn.Module):
             raise CheckpointError(f"cannot read weights ({exc})", weights_path, "re-export them") from exc
         load_reference_state_dict(model, state, source=weights_path)
         return model
+
+
+_LOADED: dict[tuple[str, str, str | None], DaReg] = {}
+
+
+def load_dareg(weights: str | Path, device: str | torch.device = "cpu",
+               channel_order: str | None = None) -> DaReg:
+    """``DaReg.from_pretrained`` in eval mode on ``device``, cached so a batch of scenes loads the
+    weights once. ``channel_order`` overrides the stored one ("bgr" for the reference .pth)."""
+    key = (str(Path(weights).resolve()), str(device), channel_order)
+    if key not in _LOADED:
+        overrides = {"channel_order": channel_order} if channel_order else {}
+        _LOADED.clear()  # keep at most one model in memory
+        _LOADED[key] = DaReg.from_pretrained(weights, **overrides).to(device).eval()
+    return _LOADED[key]
