@@ -26,6 +26,10 @@ EXPOSURE_FILE = "exposure.txt"
 GROUND_TRUTH_NAMES = ("HDRImg.hdr", "label.hdr", "HDRImg.exr", "label.exr")
 """Ground-truth file names looked for, in this order."""
 FRAMES_PER_SCENE = 3
+MAX_EXPOSURE_FILE_BYTES = 65536
+"""exposure.txt holds a few numbers; anything larger is refused before it is read."""
+MAX_EXPOSURE_SPAN_STOPS = 30.0
+"""Widest accepted bracket in stops; beyond it 2**stops loses meaning (and overflows)."""
 
 
 @dataclass
@@ -89,6 +93,10 @@ def read_exposure_stops(path: Path) -> np.ndarray:
         raise ExposureError("missing exposure file", path,
                             "add exposure.txt with one exposure value in stops per frame, "
                             "short to long (e.g. 0, 2, 4)")
+    size = path.stat().st_size
+    if size > MAX_EXPOSURE_FILE_BYTES:
+        raise ExposureError(f"exposure file is {size} bytes, expected a few numbers", path,
+                            "write one exposure value in stops per frame, short to long")
     try:
         text = path.read_text(encoding="utf-8", errors="strict")
     except (OSError, UnicodeDecodeError) as exc:
@@ -141,6 +149,10 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
         raise ExposureError(f"exposures {stops.tolist()} are not strictly increasing",
                             exposure_path, "list exposures short to long, matching the frames "
                             "sorted by name")
+    if stops.max() - stops.min() > MAX_EXPOSURE_SPAN_STOPS:
+        raise ExposureError(f"exposures span {stops.max() - stops.min():.4g} stops, more than "
+                            f"{MAX_EXPOSURE_SPAN_STOPS:g}", exposure_path,
+                            "write exposure values in stops (EV), e.g. 0 2 4")
     images = [read_ldr(p) for p in frame_paths]
     first = images[0]
     for image in images[1:]:
