@@ -1,0 +1,73 @@
+"""Test helpers: simulated handheld JPEG brackets with EXIF written by the test."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import piexif
+from PIL import Image
+
+from gmodiff.data.sources import procedural_radiance
+
+
+def exif_bytes(exposure_seconds: float | None, iso: int | None = 100,
+               f_number: float | None = 4.0, orientation: int = 1) -> bytes:
+    """A piexif EXIF block with the given exposure settings."""
+    exif_ifd = {}
+    if exposure_seconds is not None:
+        # rational with a large denominator so e.g. 1/250 s stays exact
+        exif_ifd[piexif.ExifIFD.ExposureTime] = (round(exposure_seconds * 1_000_000), 1_000_000)
+    if iso is not None:
+        exif_ifd[piexif.ExifIFD.ISOSpeedRatings] = iso
+    if f_number is not None:
+        exif_ifd[piexif.ExifIFD.FNumber] = (round(f_number * 10), 10)
+    return piexif.dump({"0th": {piexif.ImageIFD.Orientation: orientation}, "Exif": exif_ifd})
+
+
+def save_jpeg(path: Path, rgb_u8: np.ndarray, exif: bytes | None = None) -> Path:
+    """Write an 8-bit RGB array as a JPEG (quality 95) with an optional EXIF block."""
+    buf = io.BytesIO()
+    kwargs = {"exif": exif} if exif else {}
+    Image.fromarray(rgb_u8).save(buf, "JPEG", quality=95, **kwargs)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def scene_radiance(h: int, w: int, seed: int = 3) -> np.ndarray:
+    """A procedural HDR scene normalised so its 99th percentile is 1."""
+    rad = procedural_radiance(h, w, seed)
+    return (rad / np.percentile(rad, 99)).astype(np.float32)
+
+
+def expose(radiance: np.ndarray, relative_exposure: float) -> np.ndarray:
+    """Gamma-2.2 camera: 8-bit frame of ``radiance`` at ``relative_exposure``."""
+    encoded = np.clip(radiance * relative_exposure, 0, 1) ** (1 / 2.2)
+    return np.round(encoded * 255).astype(np.uint8)
+
+
+def write_bracket(folder: Path, h: int = 64, w: int = 96, stops=(-2.0, 0.0, 2.0),
+                  shift_fraction: float = 0.03, base_seconds: float = 1 / 60,
+                  with_exif: bool = True, seed: int = 3) -> tuple[list[Path], np.ndarray]:
+    """Handheld-style bracket: each frame a window of a larger scene shifted by a few percent.
+
+    Returns the frame paths (in a shuffled, non-exposure order) and the reference (0 EV) view's
+    radiance scaled to the shortest exposure (the HDR a perfect reconstruction returns).
+    """
+    margin = int(np.ceil(shift_fraction * max(h, w))) + 1
+    big = scene_radiance(h + 2 * margin, w + 2 * margin, seed)
+    rng = np.random.default_rng(seed)
+    paths = []
+    order = [1, 0, 2] if len(stops) == 3 else list(range(len(stops)))
+    for k in order:
+        s = stops[k]
+        if s == 0:
+            dy = dx = 0
+        else:
+            dy, dx = (rng.choice([-1, 1], 2) * shift_fraction * np.array([h, w])).round().astype(int)
+        view = big[margin + dy:margin + dy + h, margin + dx:margin + dx + w]
+        exif = exif_bytes(base_seconds * 2.0 ** s) if with_exif else None
+        paths.append(save_jpeg(folder / f"IMG_{k:02d}.jpg", expose(view * 4.0, 2.0 ** s), exif))
+    reference_view = big[margin:margin + h, margin:margin + w] * 4.0
+    return paths, reference_view
