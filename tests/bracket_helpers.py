@@ -9,8 +9,6 @@ import numpy as np
 import piexif
 from PIL import Image
 
-from gmodiff.data.sources import procedural_radiance
-
 
 def exif_bytes(exposure_seconds: float | None, iso: int | None = 100,
                f_number: float | None = 4.0, orientation: int = 1) -> bytes:
@@ -37,8 +35,21 @@ def save_jpeg(path: Path, rgb_u8: np.ndarray, exif: bytes | None = None) -> Path
 
 def scene_radiance(h: int, w: int, seed: int = 3) -> np.ndarray:
     """A procedural HDR scene normalised so its 99th percentile is 1."""
+    try:
+        from gmodiff.data.sources import procedural_radiance
+    except ImportError:  # simulator not available: a simple textured scene with a bright spot
+        procedural_radiance = _fallback_radiance
     rad = procedural_radiance(h, w, seed)
     return (rad / np.percentile(rad, 99)).astype(np.float32)
+
+
+def _fallback_radiance(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    phase = rng.uniform(0, 6, 3)
+    base = 0.02 + 0.3 * np.sin(17 * xx + phase[0]) ** 2 * np.cos(11 * yy + phase[1]) ** 2
+    base += 8.0 * np.exp(-((xx - 0.7) ** 2 + (yy - 0.3) ** 2) / 0.004)
+    return np.stack([base, 0.8 * base + 0.01, 0.6 * base + 0.02 * yy], -1).astype(np.float32)
 
 
 def expose(radiance: np.ndarray, relative_exposure: float) -> np.ndarray:
