@@ -1,0 +1,191 @@
+"""Plain exposure brackets (any camera, any number of frames) → a three-frame ``Scene``.
+
+Exposures come from ``--times`` (seconds, or any relative unit), else ``--ev`` (stops), else
+EXIF (exposure time, with ISO and aperture folded in; see :mod:`gmodiff.io.exif`).
+
+Which frames are used (the network takes exactly three: short, reference, long):
+
+1. Frames are sorted by exposure, shortest first.
+2. The reference is the frame given by ``reference`` (1-based, in the order the files were
+   given), else the frame whose exposure in stops is closest to the middle of the bracket
+   (midway between the shortest and longest); a tie goes to the shorter frame, which has fewer
+   clipped highlights.
+3. On each side of the reference, the frame whose distance from it is closest to
+   ``TARGET_GAP_STOPS`` (3 stops, the widest spacing in the training brackets) is used; on a tie
+   the farther frame wins, as it adds more dynamic range.
+4. A side with no frame (two-frame brackets, or a reference at one end) is filled with the
+   reference frame itself: it adds no information but invents none either, and the network
+   sees the exposure ordering it was trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gmodiff.errors import ExposureError, SceneError
+from gmodiff.io.exif import exposures_from_exif
+from gmodiff.io.ldr import read_ldr
+from gmodiff.io.scene import Scene
+
+TARGET_GAP_STOPS = 3.0
+DUPLICATE_TOLERANCE_STOPS = 0.1
+"""Exposures closer than this (in stops) count as the same exposure."""
+SATURATED_LEVEL = 0.98
+SATURATED_FRACTION = 0.99
+"""A frame is "all saturated" when this fraction of its pixels has every channel ≥ the level."""
+
+
+@dataclass
+class BracketSelection:
+    """What was read and which frames feed the network (indices into the sorted list)."""
+
+    paths: list[Path]
+    exposures: np.ndarray
+    reference: int
+    used: tuple[int, int, int]
+    exposure_source: str
+
+    @property
+    def stops(self) -> np.ndarray:
+        """Sorted exposures in stops relative to the reference."""
+        return np.log2(self.exposures / self.exposures[self.reference])
+
+    def describe(self) -> str:
+        """One line per used frame, e.g. ``short: a.jpg (-2.0 EV)``."""
+        roles = ("short", "reference", "long")
+        lines = []
+        for role, index in zip(roles, self.used):
+            note = " (reference reused: no frame on this side)" if (
+                role != "reference" and index == self.reference) else ""
+            lines.append(f"{role}: {self.paths[index].name} ({self.stops[index]:+.1f} EV){note}")
+        unused = [self.paths[i].name for i in range(len(self.paths)) if i not in self.used]
+        if unused:
+            lines.append(f"not used: {', '.join(unused)}")
+        return "\n".join(lines)
+
+
+def parse_number_list(text: str, flag: str) -> list[float]:
+    """Comma-separated numbers from a command-line flag, e.g. ``-2,0,2``."""
+    try:
+        values = [float(part) for part in text.replace(" ", "").split(",") if part != ""]
+    except ValueError:
+        raise ExposureError(f"{flag} must be comma-separated numbers, got '{text}'", None,
+                            f"e.g. {flag} -2,0,2") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ExposureError(f"{flag} must be finite numbers, got '{text}'", None, f"e.g. {flag} -2,0,2")
+    return values
+
+
+def bracket_exposures(paths: Sequence[Path], ev: str | None = None,
+                      times: str | None = None) -> tuple[np.ndarray, str]:
+    """Relative exposure per file (in the given order) and where it came from."""
+    if ev is not None and times is not None:
+        raise ExposureError("give either --ev or --times, not both")
+    if times is not None or ev is not None:
+        flag = "--times" if times is not None else "--ev"
+        values = parse_number_list(times if times is not None else ev, flag)
+        if len(values) != len(paths):
+            raise ExposureError(f"{flag} has {len(values)} values for {len(paths)} images", None,
+                                f"give one {flag} value per image, in the same order")
+        if times is not None:
+            if min(values) <= 0:
+                raise ExposureError("--times must be positive", None, "give exposure times in seconds")
+            exposures = np.array(values, dtype=np.float64)
+        else:
+            exposures = np.exp2(np.array(values, dtype=np.float64))
+        return exposures / exposures.min(), flag.lstrip("-")
+    return exposures_from_exif(paths), "exif"
+
+
+def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
+    order = np.argsort(exposures, kind="stable")
+    stops = np.log2(exposures[order])
+    for a, b, gap in zip(order[:-1], order[1:], np.diff(stops)):
+        if gap < DUPLICATE_TOLERANCE_STOPS:
+            raise ExposureError(
+                f"{paths[a].name} and {paths[b].name} have the same exposure ({gap:.2f} stops apart)",
+                None, "each frame of a bracket needs its own exposure; drop one or fix --ev/--times")
+
+
+def choose_reference(stops: np.ndarray) -> int:
+    """Index (into sorted stops) of the frame nearest the middle of the bracket; ties → shorter."""
+    middle = (stops[0] + stops[-1]) / 2
+    distances = np.abs(stops - middle)
+    return int(np.flatnonzero(distances <= distances.min() + 1e-9)[0])
+
+
+def select_triplet(stops: np.ndarray, reference: int) -> tuple[int, int, int]:
+    """(short, reference, long) indices into sorted ``stops`` by the module's rule."""
+    def pick(candidates: list[int]) -> int:
+        if not candidates:
+            return reference
+        gaps = [abs(abs(stops[i] - stops[reference]) - TARGET_GAP_STOPS) for i in candidates]
+        best = min(gaps)
+        ties = [i for i, g in zip(candidates, gaps) if g <= best + 1e-9]
+        return max(ties, key=lambda i: abs(stops[i] - stops[reference]))
+
+    return pick(list(range(reference))), reference, pick(list(range(reference + 1, len(stops))))
+
+
+def _check_sizes(paths: Sequence[Path], frames: Sequence[np.ndarray]) -> None:
+    h0, w0 = frames[0].shape[:2]
+    for path, frame in zip(paths[1:], frames[1:]):
+        h, w = frame.shape[:2]
+        if (h, w) == (h0, w0):
+            continue
+        hint = ("orientation differs (EXIF orientation was applied); rotate the frames the same way"
+                if (h, w) == (w0, h0) else "all frames of a bracket must have the same size")
+        raise SceneError(f"frame is {w}×{h} but {paths[0].name} is {w0}×{h0}", path, hint)
+
+
+def _saturated(frame: np.ndarray) -> bool:
+    return float(np.mean(frame.min(axis=2) >= SATURATED_LEVEL)) >= SATURATED_FRACTION
+
+
+def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str | None = None,
+                 reference: int | None = None) -> tuple[Scene, BracketSelection]:
+    """Read a bracket of image files into a three-frame ``Scene`` (see module doc for the rule).
+
+    ``reference`` is 1-based, in the order of ``paths``. Raises ``SceneError``/``ExposureError``
+    /``ImageReadError`` with one-line messages on bad input.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise SceneError(f"a bracket needs at least 2 frames, got {len(paths)}", paths[0] if paths else None,
+                         "pass 2 or more differently exposed images of the same view")
+    if len(set(p.resolve() for p in paths)) != len(paths):
+        raise SceneError("the same file is given twice", None, "pass each frame once")
+    exposures, source = bracket_exposures(paths, ev, times)
+    _check_duplicates(paths, exposures)
+    if reference is not None and not 1 <= reference <= len(paths):
+        raise SceneError(f"--reference {reference} is out of range", None,
+                         f"give a number from 1 to {len(paths)} (the position of the file)")
+    frames = [read_ldr(p).pixels for p in paths]
+    _check_sizes(paths, frames)
+    if all(_saturated(f) for f in frames):
+        raise SceneError("every frame is saturated (white)", paths[0],
+                         "shoot shorter exposures so highlights keep detail")
+
+    order = np.argsort(exposures, kind="stable")
+    sorted_paths = [paths[i] for i in order]
+    sorted_exposures = exposures[order]
+    stops = np.log2(sorted_exposures)
+    ref = choose_reference(stops) if reference is None else int(np.flatnonzero(order == reference - 1)[0])
+    used = select_triplet(stops, ref)
+    selection = BracketSelection(sorted_paths, sorted_exposures, ref, used, source)
+
+    times_used = sorted_exposures[list(used)]
+    scene = Scene(
+        frames=[frames[order[i]] for i in used],
+        exposure_times=(times_used / times_used.min()).astype(np.float64),
+        reference_index=1,
+        name=sorted_paths[ref].stem,
+        root=sorted_paths[ref].parent,
+        frame_paths=[sorted_paths[i] for i in used],
+    )
+    return scene, selection
