@@ -23,6 +23,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
+from gmodiff.io.atomic import atomic_path
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config
@@ -329,7 +330,8 @@ def train_dareg(
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         with_config = {"config": dataclasses.asdict(config), "processes": accelerator.num_processes}
-        (out_dir / "train_config.json").write_text(json.dumps(with_config, indent=2) + "\n")
+        with atomic_path(out_dir / "train_config.json") as tmp:
+            tmp.write_text(json.dumps(with_config, indent=2) + "\n")
 
     steps_per_epoch = len(sampler)
     step = start_step
