@@ -11,4 +11,13 @@ if [ ! -d /usr/share/blender/datafiles/studiolights/world ]; then
     echo "install-system: not root or no apt-get; install 'blender-data' yourself for panorama benchmarks"
   fi
 fi
+# - tools/node_modules: @monogrid/gainmap-js (exact pin in tools/package-lock.json) for the
+#   independent Ultra HDR decode check; skipped (tests skip with a reason) when node is absent.
+if command -v npm >/dev/null 2>&1 && [ -f tools/package-lock.json ]; then
+  npm ci --prefix tools --no-audit --no-fund --loglevel=error >/dev/null 2>&1 \
+    || npm install --prefix tools --no-audit --no-fund --loglevel=error >/dev/null 2>&1 \
+    || echo "install-system: npm could not install tools/ (the gainmap-js check will skip)"
+else
+  echo "install-system: node/npm not found; the gainmap-js Ultra HDR check will skip"
+fi
 exit 0
