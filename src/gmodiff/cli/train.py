@@ -36,3 +36,24 @@ def train_dareg_command(
     )
     summary = train_dareg(settings, resume=resume, progress=progress)
     typer.echo(f"trained {summary['steps']} steps → {summary['final']}")
+
+
+@train_app.command("refiner")
+def train_refiner_command(
+    config: Path = typer.Option(..., "--config", help="YAML config, e.g. configs/refiner-tiny.yaml."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Override max_steps."),
+    out: Path | None = typer.Option(None, "--out", help="Override out_dir."),
+    dareg: Path | None = typer.Option(None, "--dareg", help="Override dareg_weights (frozen DaReg)."),
+    backbone: str | None = typer.Option(None, "--backbone", help="tiny, sd21_random or an SD-2.1 folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train the one-step refiner (stage 3, spec §4) with DaReg frozen."""
+    from gmodiff.train.refiner import RefinerTrainConfig, train_refiner
+
+    settings = RefinerTrainConfig.from_yaml(
+        config, max_steps=max_steps, out_dir=str(out) if out else None,
+        dareg_weights=str(dareg) if dareg else None, backbone=backbone,
+    )
+    summary = train_refiner(settings, resume=resume, progress=progress)
+    typer.echo(f"trained {summary['steps']} steps (perceptual: {summary['perceptual']}) → {summary['final']}")

@@ -1,0 +1,366 @@
+"""Stage-3 training of the one-step refiner (spec §4), driven by accelerate.
+
+DaReg is frozen. Loss = L1(GM) + L1(T(H)) + perceptual(T(H_pred), T(H_gt)) with T the μ=5000 tone
+curve. The perceptual term is DISTS when VGG/DISTS weights are given by path; otherwise MS-SSIM
+on T(H) stands in, and the log says which one ran. AdamW (5e-5, wd 1e-2), gradient clipping 1.0,
+constant learning rate. Checkpoints hold only what training changes (LoRA, conv_in, projection,
+DA skips, optimizer, RNG) and resume exactly via :mod:`gmodiff.train.checkpointing`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.gainmap import decode_gain_map, from_signed, to_signed, tonemap
+from gmodiff.models.backbone import BackboneConfig
+from gmodiff.models.dareg import DaReg, DaRegConfig
+from gmodiff.models.refiner import RefinerConfig
+from gmodiff.pipeline import GMODiffPipeline, load_refiner_state
+from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from gmodiff.train.losses import ms_ssim_loss
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config
+
+
+@dataclass
+class RefinerTrainConfig:
+    """One stage-3 run (a YAML file under ``configs/``). Paths are relative to the cwd."""
+
+    dareg_weights: str | None = None
+    """Frozen DaReg (save_pretrained folder or reference .pth). None: a random tiny DaReg, for
+    smoke tests only."""
+    backbone: str = "tiny"
+    """"tiny", "sd21_random", or a local stable-diffusion-2-1-base diffusers folder."""
+    init_pipeline: str | None = None
+    """Start from a saved GMODiffPipeline folder instead (its DaReg and refiner weights)."""
+    refiner: dict = field(default_factory=dict)
+    """RefinerConfig overrides (ranks, lora_alpha, timestep, ...)."""
+    # -- training data, as in the DaReg configs --
+    train_scenes: list[str] = field(default_factory=list)
+    crops_per_scene: int = 16
+    train_crops: list[str] = field(default_factory=list)
+    simulated_items: int = 0
+    simulated_procedural: bool = True
+    simulated_panoramas: list[str] = field(default_factory=list)
+    val_scenes: list[str] = field(default_factory=list)
+    val_simulated: int = 0
+    val_panoramas: list[str] = field(default_factory=list)
+    val_procedural: bool = False
+    val_size: int = 256
+    val_seed: int = 12345
+    # -- losses --
+    perceptual_weight: float = 1.0
+    vgg_weights: str | None = None
+    """torchvision-layout VGG16 weights: enables DISTS (needs ``dists_weights`` too)."""
+    dists_weights: str | None = None
+    """The DISTS alpha/beta file."""
+    latent_gan: bool = False
+    """Optional latent GAN of the paper: not implemented here; must stay false."""
+    # -- optimisation --
+    crop_size: int = 256
+    batch_size: int = 4
+    num_workers: int = 0
+    lr: float = 5e-5
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"
+    """"no", "fp16" or "bf16" (GPU only)."""
+    max_steps: int = 1000
+    max_minutes: float | None = None
+    log_every: int = 10
+    val_every: int = 500
+    checkpoint_every: int = 500
+    keep_last: int = 3
+    seed: int = 0
+    out_dir: str = "runs/refiner"
+
+    def __post_init__(self) -> None:
+        if self.latent_gan:
+            raise ConfigError("the latent GAN term is not implemented", fix="set latent_gan: false")
+        if self.crop_size % 32:
+            raise ConfigError(f"crop_size must be a multiple of 32, got {self.crop_size}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"mixed_precision {self.mixed_precision!r}", fix='use "no", "fp16" or "bf16"')
+        if bool(self.vgg_weights) != bool(self.dists_weights):
+            raise ConfigError("DISTS needs both vgg_weights and dists_weights",
+                              fix="give both paths, or neither to use MS-SSIM")
+
+    @property
+    def perceptual_name(self) -> str:
+        """Which perceptual term this run uses."""
+        return "dists" if self.vgg_weights else "ms_ssim"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> RefinerTrainConfig:
+        """Load from YAML; non-None ``overrides`` (CLI flags) win."""
+        return load_yaml_config(cls, path, **overrides)
+
+
+class TrainableRefinerState(nn.Module):
+    """A view whose state dict is only the refiner's trained weights (small checkpoints)."""
+
+    def __init__(self, pipeline: GMODiffPipeline):
+        super().__init__()
+        self._pipeline = [pipeline]  # a list: not registered as a sub-module
+
+    def state_dict(self, *args, **kwargs):  # noqa: D102 - nn.Module API
+        return {k: v.detach().clone() for k, v in self._pipeline[0].refiner.trainable_state_dict().items()}
+
+    def load_state_dict(self, state, strict: bool = True):  # noqa: D102 - nn.Module API
+        try:
+            load_refiner_state(self._pipeline[0].refiner, state, full=False)
+        except CheckpointError as exc:
+            raise RuntimeError(str(exc)) from exc
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def _data_config(config: RefinerTrainConfig):
+    from gmodiff.train.dareg import DaRegTrainConfig
+
+    names = {f.name for f in dataclasses.fields(DaRegTrainConfig)}
+    shared = {k: v for k, v in dataclasses.asdict(config).items()
+              if k in names and k not in ("lr", "max_steps", "out_dir", "max_minutes")}
+    return DaRegTrainConfig(stage=1, model="tiny", **shared)
+
+
+def build_datasets(config: RefinerTrainConfig) -> tuple[Dataset, Dataset | None]:
+    """Training and validation datasets, exactly as the DaReg stages build them."""
+    from gmodiff.train.dareg import build_train_dataset, build_val_dataset
+
+    data = _data_config(config)
+    return build_train_dataset(data), build_val_dataset(data)
+
+
+# -- model and loss ----------------------------------------------------------------------------
+
+
+def build_pipeline(config: RefinerTrainConfig) -> GMODiffPipeline:
+    """DaReg (frozen) + a fresh refiner on the configured backbone, or a saved pipeline."""
+    if config.init_pipeline:
+        return GMODiffPipeline.from_pretrained(config.init_pipeline)
+    if config.dareg_weights:
+        dareg = DaReg.from_pretrained(config.dareg_weights)
+    else:
+        dareg = DaReg(DaRegConfig.tiny())
+    kind = config.backbone if config.backbone in ("tiny", "sd21_random") else "folder"
+    backbone = (BackboneConfig(kind=kind, seed=config.seed) if kind != "folder"
+                else BackboneConfig.from_path(config.backbone))
+    token_channels = dareg.config.channels[-1]
+    base = RefinerConfig.tiny(token_channels) if kind == "tiny" else RefinerConfig(token_channels=token_channels)
+    refiner_config = RefinerConfig.from_dict({**base.to_dict(), **config.refiner, "seed": config.seed})
+    return GMODiffPipeline.build(dareg, backbone, refiner_config)
+
+
+class PerceptualLoss(nn.Module):
+    """DISTS when weights are given, else 1 − MS-SSIM; both on tone-mapped HDR in [0, 1]."""
+
+    def __init__(self, config: RefinerTrainConfig):
+        super().__init__()
+        self.name = config.perceptual_name
+        self.dists = None
+        if self.name == "dists":
+            from gmodiff.train.dists import DISTS
+
+            self.dists = DISTS.from_weights(config.vgg_weights, config.dists_weights)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Perceptual distance, averaged over the batch."""
+        if self.dists is not None:
+            return self.dists(pred.clamp(0, 1), target.clamp(0, 1)).mean()
+        return ms_ssim_loss(pred.float(), target.float())
+
+
+def refiner_loss(gain_map: torch.Tensor, batch: dict, perceptual: PerceptualLoss,
+                 perceptual_weight: float) -> tuple[torch.Tensor, dict]:
+    """L1(GM) + L1(T(H)) + w·perceptual(T(H)); returns the total and its parts."""
+    gain_map = gain_map.float()
+    hdr = decode_gain_map(gain_map, batch["ldr_ref"])
+    mapped, mapped_gt = tonemap(hdr), tonemap(batch["gt_hdr"])
+    l1_gm = F.l1_loss(gain_map, batch["gt_gain_map"])
+    l1_mu = F.l1_loss(mapped, mapped_gt)
+    perceptual_value = perceptual(mapped, mapped_gt)
+    total = l1_gm + l1_mu + perceptual_weight * perceptual_value
+    return total, {"l1_gm": l1_gm.item(), "l1_mu": l1_mu.item(), perceptual.name: perceptual_value.item()}
+
+
+def refine_batch(pipeline: GMODiffPipeline, refiner: nn.Module, batch: dict) -> torch.Tensor:
+    """Refined gain map in [0, 1] for a training batch (DaReg without gradients)."""
+    with torch.no_grad():
+        coarse = pipeline.dareg(batch["inputs"])
+    mask = coarse.mask if coarse.mask is not None else torch.zeros_like(coarse.gain_map[:, :1])
+    refined = refiner(to_signed(coarse.gain_map), to_signed(batch["ldr_short"]), mask, coarse.tokens)
+    return from_signed(refined)
+
+
+def train_step(pipeline: GMODiffPipeline, optimizer: torch.optim.Optimizer, batch: dict,
+               perceptual: PerceptualLoss, config: RefinerTrainConfig, accelerator=None,
+               refiner: nn.Module | None = None):
+    """One optimisation step on ``batch``; returns (loss tensor, parts).
+
+    ``refiner`` is the (possibly DDP-wrapped) module to call; defaults to ``pipeline.refiner``.
+    """
+    refiner = refiner if refiner is not None else pipeline.refiner
+    if accelerator is not None:
+        with accelerator.autocast():
+            gain_map = refine_batch(pipeline, refiner, batch)
+    else:
+        gain_map = refine_batch(pipeline, refiner, batch)
+    loss, parts = refiner_loss(gain_map, batch, perceptual, config.perceptual_weight)
+    optimizer.zero_grad(set_to_none=True)
+    params = [p for p in pipeline.refiner.parameters() if p.requires_grad]
+    if accelerator is not None:
+        accelerator.backward(loss)
+        parts["grad_norm"] = float(accelerator.clip_grad_norm_(params, config.grad_clip))
+    else:
+        loss.backward()
+        parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
+    optimizer.step()
+    return loss, parts
+
+
+def make_optimizer(pipeline: GMODiffPipeline, config: RefinerTrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the refiner's trainable parameters."""
+    params = [p for p in pipeline.refiner.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+@torch.no_grad()
+def validate(pipeline: GMODiffPipeline, dataset: Dataset) -> dict:
+    """Mean PSNR-μ / PSNR-l of refined vs DaReg-only HDR over full validation scenes."""
+    from gmodiff.metrics import psnr_l, psnr_mu
+
+    refiner = pipeline.refiner
+    was_training = refiner.training
+    refiner.eval()
+    totals: dict[str, float] = {}
+    for index in range(len(dataset)):
+        item = dataset[index]
+        pred = pipeline.predict(item["inputs"][None], item["ldr_short"][None])
+        ref = item["ldr_ref"][None].to(pred.gain_map.device)
+        gt = item["gt_hdr"].permute(1, 2, 0).numpy()
+        for name, gm in (("", pred.gain_map), ("dareg_", pred.coarse_gain_map)):
+            hdr = decode_gain_map(gm.float(), ref)[0].permute(1, 2, 0).cpu().numpy()
+            for metric, fn in (("psnr_mu", psnr_mu), ("psnr_l", psnr_l)):
+                totals[name + metric] = totals.get(name + metric, 0.0) + float(fn(hdr, gt))
+    refiner.train(was_training)
+    return {k: v / max(len(dataset), 1) for k, v in totals.items()}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_refiner(config: RefinerTrainConfig, resume: bool = False,
+                  train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
+                  progress: bool = True) -> dict:
+    """Run (or resume) stage 3; return a summary.
+
+    Writes ``<out_dir>/log.jsonl``, ``<out_dir>/checkpoints/checkpoint-*.pt`` (trained weights
+    only) and, at the end, ``<out_dir>/final`` (``GMODiffPipeline.save_pretrained``).
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    mixed = config.mixed_precision if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(mixed_precision=mixed)
+    out_dir = Path(config.out_dir)
+    checkpoints = out_dir / "checkpoints"
+    _seed_everything(config.seed)
+    pipeline = build_pipeline(config)
+    if train_dataset is None:
+        train_dataset, built_val = build_datasets(config)
+        val_dataset = val_dataset if val_dataset is not None else built_val
+    pipeline.dareg.requires_grad_(False).eval().to(accelerator.device)
+    pipeline.device = accelerator.device
+    perceptual = PerceptualLoss(config).to(accelerator.device)
+    optimizer = make_optimizer(pipeline, config)
+
+    start_step = 0
+    state_view = TrainableRefinerState(pipeline)
+    if resume:
+        if latest_checkpoint(checkpoints) is None:
+            raise CheckpointError("nothing to resume", checkpoints, "run once without --resume first")
+        start_step = load_checkpoint(checkpoints, state_view, optimizer).step
+
+    sampler = ResumableBatchSampler(len(train_dataset), config.batch_size, config.seed,
+                                    accelerator.process_index, accelerator.num_processes)
+    loader = DataLoader(train_dataset, batch_sampler=sampler, num_workers=config.num_workers)
+    refiner, optimizer = accelerator.prepare(pipeline.refiner, optimizer)
+    log = JsonlLog(out_dir / "log.jsonl", resume_step=start_step) if accelerator.is_main_process else None
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        info = {"config": dataclasses.asdict(config), "processes": accelerator.num_processes,
+                "perceptual": config.perceptual_name,
+                "trainable_parameters": pipeline.refiner.parameter_counts()}
+        (out_dir / "train_config.json").write_text(json.dumps(info, indent=2) + "\n")
+        if config.perceptual_name == "ms_ssim":
+            print("perceptual term: MS-SSIM on T(H) (no VGG/DISTS weights given; DISTS not used)")
+
+    steps_per_epoch = len(sampler)
+    step = start_step
+    mean_loss = math.nan
+    last_val: dict = {}
+    bar = tqdm(total=config.max_steps, initial=step, desc="refiner (stage 3)",
+               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    started = time.perf_counter()
+    refiner.train()
+    done = step >= config.max_steps
+    while not done:
+        epoch = step // steps_per_epoch
+        sampler.set_epoch(epoch, start_batch=step % steps_per_epoch)
+        for part in getattr(train_dataset, "datasets", [train_dataset]):
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
+        for batch in loader:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            loss, parts = train_step(pipeline, optimizer, batch, perceptual, config, accelerator, refiner)
+            step += 1
+            out_of_time = (config.max_minutes is not None
+                           and time.perf_counter() - started > 60 * config.max_minutes)
+            if accelerator.num_processes > 1:
+                flag = torch.tensor([float(out_of_time)], device=accelerator.device)
+                out_of_time = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+            done = step >= config.max_steps or out_of_time
+            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            if log is not None and (step % config.log_every == 0 or done):
+                log.append({"step": step, "split": "train", "loss": mean_loss, "lr": config.lr, **parts})
+            if (config.val_every and step % config.val_every == 0) or done:
+                if accelerator.is_main_process and val_dataset is not None and len(val_dataset):
+                    last_val = validate(pipeline, val_dataset)
+                    log.append({"step": step, "split": "val", **last_val})
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in last_val.items()))
+                accelerator.wait_for_everyone()
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or done:
+                if accelerator.is_main_process:
+                    inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+                    save_checkpoint(checkpoints, step, state_view, inner,
+                                    extra={"perceptual": config.perceptual_name},
+                                    keep_last=config.keep_last)
+                accelerator.wait_for_everyone()
+            if done:
+                break
+    bar.close()
+    if accelerator.is_main_process:
+        pipeline.refiner.eval()
+        pipeline.save_pretrained(out_dir / "final")
+    accelerator.wait_for_everyone()
+    return {"steps": step, "seconds": time.perf_counter() - started, "loss": mean_loss,
+            "last_val": last_val, "perceptual": config.perceptual_name, "final": str(out_dir / "final")}
