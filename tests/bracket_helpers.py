@@ -60,16 +60,17 @@ def expose(radiance: np.ndarray, relative_exposure: float) -> np.ndarray:
 
 def write_bracket(folder: Path, h: int = 64, w: int = 96, stops=(-2.0, 0.0, 2.0),
                   shift_fraction: float = 0.03, base_seconds: float = 1 / 60,
-                  with_exif: bool = True, seed: int = 3) -> tuple[list[Path], np.ndarray]:
+                  with_exif: bool = True, seed: int = 3) -> tuple[list[Path], np.ndarray, dict]:
     """Handheld-style bracket: each frame a window of a larger scene shifted by a few percent.
 
-    Returns the frame paths (in a shuffled, non-exposure order) and the reference (0 EV) view's
-    radiance scaled to the shortest exposure (the HDR a perfect reconstruction returns).
+    Returns the frame paths (in a shuffled, non-exposure order), the reference (0 EV) view's
+    radiance relative to the 0 EV exposure, and per stop value the (x, y) pixel displacement of
+    that frame's content relative to the reference (what an aligner should find).
     """
     margin = int(np.ceil(shift_fraction * max(h, w))) + 1
     big = scene_radiance(h + 2 * margin, w + 2 * margin, seed)
     rng = np.random.default_rng(seed)
-    paths = []
+    paths, displacements = [], {}
     order = [1, 0, 2] if len(stops) == 3 else list(range(len(stops)))
     for k in order:
         s = stops[k]
@@ -77,8 +78,9 @@ def write_bracket(folder: Path, h: int = 64, w: int = 96, stops=(-2.0, 0.0, 2.0)
             dy = dx = 0
         else:
             dy, dx = (rng.choice([-1, 1], 2) * shift_fraction * np.array([h, w])).round().astype(int)
+        displacements[s] = (-float(dx), -float(dy))
         view = big[margin + dy:margin + dy + h, margin + dx:margin + dx + w]
         exif = exif_bytes(base_seconds * 2.0 ** s) if with_exif else None
-        paths.append(save_jpeg(folder / f"IMG_{k:02d}.jpg", expose(view * 4.0, 2.0 ** s), exif))
-    reference_view = big[margin:margin + h, margin:margin + w] * 4.0
-    return paths, reference_view
+        paths.append(save_jpeg(folder / f"IMG_{k:02d}.jpg", expose(view, 2.0 ** s), exif))
+    reference_view = big[margin:margin + h, margin:margin + w]
+    return paths, reference_view, displacements

@@ -92,3 +92,16 @@ def test_unknown_method_is_a_config_error():
 def test_identity_warp_is_exact():
     frame = _frame(H, W, (0, 0), 4.0)
     np.testing.assert_allclose(warp_frame(frame, np.eye(3)), frame, atol=1e-6)
+
+
+def test_handheld_jpeg_bracket_is_aligned(tmp_path):
+    from bracket_helpers import write_bracket
+
+    from gmodiff.brackets import load_bracket
+
+    paths, _, displacements = write_bracket(tmp_path, h=96, w=128, shift_fraction=0.04)
+    scene, _ = load_bracket(paths)
+    _, result = align_scene(scene, "ecc")
+    assert result.methods == ["ecc", "reference", "ecc"]
+    for h, stop in zip(result.homographies, (-2.0, 0.0, 2.0)):
+        assert np.abs(h[:2, 2] - displacements[stop]).max() < 0.5

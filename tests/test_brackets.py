@@ -17,7 +17,7 @@ def _plain_bracket(folder, stops, h=32, w=48):
 
 
 def test_exif_bracket_is_sorted_with_middle_reference(tmp_path):
-    paths, _ = write_bracket(tmp_path)  # files given in the order 0 EV, -2 EV, +2 EV
+    paths, _, _ = write_bracket(tmp_path)  # files given in the order 0 EV, -2 EV, +2 EV
     scene, selection = load_bracket(paths)
     np.testing.assert_allclose(scene.exposure_times, [1, 4, 16], rtol=1e-3)  # EXIF rationals
     assert scene.reference_index == 1
@@ -27,7 +27,7 @@ def test_exif_bracket_is_sorted_with_middle_reference(tmp_path):
 
 
 def test_ev_flag_overrides_missing_exif(tmp_path):
-    paths, _ = write_bracket(tmp_path, with_exif=False)
+    paths, _, _ = write_bracket(tmp_path, with_exif=False)
     with pytest.raises(ExposureError, match="--ev"):
         load_bracket(paths)
     scene, selection = load_bracket(paths, ev="0,-2,2")

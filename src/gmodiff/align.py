@@ -188,6 +188,17 @@ def warp_frame(frame: np.ndarray, homography: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def match_residual(reference: np.ndarray, frame: np.ndarray, homography: np.ndarray) -> float:
+    """Mean |difference| of normalised luminance after warping, over pixels unclipped in both."""
+    warped = cv2.warpPerspective(frame, homography, reference.shape[::-1],
+                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                 borderMode=cv2.BORDER_REPLICATE)
+    lo = min(float(reference.min()), float(frame.min())) + 1e-4
+    hi = max(float(reference.max()), float(frame.max())) - 1e-4
+    mask = (reference > lo) & (reference < hi) & (warped > lo) & (warped < hi)
+    return float(np.abs(reference - warped)[mask].mean()) if mask.any() else float("inf")
+
+
 def align_frames(frames: list[np.ndarray], exposure_times, reference_index: int,
                  method: str = "ecc", max_size: int = 512) -> AlignmentResult:
     """Align every frame to ``frames[reference_index]`` with ``method`` (see module doc)."""
@@ -208,9 +219,14 @@ def align_frames(frames: list[np.ndarray], exposure_times, reference_index: int,
         estimators = [("ecc", lambda: estimate_ecc(ref_lum, frame_lum, max_size))] if method == "ecc" else []
         estimators.append(("mtb", lambda: estimate_mtb(ref_lum, frame_lum)))
         h, used = identity, "identity"
+        baseline = match_residual(ref_lum, frame_lum, identity)
         for name, estimate in estimators:
             try:
-                h, used = estimate(), name
+                candidate = estimate()
+                # A fit that matches worse than not moving at all is a false optimum.
+                if match_residual(ref_lum, frame_lum, candidate) > baseline * 1.02:
+                    raise AlignmentFailed("the fitted warp matches worse than no warp")
+                h, used = candidate, name
                 break
             except AlignmentFailed as exc:
                 message = f"frame {i + 1}: {name} alignment failed ({exc})"
