@@ -128,3 +128,16 @@ def test_bad_exposure_flags(tmp_path, kwargs, match):
     paths = _plain_bracket(tmp_path, [-2, 0, 2])
     with pytest.raises(ExposureError, match=match):
         load_bracket(paths, **kwargs)
+
+
+def test_prepare_bracket_aligns_and_reports(tmp_path):
+    from gmodiff.brackets import prepare_bracket
+    from gmodiff.errors import ConfigError
+
+    paths, _, _ = write_bracket(tmp_path)
+    prepared = prepare_bracket(paths, align="ecc")
+    assert prepared.alignment.methods[1] == "reference"
+    assert prepared.scene.frames[1] is prepared.scene.reference
+    assert any(line.startswith("reference:") for line in prepared.messages())
+    with pytest.raises(ConfigError):
+        prepare_bracket(paths, align="sift")

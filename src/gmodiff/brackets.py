@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.errors import ExposureError, SceneError
+from gmodiff.align import ALIGN_METHODS, AlignmentResult, align_scene
+from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
 from gmodiff.io.ldr import read_ldr
 from gmodiff.io.scene import Scene
@@ -189,3 +190,28 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
         frame_paths=[sorted_paths[i] for i in used],
     )
     return scene, selection
+
+
+@dataclass
+class PreparedBracket:
+    """A bracket ready for reconstruction: the aligned scene and what was done to get it."""
+
+    scene: Scene
+    selection: BracketSelection
+    alignment: AlignmentResult
+
+    def messages(self) -> list[str]:
+        """Lines for the user: which frames were used, and any alignment warnings."""
+        return [*self.selection.describe().splitlines(),
+                *(f"warning: {w}" for w in self.alignment.warnings)]
+
+
+def prepare_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str | None = None,
+                    reference: int | None = None, align: str = "ecc") -> PreparedBracket:
+    """:func:`load_bracket`, then align the non-reference frames to the reference."""
+    if align not in ALIGN_METHODS:  # checked before any image is read
+        raise ConfigError(f"unknown alignment method '{align}'", None,
+                          f"use one of: {', '.join(ALIGN_METHODS)}")
+    scene, selection = load_bracket(paths, ev=ev, times=times, reference=reference)
+    aligned, alignment = align_scene(scene, align)
+    return PreparedBracket(aligned, selection, alignment)
