@@ -173,3 +173,25 @@ def test_gainmap_js_decodes_our_file(written):
     assert np.median(errors) < MEDIAN_BOUND, np.median(errors)
     assert np.percentile(errors, 99) < P99_BOUND, np.percentile(errors, 99)
     assert meta["hdrCapacityMax"] == pytest.approx(hi[0], rel=1e-6)
+
+
+def test_mutated_files_raise_only_image_read_errors(tmp_path, written):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    data = written[0].read_bytes()
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.integers(0, len(data) - 1), st.binary(min_size=1, max_size=16), st.booleans())
+    def check(position, noise, truncate):
+        mutated = data[:position] if truncate else data[:position] + noise + data[position + len(noise):]
+        target = tmp_path / "m.jpg"
+        target.write_bytes(mutated)
+        try:
+            image = ultrahdr.read(target)
+        except ImageReadError as err:
+            assert "\n" not in str(err)
+            return
+        assert image.hdr.shape[2] == 3 and np.all(np.isfinite(image.hdr))
+
+    check()

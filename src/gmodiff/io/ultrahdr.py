@@ -34,6 +34,7 @@ from PIL import Image
 
 from gmodiff.errors import HDRValueError, ImageReadError, OutputError
 from gmodiff.io.atomic import write_bytes_atomic
+from gmodiff.io.ldr import MAX_SIDE
 from gmodiff.io.preview import auto_exposure, tonemap_preview
 from gmodiff.io.jpeg_segments import (
     APP1,
@@ -288,7 +289,15 @@ def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # not an OSError: make read() report it
+        raise ValueError(str(exc)) from exc
+    with im:
+        # Check the header's size before decoding: a corrupt SOF must not allocate gigabytes.
+        if max(im.size) > MAX_SIDE:
+            raise ValueError(f"image size {im.width}x{im.height} is above the {MAX_SIDE}-pixel "
+                             "limit")
         return np.asarray(im.convert("RGB"))
 
 
@@ -400,8 +409,10 @@ def read(path: str | Path) -> UltraHDRImage:
     except JPEGStructureError as exc:
         raise ImageReadError(f"corrupt or non-Ultra-HDR JPEG ({exc})", path,
                              "pass an intact Ultra HDR JPEG") from exc
-    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's decode failures
-        raise ImageReadError(f"cannot decode JPEG data ({exc})", path,
+    except ImageReadError:
+        raise
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, bomb errors...)
+        raise ImageReadError(f"cannot decode JPEG data ({type(exc).__name__}: {exc})", path,
                              "the file is truncated or corrupt") from exc
     scale = 1.0
     for seg in primary_segments:
@@ -415,6 +426,10 @@ def read(path: str | Path) -> UltraHDRImage:
     if not (math.isfinite(scale) and scale > 0):
         scale = 1.0
     sdr_linear = srgb_to_linear(sdr / np.float32(255.0))
-    hdr = apply_log2_gain_map(sdr_linear, gain_map / np.float32(255.0), metadata)
+    with np.errstate(all="ignore"):
+        hdr = apply_log2_gain_map(sdr_linear, gain_map / np.float32(255.0), metadata)
+    if not np.isfinite(hdr).all():
+        raise HDRValueError("gain-map metadata gives NaN or infinite HDR values", path,
+                            "re-export the file")
     return UltraHDRImage(sdr=sdr, gain_map=gain_map, metadata=metadata, hdr=hdr,
                          radiance_scale=scale)
