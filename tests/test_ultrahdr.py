@@ -175,7 +175,7 @@ def test_gainmap_js_decodes_our_file(written):
     assert meta["hdrCapacityMax"] == pytest.approx(hi[0], rel=1e-6)
 
 
-def test_mutated_files_raise_only_image_read_errors(tmp_path, written):
+def test_mutated_files_raise_only_our_errors(tmp_path, written):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
@@ -189,7 +189,7 @@ def test_mutated_files_raise_only_image_read_errors(tmp_path, written):
         target.write_bytes(mutated)
         try:
             image = ultrahdr.read(target)
-        except ImageReadError as err:
+        except (ImageReadError, HDRValueError) as err:  # corrupt structure / NaN-producing metadata
             assert "\n" not in str(err)
             return
         assert image.hdr.shape[2] == 3 and np.all(np.isfinite(image.hdr))
