@@ -122,3 +122,20 @@ def test_tiled_pipeline_runs_and_stays_close(pipe):
     tiled = pipe(scene, tile=TileOptions(latent_tile=8, latent_overlap=4)).gain_map
     assert tiled.shape == plain.shape
     assert np.abs(tiled - plain).mean() < 0.2  # random weights: see test_refiner's tolerance note
+
+
+def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path):
+    from gmodiff.reconstruct import available_methods, reconstruct_scene
+
+    pipe.save_pretrained(tmp_path / "w")
+    scene = _scene(32, 48)
+    result = reconstruct_scene(scene, "gmodiff", weights=tmp_path / "w")
+    assert result.method == "gmodiff" and result.hdr.shape == (32, 48, 3)
+    assert {"dareg", "refiner", "total"} <= set(result.timings)
+    assert np.array_equal(result.hdr, pipe(scene).hdr)
+    assert reconstruct_scene(scene, "gmodiff", weights=tmp_path / "w", steps=3).method == "gmodiff-3step"
+    assert "gmodiff" in available_methods()
+    with pytest.raises(CheckpointError):
+        reconstruct_scene(scene, "gmodiff", weights=tmp_path)
+    with pytest.raises(CheckpointError):
+        reconstruct_scene(scene, "gmodiff")

@@ -113,6 +113,15 @@ class GMODiffPipeline:
         return cls.build(dareg, BackboneConfig(kind="tiny", seed=seed),
                          RefinerConfig.tiny(dareg.config.channels[-1]))
 
+    @classmethod
+    def from_official(cls, dareg_path: str | Path, refiner_path: str | Path,
+                      backbone: str | Path) -> GMODiffPipeline:
+        """The reference release: its DaReg (trained on BGR) and gmodiff.pkl on a local SD-2.1 folder."""
+        from gmodiff.models.official import load_official_refiner
+
+        dareg = DaReg.from_pretrained(dareg_path, channel_order="bgr")
+        return cls(dareg, load_official_refiner(refiner_path, backbone))
+
     # ----- persistence ------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the pipeline folder (config JSON, DaReg, refiner safetensors), each file atomically."""
@@ -272,3 +281,66 @@ def load_refiner_state(refiner: GMRefiner, state: dict[str, torch.Tensor], full:
             f"{unexpected[:3]}, shape mismatch {mismatched[:3]})",
             source, "load with the backbone and refiner config the weights were trained with")
     refiner.load_state_dict(state, strict=full)
+
+
+def load_pipeline(weights: str | Path, backbone: str | Path | None = None) -> GMODiffPipeline:
+    """A pipeline from a ``save_pretrained`` folder, or from a folder holding the reference
+    release (``dareg_mask.pth`` + ``gmodiff.pkl``, which needs ``backbone``: an SD-2.1 folder)."""
+    weights = Path(weights)
+    if (weights / PIPELINE_CONFIG).is_file():
+        return GMODiffPipeline.from_pretrained(weights, backbone=backbone)
+    if (weights / "gmodiff.pkl").is_file() and (weights / "dareg_mask.pth").is_file():
+        if backbone is None:
+            from gmodiff.errors import BackboneError
+
+            raise BackboneError("the reference checkpoints need the SD-2.1 backbone", weights,
+                                "pass --backbone PATH to a local stable-diffusion-2-1-base folder")
+        return GMODiffPipeline.from_official(weights / "dareg_mask.pth", weights / "gmodiff.pkl", backbone)
+    raise CheckpointError("no GMODiff weights here", weights,
+                          f"point --weights at a folder with {PIPELINE_CONFIG} (from training) or with "
+                          "dareg_mask.pth + gmodiff.pkl (reference release)")
+
+
+def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
+                             backbone: str | Path | None = None, steps: int = 1,
+                             tile: bool | int | None = None, device: str = "cpu",
+                             dtype: str | None = None, fuse_lora: bool = False, seed: int = 0):
+    """The ``gmodiff`` branch of :func:`gmodiff.reconstruct.reconstruct_scene`."""
+    from gmodiff.reconstruct import Reconstruction
+
+    if weights is None:
+        raise CheckpointError("method gmodiff needs weights", None,
+                              "pass --weights DIR (a trained pipeline or the reference release)")
+    pipe = _cached_pipeline(str(weights), str(backbone) if backbone else None, device, dtype, fuse_lora)
+    tile_options: TileOptions | bool | None = None
+    if isinstance(tile, bool):
+        tile_options = tile or None
+    elif isinstance(tile, int) and tile > 0:
+        tile_options = TileOptions(latent_tile=tile, latent_overlap=min(pipe.tile.latent_overlap, tile // 3))
+    out = pipe(scene, seed=seed, tile=tile_options, steps=steps)
+    timings = {"dareg": out.timings["dareg_s"], "refiner": out.timings["refiner_s"],
+               "total": out.timings["total_s"]}
+    return Reconstruction(hdr=out.hdr, gain_map=out.gain_map, mask=out.mask, timings=timings,
+                          method="gmodiff" if steps == 1 else f"gmodiff-{steps}step")
+
+
+_DTYPES = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _cached_pipeline(weights: str, backbone: str | None, device: str, dtype: str | None,
+                     fuse: bool) -> GMODiffPipeline:
+    # Loading an SD-sized pipeline takes seconds to minutes: keep the last one for batch runs.
+    key = (weights, backbone, device, dtype, fuse)
+    cached = _PIPELINE_CACHE.get(key)
+    if cached is None:
+        if dtype not in _DTYPES:
+            raise ConfigError(f"dtype {dtype!r}", fix="use fp32, fp16 or bf16")
+        cached = load_pipeline(weights, backbone).to(device, _DTYPES[dtype])
+        if fuse:
+            cached.fuse_lora()
+        _PIPELINE_CACHE.clear()
+        _PIPELINE_CACHE[key] = cached
+    return cached
+
+
+_PIPELINE_CACHE: dict[tuple, GMODiffPipeline] = {}
