@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from gmodiff.data.response import Response, response_by_name
-from gmodiff.errors import ConfigError, HDRValueError
+from gmodiff.errors import ConfigError, HDRValueError, OutputError
 from gmodiff.io.scene import Scene
 
 Range = tuple[float, float]
@@ -342,9 +342,16 @@ def simulate_to_folder(src: str | Path, out_dir: str | Path,
     config = config or SimulationConfig()
     out_dir = Path(out_dir)
     sources = list(simulation_sources(src, config, seed, views, count, fov_deg))
+    if not overwrite:
+        # Check every target first, so a clash never leaves a half-written batch behind.
+        for name, _ in sources:
+            target = out_dir / name
+            if target.exists() and (not target.is_dir() or any(target.iterdir())):
+                raise OutputError("scene folder already exists", target,
+                                  "choose a new output folder or pass --overwrite")
     written = []
     for index, (name, radiance) in enumerate(tqdm(sources, desc="simulate", unit="scene",
-                                                  disable=not progress)):
+                                                  disable=None if progress else True)):
         scene = simulate_scene(radiance, config, np.random.default_rng([seed, index]), name)
         written.append(save_scene(scene, out_dir / name, overwrite=overwrite))
     return written

@@ -1,0 +1,133 @@
+"""``gmodiff reconstruct``: scene folder(s) → HDR image(s).
+
+One scene folder (with ``exposure.txt``) → the ``-o`` file (.hdr, .exr or Ultra HDR .jpg).
+A folder of scene folders → ``-o`` is a folder that receives ``<scene name>.<format>`` per scene;
+broken scenes are skipped, listed at the end, and make the exit code 1 while the good ones are
+still written. Every file is written atomically, so a failure leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from gmodiff.cli import app
+from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError
+
+
+def _check_method(method: str) -> None:
+    from gmodiff.reconstruct import available_methods
+
+    if method not in available_methods():
+        raise ConfigError(f"unknown method {method!r}",
+                          fix=f"use one of {', '.join(available_methods())}")
+
+
+def _check_preview(path: Path | None) -> None:
+    if path is not None and path.suffix.lower() != ".png":
+        raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
+
+
+def reconstruct_one(folder: Path, output: Path, method: str, preview: Path | None = None,
+                    float_exr: bool = False) -> dict:
+    """Load one scene, reconstruct it, write the HDR (and preview); return a summary dict."""
+    from gmodiff.io.output import write_output
+    from gmodiff.io.scene import load_scene
+    from gmodiff.reconstruct import reconstruct_scene
+
+    scene = load_scene(folder)
+    result = reconstruct_scene(scene, method)
+    write_output(output, result.hdr, float_exr=float_exr)
+    if preview is not None:
+        from gmodiff.io.preview import write_preview
+
+        write_preview(preview, result.hdr)
+    summary = {"scene": scene.name, "method": result.method, "seconds": result.timings["total"]}
+    if scene.ground_truth is not None and scene.ground_truth.shape == result.hdr.shape:
+        from gmodiff.metrics import psnr_l, psnr_mu
+
+        summary["psnr_mu"] = psnr_mu(result.hdr, scene.ground_truth)
+        summary["psnr_l"] = psnr_l(result.hdr, scene.ground_truth)
+    return summary
+
+
+def _describe(summary: dict, output: Path) -> str:
+    text = f"wrote {output} ({summary['method']}, {summary['seconds']:.2f} s"
+    if "psnr_mu" in summary:
+        text += f"; vs ground truth PSNR-μ {summary['psnr_mu']:.2f} dB, " \
+                f"PSNR-l {summary['psnr_l']:.2f} dB"
+    return text + ")"
+
+
+@app.command("reconstruct")
+def reconstruct_command(
+    scene_dir: Path = typer.Argument(..., help="A scene folder, or a folder of scene folders."),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="Output .hdr/.exr/.jpg file (one scene) or folder (many)."),
+    method: str = typer.Option("classical", "--method",
+                               help="classical (= deghost), reference, merge, deghost, debevec."),
+    preview: Path | None = typer.Option(None, "--preview", help="Also write a tone-mapped PNG "
+                                        "(one scene), or a folder of them (many scenes)."),
+    output_format: str = typer.Option("exr", "--format",
+                                      help="File type per scene when writing a folder: exr or hdr."),
+    float_exr: bool = typer.Option(False, "--float-exr", help="Write 32-bit float EXR, not half."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Reconstruct reference-aligned HDR from exposure brackets."""
+    from gmodiff.io.output import check_output_path
+    from gmodiff.io.scene import find_scenes
+
+    _check_method(method)
+    scenes = find_scenes(scene_dir)
+    if not scenes:
+        raise SceneError("no scene folders (with exposure.txt) found", scene_dir,
+                         "pass a scene folder or a folder of scene folders")
+    if scenes == [scene_dir]:
+        check_output_path(output)
+        _check_preview(preview)
+        summary = reconstruct_one(scene_dir, output, method, preview, float_exr)
+        typer.echo(_describe(summary, output))
+        if preview is not None:
+            typer.echo(f"wrote {preview}")
+        return
+    _reconstruct_many(scenes, output, method, preview, output_format, float_exr, progress)
+
+
+def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_dir: Path | None,
+                      output_format: str, float_exr: bool, progress: bool) -> None:
+    from tqdm import tqdm
+
+    suffix = "." + output_format.lower().lstrip(".")
+    if suffix not in (".exr", ".hdr"):
+        raise ConfigError(f"unsupported --format {output_format!r}", fix="use exr or hdr")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError("is a file, but several scenes need an output folder", out_dir,
+                          "pass a folder to -o")
+    names: dict[str, Path] = {}
+    for folder in scenes:
+        if folder.name in names:
+            raise SceneError(f"two scenes are named '{folder.name}' ({names[folder.name]})",
+                             folder, "rename one: outputs are named after scene folders")
+        names[folder.name] = folder
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if preview_dir is not None:
+        preview_dir.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    done = 0
+    for folder in tqdm(scenes, desc="reconstruct", unit="scene", file=sys.stderr, leave=False,
+                       disable=None if progress else True):
+        target = out_dir / f"{folder.name}{suffix}"
+        preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
+        try:
+            reconstruct_one(folder, target, method, preview, float_exr)
+            done += 1
+        except GmodiffError as err:
+            failures.append(str(err))
+    typer.echo(f"wrote {done} of {len(scenes)} HDR image(s) to {out_dir}")
+    if failures:
+        typer.echo(f"{len(failures)} scene(s) failed:", err=True)
+        for line in failures:
+            typer.echo(f"  {line}", err=True)
+        raise typer.Exit(1)
