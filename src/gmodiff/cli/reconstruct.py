@@ -1,4 +1,7 @@
-"""``gmodiff reconstruct``: scene folder(s) → HDR image(s).
+"""``gmodiff reconstruct``: scene folder(s) or a plain bracket of image files → HDR image(s).
+
+Two or more image files (JPEG/TIFF/PNG, e.g. straight from a camera) are one bracket: exposures
+from EXIF or ``--ev``/``--times``, frames chosen and aligned by ``gmodiff.brackets``.
 
 One scene folder (with ``exposure.txt``) → the ``-o`` file (.hdr, .exr or Ultra HDR .jpg).
 A folder of scene folders → ``-o`` is a folder that receives ``<scene name>.<format>`` per scene;
@@ -33,13 +36,21 @@ def _check_preview(path: Path | None) -> None:
 def reconstruct_one(folder: Path, output: Path, method: str, preview: Path | None = None,
                     float_exr: bool = False) -> dict:
     """Load one scene, reconstruct it, write the HDR (and preview); return a summary dict."""
-    from gmodiff.io.output import write_output
     from gmodiff.io.scene import load_scene
+
+    return write_reconstruction(load_scene(folder), output, method, preview, float_exr)
+
+
+def write_reconstruction(scene, output: Path, method: str, preview: Path | None = None,
+                         float_exr: bool = False) -> dict:
+    """Reconstruct a loaded scene, write the HDR (and preview); return a summary dict."""
+    from gmodiff.io.output import write_output
     from gmodiff.reconstruct import reconstruct_scene
 
-    scene = load_scene(folder)
     result = reconstruct_scene(scene, method)
-    write_output(output, result.hdr, float_exr=float_exr)
+    # Ultra HDR: SDR white at the reference exposure, so the base image looks like that photo.
+    write_output(output, result.hdr, float_exr=float_exr,
+                 radiance_scale=float(scene.exposure_times[scene.reference_index]))
     if preview is not None:
         from gmodiff.io.preview import write_preview
 
@@ -63,7 +74,8 @@ def _describe(summary: dict, output: Path) -> str:
 
 @app.command("reconstruct")
 def reconstruct_command(
-    scene_dir: Path = typer.Argument(..., help="A scene folder, or a folder of scene folders."),
+    inputs: list[Path] = typer.Argument(..., help="A scene folder, a folder of scene folders, "
+                                        "or 2+ image files of one bracket (any order)."),
     output: Path = typer.Option(..., "-o", "--output",
                                 help="Output .hdr/.exr/.jpg file (one scene) or folder (many)."),
     method: str = typer.Option("classical", "--method",
@@ -72,7 +84,16 @@ def reconstruct_command(
                                         "(one scene), or a folder of them (many scenes)."),
     output_format: str = typer.Option("exr", "--format",
                                       help="File type per scene when writing a folder: exr or hdr."),
-    float_exr: bool = typer.Option(False, "--float-exr", help="Write 32-bit float EXR, not half."),
+    float_exr: bool = typer.Option(False, "--float", "--float-exr",
+                                   help="Write 32-bit float EXR, not half."),
+    ev: str | None = typer.Option(None, "--ev", help="Image files: exposure per file in stops, "
+                                  "e.g. -2,0,2 (overrides EXIF)."),
+    times: str | None = typer.Option(None, "--times", help="Image files: exposure time per file "
+                                     "in seconds, e.g. 0.004,0.016,0.064 (overrides EXIF)."),
+    reference: int | None = typer.Option(None, "--reference", help="Image files: the K-th file "
+                                         "(1-based) is the reference; default the middle exposure."),
+    align: str = typer.Option("ecc", "--align", help="Image files: ecc (homography, default), "
+                              "mtb (translation) or none."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Reconstruct reference-aligned HDR from exposure brackets."""
@@ -80,6 +101,13 @@ def reconstruct_command(
     from gmodiff.io.scene import find_scenes
 
     _check_method(method)
+    if len(inputs) > 1 or inputs[0].is_file():
+        _reconstruct_bracket(inputs, output, method, preview, float_exr, ev, times, reference, align)
+        return
+    if ev is not None or times is not None or reference is not None:
+        raise ConfigError("--ev/--times/--reference apply to image files, not scene folders",
+                          fix="scene folders take exposures from exposure.txt")
+    scene_dir = inputs[0]
     scenes = find_scenes(scene_dir)
     if not scenes:
         raise SceneError("no scene folders (with exposure.txt) found", scene_dir,
@@ -93,6 +121,31 @@ def reconstruct_command(
             typer.echo(f"wrote {preview}")
         return
     _reconstruct_many(scenes, output, method, preview, output_format, float_exr, progress)
+
+
+def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: Path | None,
+                         float_exr: bool, ev: str | None, times: str | None,
+                         reference: int | None, align: str) -> None:
+    """Several image files: one bracket → one HDR file; every check runs before any write."""
+    from gmodiff.brackets import prepare_bracket
+    from gmodiff.io.output import check_output_path
+
+    folders = [p for p in paths if p.is_dir()]
+    if folders:
+        raise SceneError("is a folder; pass either one scene folder or the image files of one "
+                         "bracket", folders[0])
+    check_output_path(output)
+    _check_preview(preview)
+    if output.resolve() in {p.resolve() for p in paths}:
+        raise OutputError("would overwrite one of the input frames", output, "choose another -o name")
+    prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align)
+    typer.echo("\n".join(prepared.selection.describe().splitlines()))
+    for warning in prepared.alignment.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    summary = write_reconstruction(prepared.scene, output, method, preview, float_exr)
+    typer.echo(_describe(summary, output))
+    if preview is not None:
+        typer.echo(f"wrote {preview}")
 
 
 def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_dir: Path | None,
