@@ -207,21 +207,39 @@ RESPONSE_FAMILIES = ("gamma", "srgb", "sigmoidlog", "log", "filmic", "perturbed"
 _FAMILY_WEIGHTS = np.array([0.30, 0.15, 0.20, 0.10, 0.10, 0.15])
 
 
+MID_GREY_RANGE = (0.35, 0.62)
+"""Encoded value of 18 % grey that drawn curves must give: measured camera curves fall roughly
+here (gamma 1.8 → 0.39, sRGB → 0.46, gamma 2.6 → 0.52, punchy JPEG tone curves → ~0.6)."""
+
+
 def random_response(rng: np.random.Generator, family: str | None = None) -> Response:
-    """Draw a response curve from the family mix (or from one named ``family``)."""
+    """Draw a response curve from the family mix (or from one named ``family``).
+
+    Parameters are redrawn until 18 % grey encodes inside :data:`MID_GREY_RANGE`, so no draw is
+    wildly brighter or darker than a real camera.
+    """
     if family is None:
         family = str(rng.choice(RESPONSE_FAMILIES, p=_FAMILY_WEIGHTS / _FAMILY_WEIGHTS.sum()))
+    for _ in range(100):
+        response = _draw_family(rng, family)
+        mid_grey = float(response.forward(np.array(0.18)))
+        if MID_GREY_RANGE[0] <= mid_grey <= MID_GREY_RANGE[1]:
+            return response
+    return GammaResponse(2.2)  # pragma: no cover - the ranges below make this unreachable
+
+
+def _draw_family(rng: np.random.Generator, family: str) -> Response:
     if family == "gamma":
         return GammaResponse(gamma=float(rng.uniform(1.8, 2.6)))
     if family == "srgb":
         return SRGBResponse()
     if family == "sigmoidlog":
-        return SigmoidLogResponse(exponent=float(rng.uniform(0.45, 0.9)),
-                                  knee=float(rng.uniform(0.1, 0.6)))
+        return SigmoidLogResponse(exponent=float(rng.uniform(0.6, 1.0)),
+                                  knee=float(rng.uniform(0.2, 0.7)))
     if family == "log":
-        return LogResponse(strength=float(rng.uniform(10.0, 200.0)))
+        return LogResponse(strength=float(rng.uniform(8.0, 60.0)))
     if family == "filmic":
-        return FilmicResponse(white=float(rng.uniform(4.0, 12.0)), gamma=float(rng.uniform(2.0, 2.4)))
+        return FilmicResponse(white=float(rng.uniform(1.5, 4.0)), gamma=float(rng.uniform(2.0, 2.4)))
     if family == "perturbed":
         c1 = float(rng.uniform(-0.3, 0.3))
         c2 = float(rng.uniform(-0.15, 0.15))
