@@ -175,6 +175,7 @@ def test_gainmap_js_decodes_our_file(written):
     assert meta["hdrCapacityMax"] == pytest.approx(hi[0], rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Image appears to be a malformed MPO")
 def test_mutated_files_raise_only_our_errors(tmp_path, written):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
