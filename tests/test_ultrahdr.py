@@ -150,7 +150,8 @@ def _gainmap_js(path: Path) -> dict:
     if shutil.which("node") is None:
         pytest.skip("node is not installed: the gainmap-js check needs Node.js (make install)")
     if not (TOOLS / "node_modules" / "@monogrid" / "gainmap-js").is_dir():
-        pytest.skip("tools/node_modules is missing: run `make install` (npm install --prefix tools)")
+        # node is here, so the check must run: a missing install is a failure, not a skip
+        pytest.fail("tools/node_modules is missing: run `make install` (npm ci --prefix tools)")
     proc = subprocess.run(["node", str(TOOLS / "decode_gainmap.mjs"), str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
