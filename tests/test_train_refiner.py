@@ -116,3 +116,27 @@ def test_cli_train_refiner_smoke(tmp_path):
     assert main(["train", "refiner", "--config", str(config), "--no-progress"]) == 0
     assert (tmp_path / "run" / "final" / "gmodiff_pipeline.json").is_file()
     assert main(["train", "refiner", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_dists_from_user_weights(tmp_path):
+    from gmodiff.errors import CheckpointError
+    from gmodiff.train.dists import DISTS
+    from gmodiff.train.refiner import PerceptualLoss
+
+    torch.manual_seed(0)
+    vgg = {f"features.{k}": v for k, v in DISTS().features.state_dict().items()}
+    vgg["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision files also hold the classifier
+    torch.save(vgg, tmp_path / "vgg16.pth")
+    torch.save({"alpha": torch.rand(1, 1475, 1, 1), "beta": torch.rand(1, 1475, 1, 1)}, tmp_path / "dists.pt")
+    config = _config(tmp_path, vgg_weights=str(tmp_path / "vgg16.pth"),
+                     dists_weights=str(tmp_path / "dists.pt"))
+    loss = PerceptualLoss(config)
+    assert loss.name == "dists"
+    x = torch.rand(2, 3, 64, 64)
+    assert loss(x, x).abs().item() < 1e-5
+    y = (x + 0.2 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    value = loss(y, x)
+    value.backward()
+    assert value.item() > 1e-4 and y.grad is not None and y.grad.abs().sum() > 0
+    with pytest.raises(CheckpointError):
+        DISTS.from_weights(tmp_path / "dists.pt", tmp_path / "dists.pt")
