@@ -81,3 +81,19 @@ def test_corrupted_exif_in_a_jpeg_raises_only_our_errors(tmp_path_factory, noise
     except GmodiffError:
         return
     assert isinstance(info, ExposureInfo)
+
+
+def test_tiff_exif_sub_ifd_and_ifd0_tags(tmp_path):
+    from PIL import Image
+    import tifffile
+
+    pillow_tiff = tmp_path / "a.tif"
+    Image.fromarray(GREY).save(pillow_tiff, exif=exif_bytes(1 / 125, iso=200, f_number=5.6))
+    info = read_exif(pillow_tiff)
+    assert (info.exposure_time_seconds, info.iso, info.f_number) == (pytest.approx(0.008), 200, pytest.approx(5.6))
+    # 16-bit TIFF with ExposureTime / ISO written straight into IFD0 (as some converters do)
+    raw_tiff = tmp_path / "b.tif"
+    tifffile.imwrite(raw_tiff, np.zeros((8, 8, 3), np.uint16),
+                     extratags=[(0x829A, 5, 1, (1, 250), True), (0x8827, 3, 1, 400, True)])
+    info = read_exif(raw_tiff)
+    assert info.exposure_time_seconds == pytest.approx(1 / 250) and info.iso == 400
