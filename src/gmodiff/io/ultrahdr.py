@@ -10,13 +10,15 @@ Gain-map math (ISO 21496-1 / Adobe gain maps, log2 domain), per pixel and channe
 
     gain   = log2((HDR + offset_hdr) / (SDR_linear + offset_sdr))
     stored = ((clip(gain, min, max) - min) / (max - min)) ** gamma        quantised to 8 bit
-    HDR    = (SDR_linear + offset_sdr) * 2 ** (min + (max - min) * stored ** (1/gamma)) - offset_hdr
+    HDR    = (SDR_linear + offset_sdr) * 2 ** (min + (max - min) * stored ** (1/gamma))
+             - offset_hdr
 
-HDR values are display-referred: SDR white is 1.0. gmodiff radiance is scaled by
-``radiance_scale`` before encoding (by default the reference frame's exposure time, so the SDR
-base looks like the reference photo; otherwise the preview's auto exposure); the scale is kept in our own XMP field so :func:`read` can
-return radiance in the original units too. The gain map is always re-encoded from the
-reconstructed HDR (method spec §2), never from the network's μ-law gain map.
+HDR values are display-referred: SDR white is 1.0. gmodiff radiance is multiplied by
+``radiance_scale`` before encoding (the CLI passes the reference frame's exposure time, so the
+SDR base is exposed like the reference photo; ``None`` uses the preview's auto exposure). The
+scale is kept in our own XMP field so :func:`read` can return radiance in the original units
+too. The gain map is always re-encoded from the reconstructed HDR (method spec §2), never from
+the network's μ-law gain map.
 """
 
 from __future__ import annotations
