@@ -34,7 +34,7 @@ def available_methods() -> list[str]:
     """Method names :func:`reconstruct_scene` accepts."""
     from gmodiff.baselines import CLASSICAL_METHODS
 
-    return [CLASSICAL_ALIAS, *CLASSICAL_METHODS, "gmodiff"]
+    return [CLASSICAL_ALIAS, *CLASSICAL_METHODS, "dareg", "gmodiff"]
 
 
 def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS, **options) -> Reconstruction:
@@ -51,6 +51,10 @@ def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS, **options) ->
         elapsed = time.perf_counter() - start
         return Reconstruction(hdr=np.asarray(hdr, dtype=np.float32),
                               timings={"merge": elapsed, "total": elapsed}, method=name)
+    if name == "dareg":  # options: weights, device, channel_order
+        from gmodiff.models.dareg import reconstruct_with_dareg
+
+        return reconstruct_with_dareg(scene, **options)
     if name == "gmodiff":  # options: weights, backbone, steps, tile, device, dtype, fuse_lora
         from gmodiff.pipeline import reconstruct_with_gmodiff
 

@@ -383,3 +383,23 @@ def load_dareg(weights: str | Path, device: str | torch.device = "cpu",
         _LOADED.clear()  # keep at most one model in memory
         _LOADED[key] = DaReg.from_pretrained(weights, **overrides).to(device).eval()
     return _LOADED[key]
+
+
+def reconstruct_with_dareg(scene, weights: str | Path | None = None, device: str = "cpu",
+                           channel_order: str | None = None):
+    """The ``dareg`` branch of :func:`gmodiff.reconstruct.reconstruct_scene`: DaReg alone."""
+    import time
+
+    from gmodiff.reconstruct import Reconstruction
+
+    if weights is None:
+        raise ConfigError("--method dareg needs weights",
+                          fix="pass --weights with a DaReg folder (save_pretrained) or dareg_mask.pth")
+    start = time.perf_counter()
+    model = load_dareg(weights, device, channel_order)
+    loaded = time.perf_counter()
+    prediction = model.predict_scene(scene)
+    done = time.perf_counter()
+    return Reconstruction(hdr=prediction.hdr, gain_map=prediction.gain_map, mask=prediction.mask,
+                          timings={"load": loaded - start, "dareg": done - loaded, "total": done - start},
+                          method="dareg")
