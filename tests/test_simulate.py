@@ -123,6 +123,14 @@ def test_ground_truth_bound_holds_for_gamma_22(radiance):
             assert np.all(scene.ground_truth <= scene.reference + GM_OFFSET)
 
 
+@pytest.mark.parametrize("family", RESPONSE_FAMILIES)
+def test_gain_map_ratio_never_clips_for_any_response(radiance, family):
+    # With >= 2 stops to the reference, every drawn curve keeps H / (L_ref + 1/64) <= 1.
+    for seed in range(2):
+        scene = simulate_scene(radiance, SimulationConfig(response=family), seed=seed)
+        assert np.all(scene.ground_truth / (scene.reference + GM_OFFSET) <= 1.0)
+
+
 def test_bad_radiance_rejected():
     with pytest.raises(HDRValueError):
         simulate_scene(np.full((16, 16, 3), np.nan, np.float32))
