@@ -139,3 +139,22 @@ def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path):
         reconstruct_scene(scene, "gmodiff", weights=tmp_path)
     with pytest.raises(CheckpointError):
         reconstruct_scene(scene, "gmodiff")
+
+
+def test_cli_reconstruct_with_gmodiff(pipe, tmp_path):
+    from gmodiff.cli import main
+    from gmodiff.io.hdr import read_hdr
+    from gmodiff.io.scene import save_scene
+
+    pipe.save_pretrained(tmp_path / "w")
+    save_scene(_scene(32, 32), tmp_path / "scene")
+    out = tmp_path / "out.exr"
+    args = ["reconstruct", str(tmp_path / "scene"), "-o", str(out), "--method", "gmodiff",
+            "--weights", str(tmp_path / "w")]
+    assert main(args) == 0
+    assert read_hdr(out).shape == (32, 32, 3)
+    assert main([*args[:3], str(tmp_path / "o2.exr"), *args[4:], "--steps", "2", "--tile", "96"]) == 0
+    # Missing weights: one-line error, exit 2, no output.
+    missing = tmp_path / "missing.exr"
+    assert main([*args[:3], str(missing), "--method", "gmodiff"]) == 2
+    assert not missing.exists()

@@ -34,20 +34,20 @@ def _check_preview(path: Path | None) -> None:
 
 
 def reconstruct_one(folder: Path, output: Path, method: str, preview: Path | None = None,
-                    float_exr: bool = False) -> dict:
+                    float_exr: bool = False, options: dict | None = None) -> dict:
     """Load one scene, reconstruct it, write the HDR (and preview); return a summary dict."""
     from gmodiff.io.scene import load_scene
 
-    return write_reconstruction(load_scene(folder), output, method, preview, float_exr)
+    return write_reconstruction(load_scene(folder), output, method, preview, float_exr, options)
 
 
 def write_reconstruction(scene, output: Path, method: str, preview: Path | None = None,
-                         float_exr: bool = False) -> dict:
+                         float_exr: bool = False, options: dict | None = None) -> dict:
     """Reconstruct a loaded scene, write the HDR (and preview); return a summary dict."""
     from gmodiff.io.output import write_output
     from gmodiff.reconstruct import reconstruct_scene
 
-    result = reconstruct_scene(scene, method)
+    result = reconstruct_scene(scene, method, **(options or {}))
     # Ultra HDR: SDR white at the reference exposure, so the base image looks like that photo.
     write_output(output, result.hdr, float_exr=float_exr,
                  radiance_scale=float(scene.exposure_times[scene.reference_index]))
@@ -79,7 +79,7 @@ def reconstruct_command(
     output: Path = typer.Option(..., "-o", "--output",
                                 help="Output .hdr/.exr/.jpg file (one scene) or folder (many)."),
     method: str = typer.Option("classical", "--method",
-                               help="classical (= deghost), reference, merge, deghost, debevec."),
+                               help="classical (= deghost), reference, merge, deghost, debevec, gmodiff."),
     preview: Path | None = typer.Option(None, "--preview", help="Also write a tone-mapped PNG "
                                         "(one scene), or a folder of them (many scenes)."),
     output_format: str = typer.Option("exr", "--format",
@@ -95,14 +95,27 @@ def reconstruct_command(
     align: str = typer.Option("ecc", "--align", help="Image files: ecc (homography, default), "
                               "mtb (translation) or none."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    weights: Path | None = typer.Option(None, "--weights", help="gmodiff: a trained pipeline "
+                                        "folder, or one holding dareg_mask.pth + gmodiff.pkl."),
+    backbone: Path | None = typer.Option(None, "--backbone", help="gmodiff: local "
+                                         "stable-diffusion-2-1-base diffusers folder."),
+    steps: int = typer.Option(1, "--steps", min=1, help="gmodiff: refinement steps (1 = the "
+                              "one-step model; N>1 runs a DDIM chain from the same start)."),
+    tile: int = typer.Option(0, "--tile", min=0, help="gmodiff: latent tile size in latent px "
+                             "(e.g. 96) for large images; 0 = no tiling."),
+    device: str = typer.Option("cpu", "--device", help="gmodiff: cpu or cuda[:N]."),
+    fuse_lora: bool = typer.Option(False, "--fuse-lora", help="gmodiff: merge LoRA weights."),
 ) -> None:
     """Reconstruct reference-aligned HDR from exposure brackets."""
     from gmodiff.io.output import check_output_path
     from gmodiff.io.scene import find_scenes
 
     _check_method(method)
+    options = ({"weights": weights, "backbone": backbone, "steps": steps, "tile": tile or None,
+                "device": device, "fuse_lora": fuse_lora} if method == "gmodiff" else {})
     if len(inputs) > 1 or inputs[0].is_file():
-        _reconstruct_bracket(inputs, output, method, preview, float_exr, ev, times, reference, align)
+        _reconstruct_bracket(inputs, output, method, preview, float_exr, ev, times, reference, align,
+                             options)
         return
     if ev is not None or times is not None or reference is not None:
         raise ConfigError("--ev/--times/--reference apply to image files, not scene folders",
@@ -115,17 +128,17 @@ def reconstruct_command(
     if scenes == [scene_dir]:
         check_output_path(output)
         _check_preview(preview)
-        summary = reconstruct_one(scene_dir, output, method, preview, float_exr)
+        summary = reconstruct_one(scene_dir, output, method, preview, float_exr, options)
         typer.echo(_describe(summary, output))
         if preview is not None:
             typer.echo(f"wrote {preview}")
         return
-    _reconstruct_many(scenes, output, method, preview, output_format, float_exr, progress)
+    _reconstruct_many(scenes, output, method, preview, output_format, float_exr, progress, options)
 
 
 def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: Path | None,
                          float_exr: bool, ev: str | None, times: str | None,
-                         reference: int | None, align: str) -> None:
+                         reference: int | None, align: str, options: dict | None = None) -> None:
     """Several image files: one bracket → one HDR file; every check runs before any write."""
     from gmodiff.brackets import prepare_bracket
     from gmodiff.io.output import check_output_path
@@ -142,14 +155,15 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: 
     typer.echo("\n".join(prepared.selection.describe().splitlines()))
     for warning in prepared.alignment.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    summary = write_reconstruction(prepared.scene, output, method, preview, float_exr)
+    summary = write_reconstruction(prepared.scene, output, method, preview, float_exr, options)
     typer.echo(_describe(summary, output))
     if preview is not None:
         typer.echo(f"wrote {preview}")
 
 
 def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_dir: Path | None,
-                      output_format: str, float_exr: bool, progress: bool) -> None:
+                      output_format: str, float_exr: bool, progress: bool,
+                      options: dict | None = None) -> None:
     from tqdm import tqdm
 
     suffix = "." + output_format.lower().lstrip(".")
@@ -174,7 +188,7 @@ def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_di
         target = out_dir / f"{folder.name}{suffix}"
         preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
         try:
-            reconstruct_one(folder, target, method, preview, float_exr)
+            reconstruct_one(folder, target, method, preview, float_exr, options)
             done += 1
         except GmodiffError as err:
             failures.append(str(err))
