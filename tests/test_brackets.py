@@ -141,3 +141,23 @@ def test_prepare_bracket_aligns_and_reports(tmp_path):
     assert any(line.startswith("reference:") for line in prepared.messages())
     with pytest.raises(ConfigError):
         prepare_bracket(paths, align="sift")
+
+
+def test_blank_frames_are_never_chosen(tmp_path):
+    rad = scene_radiance(32, 48)
+    paths = [save_jpeg(tmp_path / f"f{i}.jpg", expose(rad, 2.0 ** s), exif_bytes(2.0 ** s / 100))
+             for i, s in enumerate([-2, 0, 2])]
+    white = np.full((32, 48, 3), 255, np.uint8)
+    paths.append(save_jpeg(tmp_path / "white.jpg", white, exif_bytes(2.0 ** 6 / 100)))
+    scene, selection = load_bracket(paths)
+    # without the blank +6 EV frame the middle is 0 EV, and +2 EV is the long frame
+    assert [p.name for p in scene.frame_paths] == ["f0.jpg", "f1.jpg", "f2.jpg"]
+    assert "not used: white.jpg (blank)" in selection.describe()
+
+
+def test_all_black_or_white(tmp_path):
+    black, white = np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8)
+    paths = [save_jpeg(tmp_path / "b.jpg", black, exif_bytes(0.01)),
+             save_jpeg(tmp_path / "w.jpg", white, exif_bytes(0.04))]
+    with pytest.raises(SceneError, match="black or white"):
+        load_bracket(paths)

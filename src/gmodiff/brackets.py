@@ -16,6 +16,8 @@ Which frames are used (the network takes exactly three: short, reference, long):
 4. A side with no frame (two-frame brackets, or a reference at one end) is filled with the
    reference frame itself: it adds no information but invents none either, and the network
    sees the exposure ordering it was trained on.
+5. Frames that are blank (≥ 99% of pixels white, or black) carry nothing to merge: they are
+   never picked in steps 2-3 (an explicit ``reference`` is still honoured).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ TARGET_GAP_STOPS = 3.0
 DUPLICATE_TOLERANCE_STOPS = 0.1
 """Exposures closer than this (in stops) count as the same exposure."""
 SATURATED_LEVEL = 0.98
+BLACK_LEVEL = 0.02
 SATURATED_FRACTION = 0.99
-"""A frame is "all saturated" when this fraction of its pixels has every channel ≥ the level."""
+"""A frame is "all saturated" when this fraction of its pixels has every channel ≥ the level
+(and "all black" when this fraction has every channel ≤ ``BLACK_LEVEL``)."""
 
 
 @dataclass
@@ -50,6 +54,8 @@ class BracketSelection:
     reference: int
     used: tuple[int, int, int]
     exposure_source: str
+    blank: tuple[int, ...] = ()
+    """Sorted indices of frames skipped as entirely white or black."""
 
     @property
     def stops(self) -> np.ndarray:
@@ -64,7 +70,8 @@ class BracketSelection:
             note = " (reference reused: no frame on this side)" if (
                 role != "reference" and index == self.reference) else ""
             lines.append(f"{role}: {self.paths[index].name} ({self.stops[index]:+.1f} EV){note}")
-        unused = [self.paths[i].name for i in range(len(self.paths)) if i not in self.used]
+        unused = [self.paths[i].name + (" (blank)" if i in self.blank else "")
+                  for i in range(len(self.paths)) if i not in self.used]
         if unused:
             lines.append(f"not used: {', '.join(unused)}")
         return "\n".join(lines)
@@ -113,15 +120,21 @@ def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
                 None, "each frame of a bracket needs its own exposure; drop one or fix --ev/--times")
 
 
-def choose_reference(stops: np.ndarray) -> int:
-    """Index (into sorted stops) of the frame nearest the middle of the bracket; ties → shorter."""
-    middle = (stops[0] + stops[-1]) / 2
-    distances = np.abs(stops - middle)
-    return int(np.flatnonzero(distances <= distances.min() + 1e-9)[0])
+def choose_reference(stops: np.ndarray, usable: Sequence[bool] | None = None) -> int:
+    """Index (into sorted stops) of the usable frame nearest the middle of the bracket; ties →
+    shorter. The middle is that of the usable frames."""
+    usable = np.ones(len(stops), bool) if usable is None else np.asarray(usable, bool)
+    candidates = np.flatnonzero(usable)
+    middle = (stops[candidates[0]] + stops[candidates[-1]]) / 2
+    distances = np.abs(stops[candidates] - middle)
+    return int(candidates[np.flatnonzero(distances <= distances.min() + 1e-9)[0]])
 
 
-def select_triplet(stops: np.ndarray, reference: int) -> tuple[int, int, int]:
+def select_triplet(stops: np.ndarray, reference: int,
+                   usable: Sequence[bool] | None = None) -> tuple[int, int, int]:
     """(short, reference, long) indices into sorted ``stops`` by the module's rule."""
+    usable = [True] * len(stops) if usable is None else list(usable)
+
     def pick(candidates: list[int]) -> int:
         if not candidates:
             return reference
@@ -130,7 +143,9 @@ def select_triplet(stops: np.ndarray, reference: int) -> tuple[int, int, int]:
         ties = [i for i, g in zip(candidates, gaps) if g <= best + 1e-9]
         return max(ties, key=lambda i: abs(stops[i] - stops[reference]))
 
-    return pick(list(range(reference))), reference, pick(list(range(reference + 1, len(stops))))
+    shorter = [i for i in range(reference) if usable[i]]
+    longer = [i for i in range(reference + 1, len(stops)) if usable[i]]
+    return pick(shorter), reference, pick(longer)
 
 
 def _check_sizes(paths: Sequence[Path], frames: Sequence[np.ndarray]) -> None:
@@ -146,6 +161,10 @@ def _check_sizes(paths: Sequence[Path], frames: Sequence[np.ndarray]) -> None:
 
 def _saturated(frame: np.ndarray) -> bool:
     return float(np.mean(frame.min(axis=2) >= SATURATED_LEVEL)) >= SATURATED_FRACTION
+
+
+def _black(frame: np.ndarray) -> bool:
+    return float(np.mean(frame.max(axis=2) <= BLACK_LEVEL)) >= SATURATED_FRACTION
 
 
 def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str | None = None,
@@ -171,14 +190,21 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
     if all(_saturated(f) for f in frames):
         raise SceneError("every frame is saturated (white)", paths[0],
                          "shoot shorter exposures so highlights keep detail")
+    blank = [_saturated(f) or _black(f) for f in frames]
+    if all(blank):
+        raise SceneError("every frame is black or white", paths[0],
+                         "include at least one frame with visible detail")
 
     order = np.argsort(exposures, kind="stable")
     sorted_paths = [paths[i] for i in order]
     sorted_exposures = exposures[order]
     stops = np.log2(sorted_exposures)
-    ref = choose_reference(stops) if reference is None else int(np.flatnonzero(order == reference - 1)[0])
-    used = select_triplet(stops, ref)
-    selection = BracketSelection(sorted_paths, sorted_exposures, ref, used, source)
+    usable = [not blank[i] for i in order]
+    ref = (choose_reference(stops, usable) if reference is None
+           else int(np.flatnonzero(order == reference - 1)[0]))
+    used = select_triplet(stops, ref, usable)
+    skipped = tuple(i for i, ok in enumerate(usable) if not ok)
+    selection = BracketSelection(sorted_paths, sorted_exposures, ref, used, source, skipped)
 
     times_used = sorted_exposures[list(used)]
     scene = Scene(
