@@ -135,3 +135,20 @@ def test_unknown_output_extension_fails_before_reading(tmp_path):
     paths, _, _ = write_bracket(tmp_path)
     assert main(["reconstruct", *map(str, paths), "-o", str(tmp_path / "photo.png")]) == 2
     assert not (tmp_path / "photo.png").exists()
+
+
+def test_bracket_flags_with_a_scene_folder_are_refused(tmp_path, capsys):
+    from gmodiff.io.scene import Scene, save_scene
+
+    frames = [np.full((8, 8, 3), v, np.float32) for v in (0.2, 0.5, 0.8)]
+    save_scene(Scene(frames=frames, exposure_times=np.array([1.0, 4.0, 16.0])), tmp_path / "scene")
+    code = main(["reconstruct", str(tmp_path / "scene"), "-o", str(tmp_path / "x.exr"), "--ev", "-2,0,2"])
+    assert code == 2 and "image files" in capsys.readouterr().err
+    assert not (tmp_path / "x.exr").exists()
+
+
+def test_output_may_not_overwrite_an_input(tmp_path, capsys):
+    paths, _, _ = write_bracket(tmp_path)
+    before = paths[0].read_bytes()
+    assert main(["reconstruct", *map(str, paths), "-o", str(paths[0])]) == 2
+    assert "overwrite" in capsys.readouterr().err and paths[0].read_bytes() == before
