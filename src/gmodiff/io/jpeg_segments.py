@@ -84,19 +84,6 @@ def insert_segments(jpeg: bytes, segments: list[bytes]) -> bytes:
     return jpeg[:pos] + b"".join(segments) + jpeg[pos:]
 
 
-def strip_app_segments(jpeg: bytes, markers: set[int]) -> bytes:
-    """Remove header segments with the given markers (e.g. EXIF/XMP a library wrote)."""
-    out = bytearray(jpeg[:2])
-    pos = 2
-    for seg in header_segments(jpeg):
-        out += jpeg[pos:seg.start]
-        if seg.marker not in markers:
-            out += jpeg[seg.start:seg.end]
-        pos = seg.end
-    out += jpeg[pos:]
-    return bytes(out)
-
-
 # --- MPF (CIPA DC-007 Multi-Picture Format) index -------------------------------------------
 
 _MP_TYPE_BASELINE_PRIMARY = 0x030000
