@@ -187,3 +187,72 @@ def test_tiny_latent_size():
     assert latent.shape[-1] <= 32
     assert backbone.scheduler.config.prediction_type == "epsilon"
     assert backbone.scheduler.config.num_train_timesteps == 1000
+
+
+_REFERENCE_UNET_PATTERNS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_in",
+                            "conv_shortcut", "conv_out", "proj_out", "proj_in", "ff.net.2",
+                            "ff.net.0.proj", "downsamplers.0.conv", "upsamplers.0.conv")
+_REFERENCE_VAE_PATTERNS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out",
+                           "skip_conv_1", "skip_conv_2", "skip_conv_3", "skip_conv_4",
+                           "to_k", "to_q", "to_v", "to_out.0")
+
+
+def _reference_unet_groups(unet):
+    # The module-selection rule the released checkpoint was built with (spec §7), restated.
+    groups = {"default_encoder": set(), "default_decoder": set(), "default_others": set()}
+    for name, _ in unet.named_parameters():
+        if "bias" in name or "norm" in name:
+            continue
+        module = name.removesuffix(".weight")
+        for pattern in _REFERENCE_UNET_PATTERNS:
+            if pattern in name:
+                key = ("default_encoder" if ("down_blocks" in name or "conv_in" in name) else
+                       "default_decoder" if ("up_blocks" in name or "conv_out" in name) else
+                       "default_others")
+                groups[key].add(module)
+                break
+    return groups
+
+
+def _reference_vae_lists(vae):
+    encoder, decoder = set(), set()
+    for name, _ in vae.named_parameters():
+        if "bias" in name or "norm" in name:
+            continue
+        module = name.removesuffix(".weight")
+        for pattern in _REFERENCE_VAE_PATTERNS:
+            if pattern in name and "encoder" in name:
+                encoder.add(module)
+            elif "quant_conv" in name and "post_quant_conv" not in name:
+                encoder.add(module)
+            if pattern in name and "decoder" in name:
+                decoder.add(module)
+    return encoder, decoder
+
+
+def test_lora_targets_match_the_reference_selection_rule():
+    from gmodiff.models.refiner import DADecoder, unet_lora_targets, vae_decoder_lora_targets, \
+        vae_encoder_lora_targets
+
+    backbone = load_backbone("tiny")
+    ours = {k: set(v) for k, v in unet_lora_targets(backbone.unet).items()}
+    assert ours == _reference_unet_groups(backbone.unet)
+    vae = backbone.vae
+    vae.decoder = DADecoder.from_vae(vae, backbone.unet.config.cross_attention_dim)
+    encoder, decoder = _reference_vae_lists(vae)
+    assert set(vae_encoder_lora_targets(vae)) == encoder
+    assert set(vae_decoder_lora_targets(vae)) == decoder
+
+
+def test_sd21_unet_lora_groups_match_the_reference_rule_on_meta():
+    from diffusers import UNet2DConditionModel
+
+    from gmodiff.models.backbone import SD21_UNET_CONFIG
+    from gmodiff.models.refiner import unet_lora_targets
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD21_UNET_CONFIG)
+    ours = {k: set(v) for k, v in unet_lora_targets(unet).items()}
+    assert ours == _reference_unet_groups(unet)
+    assert len(ours["default_encoder"]) > 50 and len(ours["default_decoder"]) > 50
+    assert len(ours["default_others"]) > 10
