@@ -53,3 +53,7 @@ class ConfigError(GmodiffError):
 
 class OutputError(GmodiffError):
     """An output could not be written (unsupported extension, disk full, permissions)."""
+
+
+class OutOfMemoryError(GmodiffError):
+    """The image does not fit in memory at these settings (tiling or a smaller image helps)."""

@@ -317,7 +317,17 @@ def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
         tile_options = tile or None
     elif isinstance(tile, int) and tile > 0:
         tile_options = TileOptions(latent_tile=tile, latent_overlap=min(pipe.tile.latent_overlap, tile // 3))
-    out = pipe(scene, seed=seed, tile=tile_options, steps=steps)
+    try:
+        out = pipe(scene, seed=seed, tile=tile_options, steps=steps)
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        from gmodiff.errors import OutOfMemoryError
+
+        used = tile_options if isinstance(tile_options, TileOptions) else (pipe.tile if tile_options else None)
+        size = pipe.tile.latent_tile if used is None else max(8, used.latent_tile // 2)
+        raise OutOfMemoryError(
+            f"out of memory reconstructing {scene.width}x{scene.height} on {device} "
+            f"({type(exc).__name__})", scene.root,
+            f"retry with --tile {size} (smaller tiles use less memory)") from exc
     timings = {"dareg": out.timings["dareg_s"], "refiner": out.timings["refiner_s"],
                "total": out.timings["total_s"]}
     return Reconstruction(hdr=out.hdr, gain_map=out.gain_map, mask=out.mask, timings=timings,

@@ -19,6 +19,7 @@ import torch
 
 from gmodiff.errors import CheckpointError
 from gmodiff.io.atomic import atomic_path
+from gmodiff.models.checkpoints import check_state_dict
 
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
@@ -139,6 +140,8 @@ def load_checkpoint(
     if not isinstance(payload, dict) or "step" not in payload or "model" not in payload:
         raise CheckpointError("not a gmodiff training checkpoint", path, "use a checkpoint-*.pt file")
     if model is not None:
+        # Name the missing / unexpected / mismatched keys (load_state_dict's first line does not).
+        check_state_dict(model, payload["model"], path)
         try:
             model.load_state_dict(payload["model"])
         except RuntimeError as exc:
