@@ -28,21 +28,56 @@ def _check_method(method: str) -> None:
                           fix=f"use one of {', '.join(available_methods())}")
 
 
+def _method_options(method: str, weights: Path | None, debug_maps: bool, gmodiff: dict) -> dict:
+    """reconstruct_scene options for ``method``; --weights/--debug-maps need a learned method."""
+    if method == "gmodiff":
+        return gmodiff
+    if method == "dareg":
+        if weights is None:
+            raise ConfigError("--method dareg needs --weights",
+                              fix="pass a DaReg folder (DaReg.save_pretrained) or dareg_mask.pth")
+        return {"weights": weights, "device": gmodiff["device"]}
+    if weights is not None or debug_maps:
+        raise ConfigError(f"--weights/--debug-maps need a learned method, not {method!r}",
+                          fix="add --method dareg or --method gmodiff")
+    return {}
+
+
+def write_debug_maps(output: Path, result) -> list[Path]:
+    """Write the gain map and DA mask as 8-bit ``<output stem>.gain_map.png`` / ``.mask.png``."""
+    import numpy as np
+
+    from gmodiff.io.ldr import write_ldr
+
+    written = []
+    base = output.with_suffix("")
+    if result.gain_map is not None:
+        written.append(base.parent / f"{base.name}.gain_map.png")
+        write_ldr(written[-1], np.clip(result.gain_map, 0, 1), bit_depth=8)
+    if result.mask is not None:
+        written.append(base.parent / f"{base.name}.mask.png")
+        write_ldr(written[-1], np.repeat(np.clip(result.mask, 0, 1)[..., None], 3, axis=2), bit_depth=8)
+    return written
+
+
 def _check_preview(path: Path | None) -> None:
     if path is not None and path.suffix.lower() != ".png":
         raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
 
 
 def reconstruct_one(folder: Path, output: Path, method: str, preview: Path | None = None,
-                    float_exr: bool = False, options: dict | None = None) -> dict:
+                    float_exr: bool = False, options: dict | None = None,
+                    debug_maps: bool = False) -> dict:
     """Load one scene, reconstruct it, write the HDR (and preview); return a summary dict."""
     from gmodiff.io.scene import load_scene
 
-    return write_reconstruction(load_scene(folder), output, method, preview, float_exr, options)
+    return write_reconstruction(load_scene(folder), output, method, preview, float_exr, options,
+                                debug_maps)
 
 
 def write_reconstruction(scene, output: Path, method: str, preview: Path | None = None,
-                         float_exr: bool = False, options: dict | None = None) -> dict:
+                         float_exr: bool = False, options: dict | None = None,
+                         debug_maps: bool = False) -> dict:
     """Reconstruct a loaded scene, write the HDR (and preview); return a summary dict."""
     from gmodiff.io.output import write_output
     from gmodiff.reconstruct import reconstruct_scene
@@ -55,6 +90,8 @@ def write_reconstruction(scene, output: Path, method: str, preview: Path | None 
         from gmodiff.io.preview import write_preview
 
         write_preview(preview, result.hdr)
+    if debug_maps:
+        write_debug_maps(output, result)
     summary = {"scene": scene.name, "method": result.method, "seconds": result.timings["total"]}
     if scene.ground_truth is not None and scene.ground_truth.shape == result.hdr.shape:
         from gmodiff.metrics import psnr_l, psnr_mu
@@ -79,7 +116,8 @@ def reconstruct_command(
     output: Path = typer.Option(..., "-o", "--output",
                                 help="Output .hdr/.exr/.jpg file (one scene) or folder (many)."),
     method: str = typer.Option("classical", "--method",
-                               help="classical (= deghost), reference, merge, deghost, debevec, gmodiff."),
+                               help="classical (= deghost), reference, merge, deghost, debevec, "
+                               "dareg, gmodiff."),
     preview: Path | None = typer.Option(None, "--preview", help="Also write a tone-mapped PNG "
                                         "(one scene), or a folder of them (many scenes)."),
     output_format: str = typer.Option("exr", "--format",
@@ -96,7 +134,10 @@ def reconstruct_command(
                               "mtb (translation) or none."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     weights: Path | None = typer.Option(None, "--weights", help="gmodiff: a trained pipeline "
-                                        "folder, or one holding dareg_mask.pth + gmodiff.pkl."),
+                                        "folder, or one holding dareg_mask.pth + gmodiff.pkl; "
+                                        "dareg: a DaReg folder or dareg_mask.pth."),
+    debug_maps: bool = typer.Option(False, "--debug-maps", help="dareg/gmodiff: also write the "
+                                    "gain map and DA mask as <output>.gain_map.png / .mask.png."),
     backbone: Path | None = typer.Option(None, "--backbone", help="gmodiff: local "
                                          "stable-diffusion-2-1-base diffusers folder."),
     steps: int = typer.Option(1, "--steps", min=1, help="gmodiff: refinement steps (1 = the "
@@ -111,11 +152,12 @@ def reconstruct_command(
     from gmodiff.io.scene import find_scenes
 
     _check_method(method)
-    options = ({"weights": weights, "backbone": backbone, "steps": steps, "tile": tile or None,
-                "device": device, "fuse_lora": fuse_lora} if method == "gmodiff" else {})
+    options = _method_options(method, weights, debug_maps, {
+        "weights": weights, "backbone": backbone, "steps": steps, "tile": tile or None,
+        "device": device, "fuse_lora": fuse_lora})
     if len(inputs) > 1 or inputs[0].is_file():
         _reconstruct_bracket(inputs, output, method, preview, float_exr, ev, times, reference, align,
-                             options)
+                             options, debug_maps)
         return
     if ev is not None or times is not None or reference is not None:
         raise ConfigError("--ev/--times/--reference apply to image files, not scene folders",
@@ -128,17 +170,19 @@ def reconstruct_command(
     if scenes == [scene_dir]:
         check_output_path(output)
         _check_preview(preview)
-        summary = reconstruct_one(scene_dir, output, method, preview, float_exr, options)
+        summary = reconstruct_one(scene_dir, output, method, preview, float_exr, options, debug_maps)
         typer.echo(_describe(summary, output))
         if preview is not None:
             typer.echo(f"wrote {preview}")
         return
-    _reconstruct_many(scenes, output, method, preview, output_format, float_exr, progress, options)
+    _reconstruct_many(scenes, output, method, preview, output_format, float_exr, progress, options,
+                      debug_maps)
 
 
 def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: Path | None,
                          float_exr: bool, ev: str | None, times: str | None,
-                         reference: int | None, align: str, options: dict | None = None) -> None:
+                         reference: int | None, align: str, options: dict | None = None,
+                         debug_maps: bool = False) -> None:
     """Several image files: one bracket → one HDR file; every check runs before any write."""
     from gmodiff.brackets import prepare_bracket
     from gmodiff.io.output import check_output_path
@@ -155,7 +199,8 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: 
     typer.echo("\n".join(prepared.selection.describe().splitlines()))
     for warning in prepared.alignment.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    summary = write_reconstruction(prepared.scene, output, method, preview, float_exr, options)
+    summary = write_reconstruction(prepared.scene, output, method, preview, float_exr, options,
+                                   debug_maps)
     typer.echo(_describe(summary, output))
     if preview is not None:
         typer.echo(f"wrote {preview}")
@@ -163,7 +208,7 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: 
 
 def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_dir: Path | None,
                       output_format: str, float_exr: bool, progress: bool,
-                      options: dict | None = None) -> None:
+                      options: dict | None = None, debug_maps: bool = False) -> None:
     from tqdm import tqdm
 
     suffix = "." + output_format.lower().lstrip(".")
@@ -188,7 +233,7 @@ def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_di
         target = out_dir / f"{folder.name}{suffix}"
         preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
         try:
-            reconstruct_one(folder, target, method, preview, float_exr, options)
+            reconstruct_one(folder, target, method, preview, float_exr, options, debug_maps)
             done += 1
         except GmodiffError as err:
             failures.append(str(err))
