@@ -240,6 +240,10 @@ def simulate(radiance: np.ndarray, config: SimulationConfig | None = None,
     t1 = _choose_t1(radiance, config, float(times[ref]), rng)
 
     objects = _moving_objects(rng, radiance, config) if config.motion else []
+    # Where objects sit in the reference: part of every non-reference frame's motion mask.
+    reference_coverage = np.zeros((h, w), np.float32)
+    for obj in objects:
+        _paste(np.zeros((h, w, 3), np.float32), reference_coverage, obj, obj.centre)
     frames, masks, shakes = [], [], []
     ground_truth = None
     for index, time in enumerate(times):
@@ -259,9 +263,6 @@ def simulate(radiance: np.ndarray, config: SimulationConfig | None = None,
                                                 flags=cv2.INTER_LINEAR,
                                                 borderMode=cv2.BORDER_REFLECT)
             # Local motion mask: where objects are now or were in the reference.
-            reference_coverage = np.zeros((h, w), np.float32)
-            for obj in objects:
-                _paste(np.zeros((h, w, 3), np.float32), reference_coverage, obj, obj.centre)
             coverage = np.maximum(coverage, reference_coverage)
         linear = _expose(scene_radiance * (t1 * time), rng, shot, read, config.noise)
         frames.append(_quantise(response.forward(linear), config.bit_depth))
