@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import typer.main
 
 from gmodiff.cli import app, main
@@ -112,6 +113,23 @@ def test_gmodiff_cli_outputs_are_byte_identical(scene, tmp_path, pipelines, kind
     _PIPELINE_CACHE.clear()
     second = _reconstruct(scene, tmp_path / "b.exr", *args)
     assert first == second
+
+
+@pytest.mark.skipif(not HAS_WEIGHTS, reason="gmodiff reconstruct has no --weights option yet")
+def test_dareg_cli_outputs_are_byte_identical(scene, tmp_path):
+    """DaReg is a plain feed-forward network: no seed involved, same bytes every run."""
+    from gmodiff.models import dareg
+
+    weights = tmp_path / "dareg"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dareg.DaReg(dareg.DaRegConfig.tiny(mask_head=True)).save_pretrained(weights)
+    args = ["--method", "dareg", "--weights", str(weights), *_seed(0)]
+    digests = []
+    for name in ("a.exr", "b.exr"):
+        dareg._LOADED.clear()
+        digests.append(_reconstruct(scene, tmp_path / name, *args))
+    assert digests[0] == digests[1]
 
 
 def test_mode_ignores_the_seed_and_sampling_follows_it(scene, pipelines):

@@ -383,6 +383,32 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 
 
 @needs_weights_option
+@pytest.mark.parametrize("damage,mention", [
+    ("other-size", "shape mismatches: decoders."),
+    ("empty-folder", "no DaReg weights here"),
+    ("corrupt-pth", "cannot read checkpoint"),
+])
+def test_dareg_weights_bad(capsys, tmp_path, scene, damage, mention):
+    import json
+
+    from gmodiff.models.dareg import DaReg, DaRegConfig
+
+    weights = tmp_path / "dareg"
+    if damage == "other-size":
+        DaReg(DaRegConfig.tiny(mask_head=False)).save_pretrained(weights)
+        config = json.loads((weights / "config.json").read_text())
+        config["channels"] = [8, 16, 32, 64, 64]  # config and weights disagree
+        (weights / "config.json").write_text(json.dumps(config))
+    elif damage == "empty-folder":
+        weights.mkdir()
+    else:
+        weights = tmp_path / "dareg_mask.pth"
+        weights.write_bytes(b"PK\x03\x04 not a torch file")
+    reconstruct_error(capsys, tmp_path, scene, CheckpointError, weights.name, mention,
+                      extra=["--method", "dareg", "--weights", str(weights)])
+
+
+@needs_weights_option
 def test_gmodiff_without_weights(capsys, tmp_path, scene):
     reconstruct_error(capsys, tmp_path, scene, CheckpointError, "--weights",
                       extra=["--method", "gmodiff"])
