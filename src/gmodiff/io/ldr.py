@@ -86,6 +86,22 @@ def _read_tiff(path: Path) -> np.ndarray:
     return pixels
 
 
+def _check_png_chunks(path: Path, data: bytes) -> None:
+    """Refuse chunks whose length runs past the end of the file.
+
+    OpenCV allocates a buffer of the *claimed* chunk length before reading it, so one corrupt
+    length field in a 1 KB file would make it allocate 2 GB.
+    """
+    pos = 8  # after the signature
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        if length > len(data) - pos - 12:
+            chunk = data[pos + 4:pos + 8].decode("latin-1")
+            raise ImageReadError(f"corrupt PNG (chunk {chunk!r} at byte {pos} claims {length} "
+                                 "bytes, past the end of the file)", path, "re-export the frame")
+        pos += 12 + length
+
+
 def _read_png(path: Path) -> np.ndarray:
     import cv2
     from PIL import Image
@@ -96,6 +112,7 @@ def _read_png(path: Path) -> np.ndarray:
         _check_size(path, im.height, im.width)
     # OpenCV keeps 16-bit RGB PNGs at 16 bits (Pillow would reduce them to 8).
     data = np.fromfile(path, dtype=np.uint8)
+    _check_png_chunks(path, data.tobytes())
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise ImageReadError("PNG could not be decoded", path, "re-export the frame")
