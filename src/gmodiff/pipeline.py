@@ -98,7 +98,7 @@ class GMODiffPipeline:
         """New pipeline: a DaReg (tiny if None) and a freshly initialised refiner on ``backbone``."""
         dareg = dareg or DaReg(DaRegConfig.tiny())
         token_channels = dareg.config.channels[-1]
-        backbone_obj = load_backbone(backbone if not isinstance(backbone, BackboneConfig) else backbone)
+        backbone_obj = load_backbone(backbone)
         if refiner_config is None:
             refiner_config = (RefinerConfig.tiny(token_channels) if backbone_obj.config.kind == "tiny"
                               else RefinerConfig(token_channels=token_channels))
