@@ -22,7 +22,7 @@ from fuzz_support import mutate
 from gmodiff.io.hdr import write_hdr
 from gmodiff.io.ldr import write_ldr
 
-MUTANTS_PER_FORMAT = 120
+MUTANTS_PER_FORMAT = 300
 ADDRESS_SPACE_LIMIT = 4 << 30  # the child may map at most 4 GiB: far above any sane decode
 PER_FILE_SECONDS = 2.0
 MAX_RSS_MB = 512  # the child's peak resident memory over all files (it idles near 100 MB)
