@@ -113,6 +113,9 @@ def test_gmodiff_cli_outputs_are_byte_identical(scene, tmp_path, pipelines, kind
     _PIPELINE_CACHE.clear()
     second = _reconstruct(scene, tmp_path / "b.exr", *args)
     assert first == second
+    if HAS_SEED:  # the flag reaches the sampler, and only matters when the pipeline samples
+        other = _reconstruct(scene, tmp_path / "c.exr", *args[:-2], "--seed", "1")
+        assert (other == first) == (kind == "mode")
 
 
 @pytest.mark.skipif(not HAS_WEIGHTS, reason="gmodiff reconstruct has no --weights option yet")

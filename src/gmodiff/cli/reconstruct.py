@@ -146,6 +146,9 @@ def reconstruct_command(
                              "(e.g. 96) for large images; 0 = no tiling."),
     device: str = typer.Option("cpu", "--device", help="gmodiff: cpu or cuda[:N]."),
     fuse_lora: bool = typer.Option(False, "--fuse-lora", help="gmodiff: merge LoRA weights."),
+    seed: int = typer.Option(0, "--seed", help="Seed of gmodiff's VAE posterior sampling (only "
+                             "pipelines trained with sample_latents draw; the default takes the "
+                             "posterior mode). Other methods have no randomness."),
 ) -> None:
     """Reconstruct reference-aligned HDR from exposure brackets."""
     from gmodiff.io.output import check_output_path
@@ -154,7 +157,7 @@ def reconstruct_command(
     _check_method(method)
     options = _method_options(method, weights, debug_maps, {
         "weights": weights, "backbone": backbone, "steps": steps, "tile": tile or None,
-        "device": device, "fuse_lora": fuse_lora})
+        "device": device, "fuse_lora": fuse_lora, "seed": seed})
     if len(inputs) > 1 or inputs[0].is_file():
         _reconstruct_bracket(inputs, output, method, preview, float_exr, ev, times, reference, align,
                              options, debug_maps)
