@@ -26,7 +26,7 @@ from gmodiff.io.scene import save_scene
 from gmodiff.models.dareg import DaReg
 from gmodiff.train.checkpointing import latest_checkpoint, list_checkpoints
 
-MAX_STEPS = 40
+MAX_STEPS = 24
 
 
 def _env() -> dict:
@@ -94,7 +94,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(config, tmp_path):
     result = subprocess.run(_argv(config, straight), env=_env(), capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
 
-    kill_step = random.SystemRandom().randrange(2, MAX_STEPS - 8)
+    kill_step = random.SystemRandom().randrange(2, MAX_STEPS // 2)  # half the run left: a slow poller still catches it
     seen = _kill_after_checkpoint(config, crashed, kill_step)
     assert latest_checkpoint(crashed / "checkpoints") is not None
     assert not (crashed / "final").exists(), "the killed run should not have finished"
