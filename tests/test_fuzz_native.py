@@ -38,7 +38,8 @@ for path in sys.argv[1:]:
     start = time.perf_counter()
     try:
         pixels = read_hdr(path) if path.endswith(".exr") else read_ldr(path).pixels
-        outcome = "ok" if pixels.ndim == 3 and pixels.shape[2] == 3 else f"bad shape {{pixels.shape}}"
+        good = pixels.ndim == 3 and pixels.shape[2] == 3
+        outcome = "ok" if good else f"bad shape {{pixels.shape}}"
     except GmodiffError as err:
         outcome = "gmodiff:" + type(err).__name__ if "\n" not in str(err) else "multi-line message"
     except BaseException as err:
