@@ -120,3 +120,50 @@ def test_all_broken_writes_nothing_and_fails(root, tmp_path, capsys):
     assert main(["reconstruct", str(only_broken), "-o", str(out), "--no-progress"]) == 1
     assert _all_files(out) == []
     assert "2 scene(s) failed" in capsys.readouterr().err
+
+
+_ODD_SCENES = {  # valid but extreme scenes: (height, width, frame values, exposure times)
+    "one_pixel": (1, 1, (0.2, 0.5, 0.9), (1.0, 4.0, 16.0)),
+    "one_row": (1, 7, (0.2, 0.5, 0.9), (1.0, 4.0, 16.0)),
+    "one_column": (7, 1, (0.2, 0.5, 0.9), (1.0, 4.0, 16.0)),
+    "black": (16, 16, (0.0, 0.0, 0.0), (1.0, 4.0, 16.0)),
+    "white": (16, 16, (1.0, 1.0, 1.0), (1.0, 4.0, 16.0)),
+    "thirty_stops": (16, 16, (0.2, 0.5, 0.9), (1.0, 2.0**15, 2.0**30)),
+}
+
+_RUN_ALL_METHODS = r"""
+import sys
+from gmodiff.baselines import CLASSICAL_METHODS
+from gmodiff.cli import main
+root, out = sys.argv[1], sys.argv[2]
+for method in ["classical", *CLASSICAL_METHODS]:
+    print("RESULT", method, main(["reconstruct", root, "-o", f"{out}/{method}", "--method", method,
+                        "--no-progress"]), flush=True)
+"""
+
+
+def test_extreme_but_valid_scenes_do_not_crash_any_method(tmp_path):
+    """Run in a child: a native crash (OpenCV's AlignMTB segfaulted on 1-px-wide frames) would
+    otherwise take the whole batch down with it."""
+    import subprocess
+    import sys
+
+    from gmodiff.io.scene import Scene
+
+    root = tmp_path / "odd"
+    for name, (h, w, values, times) in _ODD_SCENES.items():
+        frames = [np.full((h, w, 3), v, np.float32) for v in values]
+        save_scene(Scene(frames=frames, exposure_times=np.array(times), name=name), root / name)
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    child = subprocess.run([sys.executable, "-c", _RUN_ALL_METHODS, str(root), str(tmp_path)],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, f"child died ({child.returncode}) after: {child.stdout[-500:]}"
+    codes = dict(line.split()[1:] for line in child.stdout.splitlines()
+                 if line.startswith("RESULT "))
+    assert codes and all(code == "0" for code in codes.values()), (codes, child.stderr[-2000:])
+    for method in codes:
+        outputs = sorted(p.stem for p in (tmp_path / method).glob("*.exr"))
+        assert outputs == sorted(_ODD_SCENES), (method, outputs)
+        for path in (tmp_path / method).glob("*.exr"):
+            assert np.isfinite(read_hdr(path)).all(), (method, path.name)

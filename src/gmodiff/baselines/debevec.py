@@ -33,6 +33,10 @@ def mtb_levels(height: int, width: int) -> int:
 def align_mtb(frames8: list[np.ndarray], reference_index: int) -> list[np.ndarray]:
     """Translate each 8-bit BGR frame onto the reference with median-threshold bitmaps."""
     height, width = frames8[0].shape[:2]
+    if min(height, width) < 16:
+        # Too small to align, and OpenCV's AlignMTB crashes the interpreter (segfault) on
+        # frames one pixel high or wide.
+        return list(frames8)
     align = cv2.createAlignMTB(mtb_levels(height, width), 4, True)
     base = cv2.cvtColor(frames8[reference_index], cv2.COLOR_BGR2GRAY)
     aligned = []
