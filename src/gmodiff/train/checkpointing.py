@@ -137,7 +137,8 @@ def load_checkpoint(
     except Exception as exc:  # corrupt or foreign file
         raise CheckpointError(f"cannot read checkpoint ({type(exc).__name__})", path,
                               "delete it and resume from an earlier one") from exc
-    if not isinstance(payload, dict) or "step" not in payload or "model" not in payload:
+    if (not isinstance(payload, dict) or "step" not in payload
+            or not isinstance(payload.get("model"), dict)):
         raise CheckpointError("not a gmodiff training checkpoint", path, "use a checkpoint-*.pt file")
     if model is not None:
         # Name the missing / unexpected / mismatched keys (load_state_dict's first line does not).
@@ -147,10 +148,16 @@ def load_checkpoint(
         except RuntimeError as exc:
             raise CheckpointError(f"weights do not fit the model ({str(exc).splitlines()[0]})", path,
                                   "resume with the same config the run started with") from exc
-    if optimizer is not None and payload.get("optimizer") is not None:
-        optimizer.load_state_dict(payload["optimizer"])
-    if scheduler is not None and payload.get("scheduler") is not None:
-        scheduler.load_state_dict(payload["scheduler"])
-    if restore_rng:
-        restore_rng_states(payload["rng"], generators)
-    return Checkpoint(step=int(payload["step"]), path=path, extra=payload.get("extra", {}))
+    try:
+        if optimizer is not None and payload.get("optimizer") is not None:
+            optimizer.load_state_dict(payload["optimizer"])
+        if scheduler is not None and payload.get("scheduler") is not None:
+            scheduler.load_state_dict(payload["scheduler"])
+        if restore_rng:
+            restore_rng_states(payload["rng"], generators)
+        return Checkpoint(step=int(payload["step"]), path=path, extra=payload.get("extra", {}))
+    except (AttributeError, IndexError, KeyError, OverflowError, RuntimeError, TypeError,
+            ValueError) as exc:  # bytes that unpickle but hold damaged optimizer/RNG state
+        raise CheckpointError(f"damaged checkpoint ({type(exc).__name__} restoring the "
+                              "optimizer, scheduler or RNG state)", path,
+                              "delete it and resume from an earlier one") from exc
