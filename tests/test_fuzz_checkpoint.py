@@ -132,3 +132,35 @@ def test_damaged_state_inside_a_readable_checkpoint(tmp_path):
         with pytest.raises(CheckpointError, match=f"{name}.pt"):
             load_checkpoint(tmp_path / f"{name}.pt", net, torch.optim.Adam(net.parameters()))
     assert good["step"] == 1
+
+
+def test_mutated_dareg_folders_load_or_raise_our_errors(tmp_path):
+    """``DaReg.from_pretrained`` (``--weights DIR``) on mutated config.json / model.safetensors.
+
+    In-process (safetensors and json are memory-safe); the fuzzer found config.json bytes that
+    are not UTF-8 (UnicodeDecodeError) and JSON that is not an object escaping as crashes.
+    """
+    import shutil
+
+    from fuzz_support import guarded_call
+    from gmodiff.models.dareg import DaReg, DaRegConfig
+
+    torch.manual_seed(0)
+    DaReg(DaRegConfig.tiny()).save_pretrained(tmp_path / "good")
+    seeds = {p.name: p.read_bytes() for p in (tmp_path / "good").iterdir()}
+    rng = np.random.default_rng(1)
+    outcomes = []
+    for k in range(80):
+        name = "config.json" if k % 2 else "model.safetensors"
+        folder = tmp_path / f"m{k:03d}"
+        shutil.copytree(tmp_path / "good", folder)
+        seed = seeds[name]
+        span = len(seed) if name == "config.json" else 400  # safetensors: its JSON header
+        edits = [(int(rng.integers(0, 4 if k % 5 == 0 else 3)), int(rng.integers(0, span)),
+                  int(rng.choice([int(rng.integers(0, 256)), ord("9"), ord("-"), ord("[")])))
+                 for _ in range(int(rng.integers(1, 5)))]
+        (folder / name).write_bytes(mutate(seed, edits))
+        model, err = guarded_call(DaReg.from_pretrained, folder, seconds=5.0, max_bytes=256 << 20)
+        outcomes.append("ok" if err is None else type(err).__name__)
+        shutil.rmtree(folder)
+    assert outcomes.count("ok") < len(outcomes)

@@ -355,11 +355,19 @@ class DaReg(nn.Module):
                 "point --weights at a folder written by save_pretrained or a dareg_mask.pth file",
             )
         try:
-            values = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
+            values = json.loads(config_path.read_text(encoding="utf-8"))
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise CheckpointError(f"config.json is not valid JSON ({exc})", config_path) from exc
+        if not isinstance(values, dict):
+            raise CheckpointError("config.json is not a JSON object", config_path,
+                                  "re-save the model with save_pretrained")
         values.update(config_overrides)
-        model = cls(DaRegConfig.from_dict(values))
+        try:
+            model = cls(DaRegConfig.from_dict(values))
+        except (TypeError, ValueError, IndexError, RuntimeError) as exc:  # wrong field types
+            raise CheckpointError(f"config.json has invalid values ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]})", config_path,
+                                  "re-save the model with save_pretrained") from exc
         from safetensors.torch import load_file
 
         try:
