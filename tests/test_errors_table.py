@@ -287,10 +287,13 @@ def _train_argv(config: Path, out: Path, *extra: str) -> list[str]:
     (None, "not found"),
     ("stage: [1\n", "invalid YAML"),
     ("stage: 1\nlearning_rate: 0.1\n", "learning_rate"),
-], ids=["missing", "bad-yaml", "unknown-key"])
+    (b"stage: 1\nmodel: \xff\xfe\n", "not UTF-8"),
+], ids=["missing", "bad-yaml", "unknown-key", "not-utf8"])
 def test_bad_config_file(capsys, tmp_path, content, mention):
     config = tmp_path / "config.yaml"
-    if content is not None:
+    if isinstance(content, bytes):
+        config.write_bytes(content)
+    elif content is not None:
         config.write_text(content)
     out = tmp_path / "run"
     expect_user_error(capsys, _train_argv(config, out), ConfigError, "config.yaml", mention)

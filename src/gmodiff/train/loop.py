@@ -83,7 +83,10 @@ def load_yaml_config(cls, path: str | Path, **overrides):
     if not path.is_file():
         raise ConfigError("config file not found", path, "pass --config with a YAML file from configs/")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path,
+                          "save the config as UTF-8 YAML") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML ({str(exc).splitlines()[0]})", path) from exc
     if not isinstance(values, dict):
