@@ -107,7 +107,7 @@ def test_gradients_reach_only_lora_conv_in_projection_and_skips():
     # The three UNet adapters and both VAE adapters exist with the expected names.
     names = {n for n, _ in refiner.named_parameters()}
     for adapter in ("default_encoder", "default_decoder", "default_others"):
-        assert any(f"unet." in n and f"lora_A.{adapter}." in n for n in names)
+        assert any("unet." in n and f"lora_A.{adapter}." in n for n in names)
     assert any(n.startswith("vae.encoder.") and "lora_A.default_encoder" in n for n in names)
     assert any(n.startswith("vae.decoder.skip_conv_1.conv1.lora_A.default_decoder") for n in names)
     assert any(n.startswith("vae_cond.encoder.") and "lora_A.default_encoder" in n for n in names)
