@@ -165,6 +165,55 @@ def test_exposure_file_too_large(capsys, tmp_path, scene):
     reconstruct_error(capsys, tmp_path, scene, ExposureError, "exposure.txt", "bytes")
 
 
+# ------------------------------------------------- image-file brackets (reconstruct a.jpg b.jpg ...)
+
+
+@pytest.fixture
+def bracket(tmp_path) -> list[Path]:
+    """Three 32x32 JPEGs at 1/240, 1/60 and 1/15 s (EXIF exposure times)."""
+    from bracket_helpers import exif_bytes, save_jpeg
+
+    return [save_jpeg(tmp_path / f"frame{k}.jpg", np.full((32, 32, 3), value, np.uint8),
+                      exif_bytes(seconds))
+            for k, (value, seconds) in enumerate([(40, 1 / 240), (120, 1 / 60), (220, 1 / 15)])]
+
+
+def _bracket_error(capsys, tmp_path, files, error_type, *mentions, extra=()):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir(exist_ok=True)
+    argv = ["reconstruct", *map(str, files), "-o", str(out_dir / "out.exr"), "--no-progress",
+            *extra]
+    expect_user_error(capsys, argv, error_type, *mentions)
+    assert _files(out_dir) == {}
+
+
+@pytest.mark.parametrize("flags,mention", [
+    (["--ev", "a,b,c"], "comma-separated numbers"),
+    (["--ev", "0,2"], "2 values for 3 images"),
+    (["--ev", "0,nan,2"], "finite"),
+    (["--times", "0,1,2"], "positive"),
+    (["--ev", "0,0,0"], "same exposure"),
+], ids=["ev-text", "ev-count", "ev-nan", "times-zero", "ev-equal"])
+def test_bracket_bad_exposure_flags(capsys, tmp_path, bracket, flags, mention):
+    _bracket_error(capsys, tmp_path, bracket, ExposureError, mention, extra=flags)
+
+
+def test_bracket_without_exif_exposure(capsys, tmp_path, bracket):
+    from bracket_helpers import save_jpeg
+
+    plain = save_jpeg(tmp_path / "plain.jpg", np.full((32, 32, 3), 90, np.uint8))
+    _bracket_error(capsys, tmp_path, [bracket[0], plain, bracket[2]], ExposureError,
+                   "plain.jpg", "--ev")
+
+
+def test_bracket_frames_of_different_sizes(capsys, tmp_path, bracket):
+    from bracket_helpers import exif_bytes, save_jpeg
+
+    tall = save_jpeg(tmp_path / "tall.jpg", np.full((40, 32, 3), 90, np.uint8),
+                     exif_bytes(1 / 30))
+    _bracket_error(capsys, tmp_path, [*bracket[:2], tall], SceneError, "tall.jpg", "same size")
+
+
 # ----------------------------------------------------------------------- radiance (HDR files)
 
 
