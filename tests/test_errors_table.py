@@ -475,6 +475,28 @@ def test_gmodiff_weights_folder_without_weights(capsys, tmp_path, scene):
 
 @needs_weights_option
 @pytest.mark.parametrize("damage,mention", [
+    ("other-rank", "shape mismatch ['unet."),
+    ("bad-json", "unreadable pipeline config"),
+])
+def test_gmodiff_pipeline_weights_bad(capsys, tmp_path, scene, tiny_pipeline, damage, mention):
+    import json
+    import shutil
+
+    from gmodiff.pipeline import PIPELINE_CONFIG
+
+    weights = shutil.copytree(tiny_pipeline, tmp_path / "pipe")
+    if damage == "other-rank":
+        config = json.loads((weights / PIPELINE_CONFIG).read_text())
+        config["refiner"]["rank_unet"] *= 2  # the stored LoRA weights no longer fit
+        (weights / PIPELINE_CONFIG).write_text(json.dumps(config))
+    else:
+        (weights / PIPELINE_CONFIG).write_text("{not json")
+    reconstruct_error(capsys, tmp_path, scene, CheckpointError, "pipe", mention,
+                      extra=["--method", "gmodiff", "--weights", str(weights)])
+
+
+@needs_weights_option
+@pytest.mark.parametrize("damage,mention", [
     ("missing", "does not exist"),
     ("no-vae", "no vae/ sub-folder"),
     ("no-unet-weights", "unet/diffusion_pytorch_model"),
