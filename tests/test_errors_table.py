@@ -524,13 +524,19 @@ def test_backbone_folder_missing_or_partial(capsys, tmp_path, scene, tiny_pipeli
 
 
 @needs_weights_option
-@pytest.mark.parametrize("kind,tile,suggested", [("cuda", [], "--tile 96"),
+@pytest.mark.parametrize("kind,tile,suggested", [("cuda", [], "the pipeline's tile"),
                                                  ("cpu", ["--tile", "32"], "--tile 16")])
 def test_out_of_memory_suggests_tile(capsys, tmp_path, scene, tiny_pipeline, monkeypatch, kind,
                                      tile, suggested):
+    import json
+
     import torch
 
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline
+
+    if not tile:  # untiled run: suggest the pipeline's own tile size
+        config = json.loads((tiny_pipeline / PIPELINE_CONFIG).read_text())
+        suggested = f"--tile {config['tile']['latent_tile']}"
 
     def out_of_memory(self, *args, **kwargs):
         if kind == "cpu":
