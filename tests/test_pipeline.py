@@ -158,3 +158,19 @@ def test_cli_reconstruct_with_gmodiff(pipe, tmp_path):
     missing = tmp_path / "missing.exr"
     assert main([*args[:3], str(missing), "--method", "gmodiff"]) == 2
     assert not missing.exists()
+
+
+def test_tiling_is_automatic_for_latents_larger_than_the_tile(pipe):
+    from gmodiff.models.refiner import TileOptions
+
+    scene = _scene(96, 96)  # latent 12 px
+    saved = pipe.tile
+    try:
+        pipe.tile = TileOptions(latent_tile=8, latent_overlap=4)
+        automatic = pipe(scene).gain_map
+        assert np.array_equal(automatic, pipe(scene, tile=TileOptions(8, 4)).gain_map)
+        assert not np.array_equal(automatic, pipe(scene, tile=None).gain_map)
+        pipe.tile = TileOptions(latent_tile=16, latent_overlap=4)  # larger than the latent
+        assert np.array_equal(pipe(scene).gain_map, pipe(scene, tile=None).gain_map)
+    finally:
+        pipe.tile = saved

@@ -239,8 +239,12 @@ class GMODiffPipeline:
 
     @torch.no_grad()
     def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
-                 tile: TileOptions | bool | None = None, steps: int = 1) -> PipelineOutput:
-        """Reconstruct one scene. ``tile=True`` uses the pipeline's tile options; None = no tiling."""
+                 tile: TileOptions | bool | None = True, steps: int = 1) -> PipelineOutput:
+        """Reconstruct one scene.
+
+        ``tile=True`` (default) uses the pipeline's tile options, which only split latents larger
+        than the tile (96 latent px); a ``TileOptions`` sets them; None/False never tiles.
+        """
         from gmodiff.data.inputs import stack_inputs
 
         if len(scene.frames) != 3:
@@ -312,7 +316,7 @@ def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
         raise CheckpointError("method gmodiff needs weights", None,
                               "pass --weights DIR (a trained pipeline or the reference release)")
     pipe = _cached_pipeline(str(weights), str(backbone) if backbone else None, device, dtype, fuse_lora)
-    tile_options: TileOptions | bool | None = None
+    tile_options: TileOptions | bool | None = True  # automatic: tiles only for large images
     if isinstance(tile, bool):
         tile_options = tile or None
     elif isinstance(tile, int) and tile > 0:
@@ -323,6 +327,9 @@ def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
         from gmodiff.errors import OutOfMemoryError
 
         used = tile_options if isinstance(tile_options, TileOptions) else (pipe.tile if tile_options else None)
+        latent_side = 8 * -(-max(scene.height, scene.width) // MULTIPLE) // 2
+        if tile_options is True and latent_side <= used.latent_tile:
+            used = None  # automatic tiling did not split this image
         size = pipe.tile.latent_tile if used is None else max(8, used.latent_tile // 2)
         raise OutOfMemoryError(
             f"out of memory reconstructing {scene.width}x{scene.height} on {device} "

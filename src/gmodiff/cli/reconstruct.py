@@ -143,7 +143,7 @@ def reconstruct_command(
     steps: int = typer.Option(1, "--steps", min=1, help="gmodiff: refinement steps (1 = the "
                               "one-step model; N>1 runs a DDIM chain from the same start)."),
     tile: int = typer.Option(0, "--tile", min=0, help="gmodiff: latent tile size in latent px "
-                             "(e.g. 96) for large images; 0 = no tiling."),
+                             "(e.g. 64); 0 = automatic (96-px tiles, only when the latent is larger)."),
     device: str = typer.Option("cpu", "--device", help="gmodiff: cpu or cuda[:N]."),
     fuse_lora: bool = typer.Option(False, "--fuse-lora", help="gmodiff: merge LoRA weights."),
     seed: int = typer.Option(0, "--seed", help="Seed of gmodiff's VAE posterior sampling (only "
