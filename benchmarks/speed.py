@@ -61,8 +61,8 @@ def bench_tiny(height: int, width: int, repeats: int, multi_steps: int) -> dict:
     scene = toy_scene(height, width)
     inputs = pad_to_multiple(stack_inputs(scene.frames, scene.exposure_times)[None])
     dareg_s = timed(lambda: pipe.dareg(inputs), repeats)
-    one_s = timed(lambda: pipe(scene, steps=1), repeats)
-    multi_s = timed(lambda: pipe(scene, steps=multi_steps), max(1, repeats // 3)) if multi_steps else float("nan")
+    one_s = timed(lambda: pipe(scene, steps=1, tile=None), repeats)
+    multi_s = timed(lambda: pipe(scene, steps=multi_steps, tile=None), max(1, repeats // 3)) if multi_steps else float("nan")
     return {"size": f"{width}×{height}", "dareg_s": dareg_s, "one_step_s": one_s,
             "multi_step_s": multi_s, "steps": multi_steps}
 
