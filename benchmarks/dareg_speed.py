@@ -71,8 +71,8 @@ def main() -> None:
     lines = [
         f"DaReg forward on CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch threads {rows[0]['threads']}), batch 1, no grad, float32. Median of "
-        f"{args.repeats} runs after a warm-up at 256², a single run at 1000×1500. The machine was "
-        "shared with other jobs, so times are upper bounds.",
+        f"{args.repeats} runs after a warm-up at 256², one timed run after a warm-up at 1000×1500 "
+        "(padded to 1024×1504). The machine was shared with other jobs, so times are upper bounds.",
         "",
         "| preset | params | size | forward s | peak RSS MiB | peak extra over model MiB |",
         "|---|---|---|---|---|---|",
