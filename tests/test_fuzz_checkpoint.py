@@ -32,6 +32,13 @@ from gmodiff.train.checkpointing import load_checkpoint
 def model():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 3, 1))
+def peak_rss_mb():
+    # VmHWM is this process's own peak; ru_maxrss would include the (large) pytest parent's
+    # peak, which Linux carries over through fork + exec.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 for path in sys.argv[1:]:
     print(json.dumps({"path": path, "start": True}), flush=True)
     start = time.perf_counter()
@@ -48,7 +55,7 @@ for path in sys.argv[1:]:
     except BaseException as err:
         outcome = f"other:{type(err).__name__}:{str(err)[:200]}"
     print(json.dumps({"path": path, "outcome": outcome, "seconds": time.perf_counter() - start,
-                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
+                      "max_rss_mb": peak_rss_mb()}),
           flush=True)
 """
 
