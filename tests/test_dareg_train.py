@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -132,10 +133,13 @@ def test_accelerate_launch_two_cpu_processes(scenes, tmp_path):
                                       "val_every": 0, "checkpoint_every": 2,
                                       "out_dir": str(tmp_path / "ddp")}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    with socket.socket() as probe:  # a free port, so parallel test runs do not collide on 29500
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     # `accelerate launch --cpu` with several processes goes through mpirun; the torchrun path
     # (`--multi_gpu`) plus ACCELERATE_USE_CPU=1 gives MULTI_CPU DDP over gloo without MPI.
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "gmodiff", "train", "dareg", "--stage", "1", "--config", str(config),
                "--max-steps", "3", "--no-progress"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
