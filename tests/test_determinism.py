@@ -136,8 +136,8 @@ def test_dareg_cli_outputs_are_byte_identical(scene, tmp_path):
 
 
 def test_mode_ignores_the_seed_and_sampling_follows_it(scene, pipelines):
-    mode = [_gmodiff(scene, pipelines["mode"], seed) for seed in (0, 0, 1)]
-    assert np.array_equal(mode[0], mode[1]) and np.array_equal(mode[0], mode[2])
+    mode = [_gmodiff(scene, pipelines["mode"], seed) for seed in (0, 1)]
+    assert np.array_equal(mode[0], mode[1])
     sample = [_gmodiff(scene, pipelines["sample"], seed) for seed in (0, 0, 1)]
     assert np.array_equal(sample[0], sample[1])
     assert not np.array_equal(sample[0], sample[2]), "the seed does not reach the VAE sampler"
