@@ -104,6 +104,10 @@ def save_checkpoint(
     }
     with atomic_path(target) as tmp:
         torch.save(payload, tmp)
+    # A run killed mid-save leaves its temp file behind (as large as a checkpoint); this is the
+    # only writer, so any other temp checkpoint here is such a leftover.
+    for stale in Path(directory).glob(".checkpoint-*.part.pt"):
+        stale.unlink(missing_ok=True)
     if keep_last > 0:
         for _, old in list_checkpoints(directory)[:-keep_last]:
             old.unlink(missing_ok=True)
