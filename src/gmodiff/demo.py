@@ -1,10 +1,12 @@
-"""``python -m gmodiff.demo --out demo-out``: simulate a bracket, reconstruct it, score it.
+"""``python -m gmodiff.demo --out demo-out``: reconstruct a bundled bracket and score it.
 
-The demo needs no download: it simulates a scene from a ``blender-data`` panorama view when that
-package is installed (else from a procedural scene), reconstructs its HDR, writes the HDR as
-``.hdr`` and ``.exr`` with tone-mapped PNG previews, and prints the metrics against the
-simulated ground truth. While no trained model is bundled in ``gmodiff/weights`` it says so and
-uses the best classical baseline instead.
+The demo needs no download: it reconstructs the sample scene shipped in ``gmodiff/samples``
+(simulated from a blender-data panorama the bundled model never trained on) with the default
+model shipped in ``gmodiff/weights/default``, writes the HDR as ``.hdr`` and ``.exr``, tone-mapped
+PNG previews, the gain map and the DA mask, and prints the metrics against the sample's ground
+truth (and the classical baseline's, for comparison) plus the time taken. Without the sample it
+simulates a scene (blender-data view or procedural); without a bundled model it says so and uses
+the best classical baseline instead.
 """
 
 from __future__ import annotations
@@ -19,13 +21,21 @@ import numpy as np
 from gmodiff.errors import GmodiffError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLE = "sunset"
 PIPELINE_CONFIG = "gmodiff_pipeline.json"
 
 
 def bundled_weights() -> Path | None:
-    """The folder of a trained pipeline shipped inside the package, if there is one."""
-    found = sorted(WEIGHTS_DIR.glob(f"**/{PIPELINE_CONFIG}")) if WEIGHTS_DIR.is_dir() else []
-    return found[0].parent if found else None
+    """The folder of the trained default pipeline shipped inside the package, if there is one."""
+    folder = WEIGHTS_DIR / "default"
+    return folder if (folder / PIPELINE_CONFIG).is_file() else None
+
+
+def bundled_sample() -> Path | None:
+    """The sample scene folder shipped inside the package, if there is one."""
+    folder = SAMPLES_DIR / SAMPLE
+    return folder if (folder / "exposure.txt").is_file() else None
 
 
 def demo_radiance(source: str, seed: int) -> tuple[str, np.ndarray]:
@@ -48,10 +58,37 @@ def demo_radiance(source: str, seed: int) -> tuple[str, np.ndarray]:
     return "a procedural scene", procedural_radiance(384, 512, seed)
 
 
-def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None = None) -> dict:
-    """Run the demo end to end and return the metrics; prints what it does."""
+def demo_scene(source: str, seed: int):
+    """(description, Scene with ground truth) for the demo: the bundled sample or a simulation."""
     from gmodiff.data.simulate import SimulationConfig, simulate
+    from gmodiff.io.scene import load_scene
+
+    sample = bundled_sample()
+    if source in ("auto", "sample") and sample is not None:
+        scene = load_scene(sample)
+        return (f"the bundled sample scene '{sample.name}' (simulated from the held-out blender-data "
+                "panorama sunset.exr; camera shake and a moving object)"), scene
+    if source == "sample":
+        print("the bundled sample scene is not installed; simulating one")
+    description, radiance = demo_radiance("auto" if source == "sample" else source, seed)
+    config = SimulationConfig(ev_spacing_stops=2.0, motion=True, response="random")
+    simulation = simulate(radiance, config, seed=seed, name="demo_scene")
+    description = (f"{description}, simulated with camera response {simulation.response.name}, "
+                   "camera shake and moving objects on the non-reference frames")
+    return description, simulation.scene
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    print(title)
+    for name, value in metrics.items():
+        print(f"  {name:10s} {value:8.4f}" if "ssim" in name else f"  {name:10s} {value:8.2f} dB")
+
+
+def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None = None,
+             compare: bool = True) -> dict:
+    """Run the demo end to end and return the metrics; prints what it does."""
     from gmodiff.io.hdr import write_hdr
+    from gmodiff.io.ldr import write_ldr
     from gmodiff.io.preview import auto_exposure, write_preview
     from gmodiff.io.scene import save_scene
     from gmodiff.metrics import evaluate_pair
@@ -65,36 +102,43 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
             method, options = "gmodiff", {"weights": weights}
         else:
             method = "classical"
-            print("No trained GMODiff model is bundled yet, so this demo uses the classical "
+            print("No trained GMODiff model is bundled, so this demo uses the classical "
                   "baseline (reference-guided deghosting merge) instead of the diffusion model.")
+    elif method == "gmodiff" and weights is not None:
+        options = {"weights": weights}
 
-    description, radiance = demo_radiance(source, seed)
-    config = SimulationConfig(ev_spacing_stops=2.0, motion=True, response="random")
-    simulation = simulate(radiance, config, seed=seed, name="demo_scene")
-    scene = simulation.scene
-    print(f"Simulated {description}: {scene.width}x{scene.height}, exposures "
-          f"{', '.join(f'{t:g}' for t in scene.exposure_times)} (relative), camera response "
-          f"{simulation.response.name}, camera shake and moving objects on the non-reference "
-          "frames.")
+    description, scene = demo_scene(source, seed)
+    print(f"Scene: {description}; {scene.width}x{scene.height}, exposures "
+          f"{', '.join(f'{t:g}' for t in scene.exposure_times)} (relative).")
 
     out.mkdir(parents=True, exist_ok=True)
     save_scene(scene, out / "scene", overwrite=True)
     result = reconstruct_scene(scene, method, **options)
+    written = [out / "hdr.hdr", out / "hdr.exr", out / "preview.png"]
     write_hdr(out / "hdr.hdr", result.hdr)
     write_hdr(out / "hdr.exr", result.hdr)
     exposure = auto_exposure(scene.ground_truth)
     write_preview(out / "preview.png", result.hdr, exposure)
     write_preview(out / "ground_truth.png", scene.ground_truth, exposure)
+    if result.gain_map is not None:
+        written.append(out / "gain_map.png")
+        write_ldr(written[-1], np.clip(result.gain_map, 0, 1), bit_depth=8)
+    if result.mask is not None:
+        written.append(out / "mask.png")
+        write_ldr(written[-1], np.repeat(np.clip(result.mask, 0, 1)[..., None], 3, axis=2), bit_depth=8)
     metrics = evaluate_pair(result.hdr, scene.ground_truth)
-    elapsed = time.perf_counter() - start
 
-    print(f"Reconstructed with '{result.method}' in {result.timings['total']:.2f} s.")
-    print("Metrics against the simulated ground truth:")
-    for name, value in metrics.items():
-        print(f"  {name:10s} {value:8.4f}" if "ssim" in name else f"  {name:10s} {value:8.2f} dB")
-    print(f"Wrote {out / 'hdr.hdr'}, {out / 'hdr.exr'}, {out / 'preview.png'} "
-          f"(ground truth: {out / 'ground_truth.png'}; input bracket: {out / 'scene'}).")
-    print(f"Demo took {elapsed:.1f} s.")
+    label = "GMODiff (bundled default model)" if result.method == "gmodiff" else result.method
+    print(f"Reconstructed with {label} in {result.timings['total']:.2f} s.")
+    _print_metrics("Metrics against the ground truth:", metrics)
+    if compare and result.method not in ("deghost", "classical"):
+        baseline = reconstruct_scene(scene, "classical")
+        _print_metrics(f"For comparison, the classical baseline ({baseline.method}, "
+                       f"{baseline.timings['total']:.2f} s):",
+                       evaluate_pair(baseline.hdr, scene.ground_truth))
+    print(f"Wrote {', '.join(str(p) for p in written)} (ground truth: {out / 'ground_truth.png'}; "
+          f"input bracket: {out / 'scene'}).")
+    print(f"Demo took {time.perf_counter() - start:.1f} s.")
     return metrics
 
 
@@ -103,14 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gmodiff.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="scene seed")
-    parser.add_argument("--source", choices=("auto", "panorama", "procedural"), default="auto",
-                        help="radiance for the simulated scene")
+    parser.add_argument("--source", choices=("auto", "sample", "panorama", "procedural"),
+                        default="auto", help="the bundled sample scene (auto, when installed) or "
+                        "a simulated one")
     parser.add_argument("--method", default=None,
                         help="force a reconstruction method (default: the bundled model, else "
                         "classical)")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the classical baseline run printed for comparison")
     args = parser.parse_args(argv)
     try:
-        run_demo(args.out, args.seed, args.source, args.method)
+        run_demo(args.out, args.seed, args.source, args.method, compare=not args.no_compare)
     except GmodiffError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -37,6 +37,28 @@ REFINER_WEIGHTS = "refiner.safetensors"
 FORMAT = "gmodiff-pipeline"
 MULTIPLE = 32
 """Inputs are padded to a multiple of this (DaReg's total down-sampling)."""
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+BUNDLED = ("default",)
+"""Pipelines shipped inside the package (``gmodiff/weights/<name>``), loadable by name."""
+
+
+def bundled_pipeline(name: str = "default") -> Path | None:
+    """Folder of the bundled pipeline ``name`` if it is installed, else None."""
+    folder = WEIGHTS_DIR / name
+    return folder if (folder / PIPELINE_CONFIG).is_file() else None
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A pipeline folder: a bundled name ("default") unless a folder of that name exists here."""
+    path = Path(weights)
+    if str(weights) in BUNDLED and not path.is_dir():
+        found = bundled_pipeline(str(weights))
+        if found is None:
+            raise CheckpointError(f"the bundled {weights!r} pipeline is not installed",
+                                  WEIGHTS_DIR / str(weights),
+                                  "reinstall gmodiff, or train it with `make train-default`")
+        return found
+    return path
 
 
 @dataclass
@@ -155,10 +177,11 @@ class GMODiffPipeline:
     @classmethod
     def from_pretrained(cls, directory: str | Path,
                         backbone: str | Path | None = None) -> GMODiffPipeline:
-        """Load a folder written by :meth:`save_pretrained`; ``backbone`` overrides the SD folder."""
+        """Load a folder written by :meth:`save_pretrained` (or a bundled name such as
+        ``"default"``); ``backbone`` overrides the SD folder."""
         from safetensors.torch import load_file
 
-        directory = Path(directory)
+        directory = resolve_weights(directory)
         config_path = directory / PIPELINE_CONFIG
         if not config_path.is_file():
             raise CheckpointError(f"no {PIPELINE_CONFIG} here", directory,
@@ -289,8 +312,9 @@ def load_refiner_state(refiner: GMRefiner, state: dict[str, torch.Tensor], full:
 
 def load_pipeline(weights: str | Path, backbone: str | Path | None = None) -> GMODiffPipeline:
     """A pipeline from a ``save_pretrained`` folder, or from a folder holding the reference
-    release (``dareg_mask.pth`` + ``gmodiff.pkl``, which needs ``backbone``: an SD-2.1 folder)."""
-    weights = Path(weights)
+    release (``dareg_mask.pth`` + ``gmodiff.pkl``, which needs ``backbone``: an SD-2.1 folder).
+    ``weights`` may also name a bundled pipeline ("default")."""
+    weights = resolve_weights(weights)
     if (weights / PIPELINE_CONFIG).is_file():
         return GMODiffPipeline.from_pretrained(weights, backbone=backbone)
     if (weights / "gmodiff.pkl").is_file() and (weights / "dareg_mask.pth").is_file():
@@ -313,7 +337,9 @@ def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
     from gmodiff.reconstruct import Reconstruction
 
     if weights is None:
-        raise CheckpointError("method gmodiff needs weights", None,
+        weights = bundled_pipeline()
+    if weights is None:
+        raise CheckpointError("method gmodiff needs weights (no bundled default is installed)", None,
                               "pass --weights DIR (a trained pipeline or the reference release)")
     pipe = _cached_pipeline(str(weights), str(backbone) if backbone else None, device, dtype, fuse_lora)
     tile_options: TileOptions | bool | None = True  # automatic: tiles only for large images

@@ -16,6 +16,8 @@ from gmodiff.io.scene import Scene
 
 CLASSICAL_ALIAS = "classical"
 """Method name meaning "the best classical baseline" (see ``gmodiff.baselines.BEST_CLASSICAL``)."""
+AUTO = "auto"
+"""Method name meaning "the bundled GMODiff model when installed (3-frame brackets), else classical"."""
 
 
 @dataclass
@@ -34,7 +36,15 @@ def available_methods() -> list[str]:
     """Method names :func:`reconstruct_scene` accepts."""
     from gmodiff.baselines import CLASSICAL_METHODS
 
-    return [CLASSICAL_ALIAS, *CLASSICAL_METHODS, "dareg", "gmodiff"]
+    return [AUTO, CLASSICAL_ALIAS, *CLASSICAL_METHODS, "dareg", "gmodiff"]
+
+
+def auto_method(scene: Scene) -> str:
+    """What ``auto`` means for ``scene``: gmodiff if a bundled model is installed and the bracket
+    has the 3 frames it needs, else the best classical baseline."""
+    from gmodiff.pipeline import bundled_pipeline
+
+    return "gmodiff" if bundled_pipeline() is not None and len(scene.frames) == 3 else CLASSICAL_ALIAS
 
 
 def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS, **options) -> Reconstruction:
@@ -45,6 +55,10 @@ def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS, **options) ->
     from gmodiff.baselines import BEST_CLASSICAL, CLASSICAL_METHODS
 
     start = time.perf_counter()
+    if method == AUTO:
+        method = auto_method(scene)
+        if method != "gmodiff":  # the gmodiff options (weights, steps, ...) mean nothing here
+            options = {}
     name = BEST_CLASSICAL if method == CLASSICAL_ALIAS else method
     if name in CLASSICAL_METHODS:
         hdr = CLASSICAL_METHODS[name](scene, **options)

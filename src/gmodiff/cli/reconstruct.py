@@ -30,7 +30,7 @@ def _check_method(method: str) -> None:
 
 def _method_options(method: str, weights: Path | None, debug_maps: bool, gmodiff: dict) -> dict:
     """reconstruct_scene options for ``method``; --weights/--debug-maps need a learned method."""
-    if method == "gmodiff":
+    if method in ("gmodiff", "auto"):
         return gmodiff
     if method == "dareg":
         if weights is None:
@@ -115,9 +115,10 @@ def reconstruct_command(
                                         "or 2+ image files of one bracket (any order)."),
     output: Path = typer.Option(..., "-o", "--output",
                                 help="Output .hdr/.exr/.jpg file (one scene) or folder (many)."),
-    method: str = typer.Option("classical", "--method",
-                               help="classical (= deghost), reference, merge, deghost, debevec, "
-                               "dareg, gmodiff."),
+    method: str = typer.Option("auto", "--method",
+                               help="auto (the bundled GMODiff model when installed, else "
+                               "classical), classical (= deghost), reference, merge, deghost, "
+                               "debevec, dareg, gmodiff."),
     preview: Path | None = typer.Option(None, "--preview", help="Also write a tone-mapped PNG "
                                         "(one scene), or a folder of them (many scenes)."),
     output_format: str = typer.Option("exr", "--format",
@@ -155,6 +156,8 @@ def reconstruct_command(
     from gmodiff.io.scene import find_scenes
 
     _check_method(method)
+    if method == "auto" and weights is not None:
+        method = "gmodiff"  # --weights names a GMODiff pipeline
     options = _method_options(method, weights, debug_maps, {
         "weights": weights, "backbone": backbone, "steps": steps, "tile": tile or None,
         "device": device, "fuse_lora": fuse_lora, "seed": seed})

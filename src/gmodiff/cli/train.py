@@ -57,3 +57,31 @@ def train_refiner_command(
     )
     summary = train_refiner(settings, resume=resume, progress=progress)
     typer.echo(f"trained {summary['steps']} steps (perceptual: {summary['perceptual']}) → {summary['final']}")
+
+
+@train_app.command("prior")
+def train_prior_command(
+    config: Path = typer.Option(..., "--config", help="YAML config, e.g. configs/default-prior.yaml."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint."),
+    out: Path | None = typer.Option(None, "--out", help="Override out_dir."),
+    dareg: Path | None = typer.Option(None, "--dareg", help="Override dareg_weights (coarse GMs)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Stage 0: pretrain the tiny backbone (VAE, then UNet at t=499) into a diffusers folder."""
+    from gmodiff.train.prior import PriorTrainConfig, train_prior
+
+    settings = PriorTrainConfig.from_yaml(config, out_dir=str(out) if out else None,
+                                          dareg_weights=str(dareg) if dareg else None)
+    summary = train_prior(settings, resume=resume, progress=progress)
+    typer.echo(f"trained {summary['steps']} steps → {summary['final']} (a --backbone folder)")
+
+
+@train_app.command("bundle")
+def train_bundle_command(
+    pipeline: Path = typer.Option(..., "--pipeline", help="A stage-3 result, e.g. runs/default-refiner/final."),
+    out: Path = typer.Option(Path("src/gmodiff/weights/default"), "--out", help="Where to write it."),
+) -> None:
+    """Write a trained tiny pipeline as one self-contained folder (the bundled default model)."""
+    from gmodiff.train.bundle import bundle_pipeline
+
+    typer.echo(f"wrote {bundle_pipeline(pipeline, out)}")

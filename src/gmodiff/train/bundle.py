@@ -1,0 +1,44 @@
+"""Turn a trained stage-3 pipeline into the self-contained folder shipped as ``weights/default``.
+
+A stage-3 run on a backbone *folder* (the tiny prior of stage 0) saves only what stage 3 trained;
+loading it needs that folder. The bundled model must load on a fresh install, so the backbone's
+weights are embedded: the refiner is saved in full with ``backbone.kind = "tiny"`` (the tiny
+backbone's architecture, whose random initial weights the stored ones replace key for key).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gmodiff.errors import CheckpointError
+from gmodiff.io.atomic import atomic_path
+from gmodiff.models.backbone import TINY_UNET_CONFIG, TINY_VAE_CONFIG, BackboneConfig
+from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline
+
+
+def _same_architecture(pipeline: GMODiffPipeline) -> bool:
+    unet_cfg = pipeline.refiner.unet.config
+    vae_cfg = pipeline.refiner.vae.config
+    return (tuple(unet_cfg.block_out_channels) == tuple(TINY_UNET_CONFIG["block_out_channels"])
+            and tuple(vae_cfg.block_out_channels) == tuple(TINY_VAE_CONFIG["block_out_channels"])
+            and unet_cfg.cross_attention_dim == TINY_UNET_CONFIG["cross_attention_dim"])
+
+
+def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None = None) -> Path:
+    """Save the pipeline at ``source`` to ``out`` with its tiny backbone embedded (one folder)."""
+    pipeline = GMODiffPipeline.from_pretrained(source)
+    if not _same_architecture(pipeline):
+        raise CheckpointError("only pipelines on the tiny backbone architecture can be bundled",
+                              source, "train stage 3 on the tiny prior (configs/default-refiner.yaml)")
+    origin = pipeline.refiner.backbone_config.to_dict()
+    pipeline.refiner.backbone_config = BackboneConfig(kind="tiny")
+    out = Path(out)
+    pipeline.save_pretrained(out)
+    config = json.loads((out / PIPELINE_CONFIG).read_text())
+    config["provenance"] = {"trained_on_backbone": origin, **(provenance or {})}
+    with atomic_path(out / PIPELINE_CONFIG) as tmp:
+        Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
+    for path in out.rglob("*"):  # atomic temp files are 0600; package data must be world-readable
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return out

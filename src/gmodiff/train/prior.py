@@ -1,0 +1,334 @@
+"""Stage 0: a tiny diffusion prior, trained here, for the CPU-sized default model.
+
+GMODiff refines gain maps with a *pretrained* backbone (SD-2.1). SD-2.1 cannot ship inside the
+package or train on a CPU, and a randomly initialised tiny backbone is no prior at all: its VAE
+does not even reconstruct its input, so stage 3 cannot beat DaReg on it. This stage makes the tiny
+backbone a real (small) prior before stage 3, in two phases over one resumable run:
+
+1. **VAE** (``vae_steps``): the tiny ``AutoencoderKL`` learns to autoencode signed gain maps and
+   short/reference LDR frames (the condition VAE starts as a copy of it), with
+   ``L1(x̂, x) + L1(T(Ĥ), T(H)) + kl_weight·KL`` (T the μ=5000 curve, Ĥ decoded from the
+   reconstructed gain map).
+2. **UNet** (``unet_steps``, VAE frozen): the tiny UNet is trained at the refiner's timestep
+   (t = 499) so that the scheduler's x0 estimate from an input latent ``x_t`` is the clean
+   gain-map latent z0, i.e. ε target ``(x_t − √ᾱ·z0)/√(1−ᾱ)``. ``x_t`` is a mix of the standard
+   forward-noised latent ``√ᾱ·z0 + √(1−ᾱ)·ε`` (a plain diffusion prior) and the latent of a
+   coarse gain map: DaReg's prediction when ``dareg_weights`` is given, else a blurred/noisy copy
+   of the ground truth. The second is exactly the one-step use of stage 3 (x_t := z_G).
+
+The result is saved as a diffusers folder (``unet/``, ``vae/``, ``scheduler/``) that
+``--backbone``/``load_backbone`` reads like a local SD-2.1 copy: same code path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.gainmap import decode_gain_map, from_signed, to_signed, tonemap
+from gmodiff.io.atomic import atomic_path
+from gmodiff.models.backbone import BackboneConfig, load_backbone, save_backbone_folder
+from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config
+
+
+@dataclass
+class PriorTrainConfig:
+    """One stage-0 run (a YAML file under ``configs/``). Paths are relative to the cwd."""
+
+    # -- training data, as in the DaReg configs --
+    simulated_items: int = 2000
+    simulated_procedural: bool = True
+    simulated_panoramas: list[str] = field(default_factory=list)
+    val_simulated: int = 4
+    val_panoramas: list[str] = field(default_factory=list)
+    val_procedural: bool = False
+    val_size: int = 256
+    val_seed: int = 12345
+    # -- what is trained --
+    seed: int = 0
+    """Seed of the tiny backbone's initialisation and of the data order."""
+    dareg_weights: str | None = None
+    """DaReg whose gain maps are the UNet's coarse inputs (None: degraded ground truth only)."""
+    vae_steps: int = 1500
+    unet_steps: int = 1500
+    kl_weight: float = 1.0e-6
+    noise_fraction: float = 0.3
+    """Share of UNet batches that use the forward-noised latent instead of a coarse gain map."""
+    # -- optimisation --
+    crop_size: int = 128
+    batch_size: int = 4
+    num_workers: int = 0
+    lr: float = 5.0e-4
+    grad_clip: float = 1.0
+    max_minutes: float | None = None
+    """Also stop (checkpoint + folder) once this much wall time has passed in this process."""
+    log_every: int = 10
+    val_every: int = 500
+    checkpoint_every: int = 100
+    keep_last: int = 2
+    out_dir: str = "runs/prior"
+
+    def __post_init__(self) -> None:
+        if self.vae_steps < 0 or self.unet_steps < 0 or self.vae_steps + self.unet_steps == 0:
+            raise ConfigError("vae_steps and unet_steps must be ≥ 0 and not both 0")
+        if not 0.0 <= self.noise_fraction <= 1.0:
+            raise ConfigError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
+        if self.crop_size % 32:
+            raise ConfigError(f"crop_size must be a multiple of 32, got {self.crop_size}")
+
+    @property
+    def max_steps(self) -> int:
+        """Both phases."""
+        return self.vae_steps + self.unet_steps
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> PriorTrainConfig:
+        """Load from YAML; non-None ``overrides`` (CLI flags) win."""
+        return load_yaml_config(cls, path, **overrides)
+
+
+class TinyPrior(nn.Module):
+    """The trained pieces (VAE + UNet) as one module, for checkpoints."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        backbone = load_backbone(BackboneConfig(kind="tiny", seed=seed))
+        self.vae = backbone.vae
+        self.unet = backbone.unet
+        self.scheduler = backbone.scheduler
+
+    def save_folder(self, path: str | Path) -> Path:
+        """Write the diffusers folder ``load_backbone`` reads (unet/, vae/, scheduler/)."""
+        from gmodiff.models.backbone import Backbone
+
+        backbone = Backbone(self.unet, self.vae, self.vae, self.scheduler, BackboneConfig(kind="tiny"))
+        return save_backbone_folder(backbone, path)
+
+
+def _datasets(config: PriorTrainConfig) -> tuple[Dataset, Dataset | None]:
+    from gmodiff.train.dareg import DaRegTrainConfig, build_train_dataset, build_val_dataset
+
+    names = {f.name for f in dataclasses.fields(DaRegTrainConfig)}
+    shared = {k: v for k, v in dataclasses.asdict(config).items()
+              if k in names and k not in ("lr", "out_dir", "max_minutes", "seed", "log_every",
+                                          "val_every", "checkpoint_every", "keep_last")}
+    data = DaRegTrainConfig(stage=1, model="tiny", seed=config.seed, **shared)
+    return build_train_dataset(data), build_val_dataset(data)
+
+
+# -- phase 1: VAE ------------------------------------------------------------------------------
+
+
+def vae_loss(vae, batch: dict, kl_weight: float, generator: torch.Generator | None = None):
+    """Autoencoding loss on signed gain maps and LDR frames; returns (loss, parts)."""
+    gm = to_signed(batch["gt_gain_map"])
+    ldr = to_signed(torch.cat([batch["ldr_short"], batch["ldr_ref"]], 0))
+    images = torch.cat([gm, ldr], 0)
+    posterior = vae.encode(images).latent_dist
+    recon = vae.decode(posterior.sample(generator)).sample
+    l1 = F.l1_loss(recon, images)
+    gm_recon = from_signed(recon[: gm.shape[0]].clamp(-1, 1))
+    hdr = decode_gain_map(gm_recon, batch["ldr_ref"])
+    l1_mu = F.l1_loss(tonemap(hdr), tonemap(batch["gt_hdr"]))
+    kl = posterior.kl().mean()
+    return l1 + l1_mu + kl_weight * kl, {"l1": l1.item(), "l1_mu": l1_mu.item(), "kl": kl.item()}
+
+
+# -- phase 2: UNet -----------------------------------------------------------------------------
+
+
+def degrade_gain_map(gm: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A coarse stand-in for a regressor's gain map: blur plus noise (values in [0, 1])."""
+    batch = gm.shape[0]
+    sigma = torch.rand(batch, 1, 1, 1, generator=generator) * 0.05
+    blurred = F.avg_pool2d(gm, 5, stride=1, padding=2, count_include_pad=False)
+    amount = torch.rand(batch, 1, 1, 1, generator=generator)
+    noisy = gm + (blurred - gm) * amount + sigma * torch.randn(gm.shape, generator=generator)
+    return noisy.clamp(0, 1)
+
+
+def _alpha_bar(scheduler, timestep: int) -> float:
+    return float(scheduler.alphas_cumprod[timestep])
+
+
+def unet_loss(prior: TinyPrior, batch: dict, coarse: torch.Tensor, noise_fraction: float,
+              generator: torch.Generator, timestep: int = 499):
+    """MSE between the UNet's ε and the ε that makes the x0 estimate the clean GM latent."""
+    scale = prior.vae.config.scaling_factor
+    with torch.no_grad():
+        z0 = prior.vae.encode(to_signed(batch["gt_gain_map"])).latent_dist.mode() * scale
+        z_coarse = prior.vae.encode(to_signed(coarse)).latent_dist.mode() * scale
+    a = _alpha_bar(prior.scheduler, timestep)
+    noised = math.sqrt(a) * z0 + math.sqrt(1 - a) * torch.randn(z0.shape, generator=generator)
+    use_noise = (torch.rand(z0.shape[0], 1, 1, 1, generator=generator) < noise_fraction).float()
+    x_t = use_noise * noised + (1 - use_noise) * z_coarse
+    target = (x_t - math.sqrt(a) * z0) / math.sqrt(1 - a)
+    context = _null_context(prior, x_t)
+    t = torch.full((x_t.shape[0],), timestep, dtype=torch.long)
+    eps = prior.unet(x_t, t, encoder_hidden_states=context).sample
+    loss = F.mse_loss(eps, target)
+    return loss, {"mse_eps": loss.item()}
+
+
+def _null_context(prior: TinyPrior, latent: torch.Tensor) -> torch.Tensor:
+    # No conditioning yet: zero tokens (one per 32×32 image px, as the refiner's projection gives).
+    tokens = max(1, (latent.shape[-2] // 4) * (latent.shape[-1] // 4))
+    return torch.zeros(latent.shape[0], tokens, prior.unet.config.cross_attention_dim)
+
+
+def one_step(prior: TinyPrior, gm: torch.Tensor, timestep: int = 499) -> torch.Tensor:
+    """The prior alone as a one-step refiner: GM in [0, 1] → encode → x0 estimate → decode."""
+    scale = prior.vae.config.scaling_factor
+    z = prior.vae.encode(to_signed(gm)).latent_dist.mode() * scale
+    t = torch.full((z.shape[0],), timestep, dtype=torch.long)
+    eps = prior.unet(z, t, encoder_hidden_states=_null_context(prior, z)).sample
+    a = _alpha_bar(prior.scheduler, timestep)
+    x0 = (z - math.sqrt(1 - a) * eps) / math.sqrt(a)
+    return from_signed(prior.vae.decode(x0 / scale).sample.clamp(-1, 1))
+
+
+@torch.no_grad()
+def validate(prior: TinyPrior, dataset: Dataset, dareg=None) -> dict:
+    """PSNR-μ of HDR decoded from: VAE-reconstructed GT gain maps, and (with DaReg) DaReg alone
+    vs DaReg + the prior's one step."""
+    from gmodiff.metrics import psnr_mu
+
+    was = prior.training
+    prior.eval()
+    totals: dict[str, float] = {}
+
+    def add(key: str, gm: torch.Tensor, item: dict) -> None:
+        hdr = decode_gain_map(gm.float(), item["ldr_ref"][None])[0].permute(1, 2, 0).numpy()
+        gt = item["gt_hdr"].permute(1, 2, 0).numpy()
+        totals[key] = totals.get(key, 0.0) + float(psnr_mu(hdr, gt))
+
+    for index in range(len(dataset)):
+        item = dataset[index]
+        gt_gm = item["gt_gain_map"][None]
+        recon = from_signed(prior.vae.decode(
+            prior.vae.encode(to_signed(gt_gm)).latent_dist.mode()).sample.clamp(-1, 1))
+        add("vae_psnr_mu", recon, item)
+        if dareg is not None:
+            coarse = dareg(item["inputs"][None]).gain_map
+            add("dareg_psnr_mu", coarse, item)
+            add("one_step_psnr_mu", one_step(prior, coarse), item)
+    prior.train(was)
+    return {k: v / max(len(dataset), 1) for k, v in totals.items()}
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_dareg(path: str | None):
+    if not path:
+        return None
+    from gmodiff.models.dareg import DaReg
+
+    dareg = DaReg.from_pretrained(path)
+    return dareg.requires_grad_(False).eval()
+
+
+def train_prior(config: PriorTrainConfig, resume: bool = False,
+                train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
+                progress: bool = True) -> dict:
+    """Run (or resume) stage 0; writes ``<out_dir>/final`` (a diffusers backbone folder)."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(config.out_dir)
+    checkpoints = out_dir / "checkpoints"
+    _seed_everything(config.seed)
+    prior = TinyPrior(config.seed)
+    dareg = _load_dareg(config.dareg_weights)
+    if train_dataset is None:
+        train_dataset, built_val = _datasets(config)
+        val_dataset = val_dataset if val_dataset is not None else built_val
+    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
+    # A private generator for the noise/degradations, saved in checkpoints: exact resume.
+    generator = torch.Generator().manual_seed(config.seed + 1)
+
+    start_step = 0
+    if resume:
+        if latest_checkpoint(checkpoints) is None:
+            raise CheckpointError("nothing to resume", checkpoints, "run once without --resume first")
+        start_step = load_checkpoint(checkpoints, prior, optimizer,
+                                     generators={"noise": generator}).step
+    sampler = ResumableBatchSampler(len(train_dataset), config.batch_size, config.seed)
+    loader = DataLoader(train_dataset, batch_sampler=sampler, num_workers=config.num_workers)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = JsonlLog(out_dir / "log.jsonl", resume_step=start_step)
+    with atomic_path(out_dir / "train_config.json") as tmp:
+        tmp.write_text(json.dumps({"config": dataclasses.asdict(config)}, indent=2) + "\n")
+
+    step = start_step
+    last_val: dict = {}
+    loss_value = math.nan
+    bar = tqdm(total=config.max_steps, initial=step, desc="tiny prior (stage 0)",
+               disable=not progress, dynamic_ncols=True)
+    started = time.perf_counter()
+    prior.train()
+    done = step >= config.max_steps
+    while not done:
+        epoch = step // len(sampler)
+        sampler.set_epoch(epoch, start_batch=step % len(sampler))
+        if hasattr(train_dataset, "set_epoch"):
+            train_dataset.set_epoch(epoch)
+        for batch in loader:
+            phase = "vae" if step < config.vae_steps else "unet"
+            if phase == "vae":
+                loss, parts = vae_loss(prior.vae, batch, config.kl_weight, generator)
+            else:
+                if dareg is not None:
+                    with torch.no_grad():
+                        coarse = dareg(batch["inputs"]).gain_map
+                else:
+                    coarse = degrade_gain_map(batch["gt_gain_map"], generator)
+                loss, parts = unet_loss(prior, batch, coarse, config.noise_fraction, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in prior.parameters() if p.grad is not None],
+                                           config.grad_clip)
+            optimizer.step()
+            step += 1
+            loss_value = loss.item()
+            out_of_time = (config.max_minutes is not None
+                           and time.perf_counter() - started > 60 * config.max_minutes)
+            done = step >= config.max_steps or out_of_time
+            phase_end = step == config.vae_steps
+            bar.update(1)
+            bar.set_postfix(phase=phase, loss=f"{loss_value:.4f}")
+            if step % config.log_every == 0 or done:
+                log.append({"step": step, "split": "train", "phase": phase, "loss": loss_value, **parts})
+            if ((config.val_every and step % config.val_every == 0) or done or phase_end) \
+                    and val_dataset is not None and len(val_dataset):
+                last_val = validate(prior, val_dataset, dareg if step > config.vae_steps else None)
+                log.append({"step": step, "split": "val", **last_val})
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in last_val.items()))
+            if step % config.checkpoint_every == 0 or done or phase_end:
+                save_checkpoint(checkpoints, step, prior, optimizer, generators={"noise": generator},
+                                extra={"phase": phase}, keep_last=config.keep_last)
+            if done:
+                break
+    bar.close()
+    prior.eval()
+    prior.save_folder(out_dir / "final")
+    return {"steps": step, "seconds": time.perf_counter() - started, "loss": loss_value,
+            "last_val": last_val, "final": str(out_dir / "final")}

@@ -1,0 +1,116 @@
+"""The bundled default model: name resolution, loading, a fast run, and the recipe's stage 0/bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gmodiff import pipeline as pipeline_module
+from gmodiff.data.datasets import SimulatedDataset, procedural_source
+from gmodiff.errors import CheckpointError
+from gmodiff.io.scene import load_scene
+from gmodiff.models.backbone import load_backbone
+from gmodiff.models.dareg import DaReg, DaRegConfig
+from gmodiff.models.refiner import RefinerConfig
+from gmodiff.pipeline import GMODiffPipeline, bundled_pipeline, resolve_weights
+from gmodiff.reconstruct import auto_method, reconstruct_scene
+from gmodiff.train.bundle import bundle_pipeline
+from gmodiff.train.prior import PriorTrainConfig, train_prior
+
+SAMPLE = Path(pipeline_module.__file__).parent / "samples" / "sunset"
+needs_bundle = pytest.mark.skipif(bundled_pipeline() is None, reason="no bundled default model")
+
+
+def _crop(scene, size: int = 64, top: int = 96, left: int = 192):
+    cut = (slice(top, top + size), slice(left, left + size))
+    return dataclasses.replace(scene, frames=[f[cut] for f in scene.frames],
+                               ground_truth=scene.ground_truth[cut])
+
+
+@needs_bundle
+def test_bundled_default_loads_by_name_and_runs_on_a_crop():
+    pipe = GMODiffPipeline.from_pretrained("default")
+    scene = _crop(load_scene(SAMPLE))
+    out = pipe(scene)
+    assert out.hdr.shape == (64, 64, 3) and np.isfinite(out.hdr).all()
+    assert out.mask is not None and 0 <= out.mask.min() and out.mask.max() <= 1
+    # A trained model, not a random one: far closer to the ground truth than a constant image.
+    from gmodiff.metrics import psnr_mu
+
+    assert psnr_mu(out.hdr, scene.ground_truth) > 25.0
+    assert sum(p.numel() for p in pipe.refiner.parameters()) < 5_000_000
+
+
+@needs_bundle
+def test_bundled_files_are_small_safetensors():
+    folder = bundled_pipeline()
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 25 * 2**20
+    weights = [p for p in files if p.suffix not in (".json", ".md")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)
+
+
+def test_missing_bundle_is_a_checkpoint_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="bundled 'default' pipeline"):
+        resolve_weights("default")
+    assert bundled_pipeline() is None
+    scene = _crop(load_scene(SAMPLE), 32)
+    assert auto_method(scene) == "classical"
+    assert reconstruct_scene(scene, "auto").method == "deghost"
+
+
+@needs_bundle
+def test_auto_method_uses_the_bundle_for_three_frames_only():
+    scene = _crop(load_scene(SAMPLE), 32)
+    assert auto_method(scene) == "gmodiff"
+    two = dataclasses.replace(scene, frames=scene.frames[:2], exposure_times=scene.exposure_times[:2],
+                              reference_index=0)
+    assert auto_method(two) == "classical"
+
+
+def _tiny_data(items: int, seed: int):
+    return SimulatedDataset([procedural_source()], items, 64, seed=seed)
+
+
+def test_prior_resume_matches_an_uninterrupted_run(tmp_path):
+    base = dict(vae_steps=2, unet_steps=2, crop_size=64, batch_size=2, val_every=0,
+                checkpoint_every=1, log_every=1)
+    straight = PriorTrainConfig(**base, out_dir=str(tmp_path / "a"))
+    train_prior(straight, train_dataset=_tiny_data(6, 0), val_dataset=_tiny_data(1, 1), progress=False)
+    first = PriorTrainConfig(**{**base, "unet_steps": 0}, out_dir=str(tmp_path / "b"))
+    train_prior(first, train_dataset=_tiny_data(6, 0), val_dataset=_tiny_data(1, 1), progress=False)
+    second = PriorTrainConfig(**base, out_dir=str(tmp_path / "b"))
+    train_prior(second, resume=True, train_dataset=_tiny_data(6, 0), val_dataset=_tiny_data(1, 1),
+                progress=False)
+    a = load_backbone(tmp_path / "a" / "final")
+    b = load_backbone(tmp_path / "b" / "final")
+    assert b.config.kind == "folder"
+    for part in ("unet", "vae"):
+        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # The UNet phase trained the UNet: it differs from its random initialisation.
+    fresh = load_backbone("tiny")
+    assert not torch.equal(a.unet.conv_in.weight, fresh.unet.conv_in.weight)
+
+
+def test_bundle_embeds_a_folder_backbone(tmp_path):
+    prior = load_backbone("tiny")
+    prior.unet.conv_in.weight.data.mul_(1.5)  # a "trained" backbone that differs from the seed
+    from gmodiff.models.backbone import save_backbone_folder
+
+    folder = save_backbone_folder(prior, tmp_path / "prior")
+    dareg = DaReg(DaRegConfig.tiny(mask_head=True))
+    pipe = GMODiffPipeline.build(dareg, folder, RefinerConfig.tiny(dareg.config.channels[-1]))
+    pipe.save_pretrained(tmp_path / "trained")
+    bundled = bundle_pipeline(tmp_path / "trained", tmp_path / "bundle", {"note": "test"})
+    scene = _crop(load_scene(SAMPLE), 32)
+    a = GMODiffPipeline.from_pretrained(tmp_path / "trained")(scene)
+    b = GMODiffPipeline.from_pretrained(bundled)(scene)
+    np.testing.assert_array_equal(a.hdr, b.hdr)
+    assert "trained" not in [p.name for p in bundled.rglob("*")]
