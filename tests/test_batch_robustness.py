@@ -167,3 +167,28 @@ def test_extreme_but_valid_scenes_do_not_crash_any_method(tmp_path):
         assert outputs == sorted(_ODD_SCENES), (method, outputs)
         for path in (tmp_path / method).glob("*.exr"):
             assert np.isfinite(read_hdr(path)).all(), (method, path.name)
+
+
+def test_an_unexpected_exception_in_one_scene_does_not_stop_the_batch(root, tmp_path, capsys,
+                                                                      monkeypatch):
+    """A bug (not a user error) in one scene is reported as internal; the others are written."""
+    import gmodiff.cli.reconstruct as cli_reconstruct
+
+    real = cli_reconstruct.reconstruct_one
+    victim = Path(GOOD[0]).name
+
+    def flaky(folder, *args, **kwargs):
+        if Path(folder).name == victim:
+            raise RuntimeError("simulated bug")
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(cli_reconstruct, "reconstruct_one", flaky)
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(root), "-o", str(out), "--format", "exr", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    written = _all_files(out)
+    assert f"{victim}.exr" not in written
+    assert all(f"{Path(name).name}.exr" in written for name in GOOD[1:])
+    assert any(victim in line and "internal error (RuntimeError: simulated bug)" in line
+               for line in captured.err.splitlines())

@@ -123,6 +123,7 @@ def test_corrupt_jpeg(tmp_path):
     ({"ev": "a,b,c"}, "comma-separated"),
     ({"times": "0.01,0,0.1"}, "positive"),
     ({"ev": "-2,0,2", "times": "1,2,3"}, "not both"),
+    ({"ev": "0,2,400"}, "more than 30"),
 ])
 def test_bad_exposure_flags(tmp_path, kwargs, match):
     paths = _plain_bracket(tmp_path, [-2, 0, 2])

@@ -33,7 +33,7 @@ from gmodiff.align import ALIGN_METHODS, AlignmentResult, align_scene
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
 from gmodiff.io.ldr import read_ldr
-from gmodiff.io.scene import Scene
+from gmodiff.io.scene import MAX_EXPOSURE_SPAN_STOPS, Scene
 
 TARGET_GAP_STOPS = 3.0
 DUPLICATE_TOLERANCE_STOPS = 0.1
@@ -113,6 +113,10 @@ def bracket_exposures(paths: Sequence[Path], ev: str | None = None,
 def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
     order = np.argsort(exposures, kind="stable")
     stops = np.log2(exposures[order])
+    if not np.all(np.isfinite(stops)) or stops[-1] - stops[0] > MAX_EXPOSURE_SPAN_STOPS:
+        raise ExposureError(f"the exposures span {stops[-1] - stops[0]:.4g} stops, more than "
+                            f"{MAX_EXPOSURE_SPAN_STOPS:g}", None,
+                            "check --ev (stops) / --times (seconds) or the files' EXIF")
     for a, b, gap in zip(order[:-1], order[1:], np.diff(stops)):
         if gap < DUPLICATE_TOLERANCE_STOPS:
             raise ExposureError(

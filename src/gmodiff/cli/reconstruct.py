@@ -243,6 +243,10 @@ def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_di
             done += 1
         except GmodiffError as err:
             failures.append(str(err))
+        except (MemoryError, RuntimeError, ValueError, OSError, ArithmeticError) as exc:
+            # A bug or an unforeseen input in one scene must not cost the rest of the batch.
+            failures.append(f"{folder}: internal error ({type(exc).__name__}: {exc}) — please "
+                            "report it with this scene")
     typer.echo(f"wrote {done} of {len(scenes)} HDR image(s) to {out_dir}")
     if failures:
         typer.echo(f"{len(failures)} scene(s) failed:", err=True)
