@@ -11,29 +11,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config
+from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config, seed_everything
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 @dataclass
-class DaRegTrainConfig:
-    """One DaReg training run (a YAML file under ``configs/``). Paths are relative to the cwd."""
+class DaRegTrainConfig(TrainDataConfig):
+    """One DaReg training run (a YAML file under ``configs/``). Paths are relative to the cwd.
+
+    The data fields (train_scenes, simulated_*, val_*, crop_size, seed) come from
+    ``TrainDataConfig``."""
 
     stage: int = 1
     model: str = "tiny"
@@ -41,27 +43,7 @@ class DaRegTrainConfig:
     model_overrides: dict = field(default_factory=dict)
     init_weights: str | None = None
     """Stage 2: the stage-1 weights (a save_pretrained folder, a checkpoint-*.pt, or a .pth)."""
-    # -- training data (any mix; at least one) --
-    train_scenes: list[str] = field(default_factory=list)
-    """Folders of full scenes: random crops with flip/rotate."""
-    crops_per_scene: int = 16
-    train_crops: list[str] = field(default_factory=list)
-    """Folders written by ``gmodiff data crops``."""
-    simulated_items: int = 0
-    """Simulated brackets per epoch (0: none)."""
-    simulated_procedural: bool = True
-    simulated_panoramas: list[str] = field(default_factory=list)
-    """HDR panoramas (paths, or "blender:I" for the I-th blender-data panorama) to cut views from."""
-    # -- validation --
-    val_scenes: list[str] = field(default_factory=list)
-    val_simulated: int = 0
-    """Number of simulated full validation scenes (from ``val_panoramas`` / procedural)."""
-    val_panoramas: list[str] = field(default_factory=list)
-    val_procedural: bool = False
-    val_size: int = 256
-    val_seed: int = 12345
     # -- optimisation --
-    crop_size: int = 128
     batch_size: int = 4
     num_workers: int = 0
     lr: float = 2e-4
@@ -75,7 +57,6 @@ class DaRegTrainConfig:
     val_every: int = 500
     checkpoint_every: int = 500
     keep_last: int = 3
-    seed: int = 0
     mask_threshold: float = 0.02
     out_dir: str = "runs/dareg"
 
@@ -99,71 +80,6 @@ class DaRegTrainConfig:
     def from_yaml(cls, path: str | Path, **overrides) -> DaRegTrainConfig:
         """Load from YAML; non-None ``overrides`` (e.g. from CLI flags) win."""
         return load_yaml_config(cls, path, **overrides)
-
-
-# -- data --------------------------------------------------------------------------------------
-
-
-def _panorama(entry: str):
-    if entry.startswith("blender:"):
-        from gmodiff.data.sources import blender_panoramas
-
-        found = blender_panoramas()
-        index = int(entry.split(":", 1)[1])
-        if index >= len(found):
-            raise ConfigError(f"{entry}: only {len(found)} blender-data panoramas installed",
-                              fix="install the blender-data package or list panorama files")
-        return found[index]
-    return Path(entry)
-
-
-def _sources(procedural: bool, panoramas: list[str]):
-    from gmodiff.data.datasets import panorama_source, procedural_source
-
-    sources = [procedural_source()] if procedural else []
-    sources += [panorama_source(_panorama(p)) for p in panoramas]
-    return sources
-
-
-def build_train_dataset(config: DaRegTrainConfig) -> Dataset:
-    """The mix of training sources the config names (ConcatDataset)."""
-    from gmodiff.data.datasets import PrecutCropDataset, SceneCropDataset, SimulatedDataset
-
-    parts: list[Dataset] = []
-    if config.train_scenes:
-        parts.append(SceneCropDataset(config.train_scenes, config.crop_size, config.crops_per_scene,
-                                      seed=config.seed))
-    if config.train_crops:
-        parts.append(PrecutCropDataset(config.train_crops, seed=config.seed))
-    if config.simulated_items:
-        sources = _sources(config.simulated_procedural, config.simulated_panoramas)
-        parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed))
-    if not parts:
-        raise ConfigError("no training data", fix="set train_scenes, train_crops or simulated_items")
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-
-
-def build_val_dataset(config: DaRegTrainConfig) -> Dataset | None:
-    """Full validation scenes: folders and/or simulated held-out scenes; None if neither."""
-    from gmodiff.data.datasets import FullSceneDataset, SimulatedDataset
-
-    parts: list[Dataset] = []
-    if config.val_scenes:
-        parts.append(FullSceneDataset(config.val_scenes))
-    if config.val_simulated:
-        sources = _sources(config.val_procedural, config.val_panoramas)
-        if not sources:
-            raise ConfigError("val_simulated needs val_panoramas or val_procedural: true")
-        parts.append(SimulatedDataset(sources, config.val_simulated, config.val_size, seed=config.val_seed))
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-
-
-def _set_epoch(dataset: Dataset, epoch: int) -> None:
-    for part in getattr(dataset, "datasets", [dataset]):
-        if hasattr(part, "set_epoch"):
-            part.set_epoch(epoch)
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -281,12 +197,6 @@ def validate(model: DaReg, dataset: Dataset, device, stage: int, threshold: floa
 # -- the loop ----------------------------------------------------------------------------------
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def train_dareg(
     config: DaRegTrainConfig,
     resume: bool = False,
@@ -305,7 +215,7 @@ def train_dareg(
     accelerator = Accelerator()
     out_dir = Path(config.out_dir)
     checkpoints = out_dir / "checkpoints"
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     model = build_model(config)
     train_dataset = train_dataset if train_dataset is not None else build_train_dataset(config)
     if val_dataset is None and accelerator.is_main_process:
@@ -344,7 +254,7 @@ def train_dareg(
     while step < config.max_steps:
         epoch = step // steps_per_epoch
         sampler.set_epoch(epoch, start_batch=step % steps_per_epoch)
-        _set_epoch(train_dataset, epoch)
+        set_epoch(train_dataset, epoch)
         for batch in loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             out = model(batch["inputs"])

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch.utils.data import Sampler
@@ -100,3 +102,10 @@ def load_yaml_config(cls, path: str | Path, **overrides):
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid config ({exc})", path) from exc
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch: model initialisation and data order follow ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

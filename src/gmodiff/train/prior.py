@@ -25,12 +25,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,22 +39,17 @@ from gmodiff.gainmap import decode_gain_map, from_signed, to_signed, tonemap
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import BackboneConfig, load_backbone, save_backbone_folder
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config
+from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config, seed_everything
 
 
 @dataclass
-class PriorTrainConfig:
+class PriorTrainConfig(TrainDataConfig):
     """One stage-0 run (a YAML file under ``configs/``). Paths are relative to the cwd."""
 
-    # -- training data, as in the DaReg configs --
+    # -- training data (the other data fields come from TrainDataConfig) --
     simulated_items: int = 2000
-    simulated_procedural: bool = True
-    simulated_panoramas: list[str] = field(default_factory=list)
     val_simulated: int = 4
-    val_panoramas: list[str] = field(default_factory=list)
-    val_procedural: bool = False
-    val_size: int = 256
-    val_seed: int = 12345
     # -- what is trained --
     seed: int = 0
     """Seed of the tiny backbone's initialisation and of the data order."""
@@ -68,7 +61,6 @@ class PriorTrainConfig:
     noise_fraction: float = 0.3
     """Share of UNet batches that use the forward-noised latent instead of a coarse gain map."""
     # -- optimisation --
-    crop_size: int = 128
     batch_size: int = 4
     num_workers: int = 0
     lr: float = 5.0e-4
@@ -116,17 +108,6 @@ class TinyPrior(nn.Module):
 
         backbone = Backbone(self.unet, self.vae, self.vae, self.scheduler, BackboneConfig(kind="tiny"))
         return save_backbone_folder(backbone, path)
-
-
-def _datasets(config: PriorTrainConfig) -> tuple[Dataset, Dataset | None]:
-    from gmodiff.train.dareg import DaRegTrainConfig, build_train_dataset, build_val_dataset
-
-    names = {f.name for f in dataclasses.fields(DaRegTrainConfig)}
-    shared = {k: v for k, v in dataclasses.asdict(config).items()
-              if k in names and k not in ("lr", "out_dir", "max_minutes", "seed", "log_every",
-                                          "val_every", "checkpoint_every", "keep_last")}
-    data = DaRegTrainConfig(stage=1, model="tiny", seed=config.seed, **shared)
-    return build_train_dataset(data), build_val_dataset(data)
 
 
 # -- phase 1: VAE ------------------------------------------------------------------------------
@@ -232,12 +213,6 @@ def validate(prior: TinyPrior, dataset: Dataset, dareg=None) -> dict:
 # -- the loop ----------------------------------------------------------------------------------
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _load_dareg(path: str | None):
     if not path:
         return None
@@ -255,11 +230,11 @@ def train_prior(config: PriorTrainConfig, resume: bool = False,
 
     out_dir = Path(config.out_dir)
     checkpoints = out_dir / "checkpoints"
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     prior = TinyPrior(config.seed)
     dareg = _load_dareg(config.dareg_weights)
     if train_dataset is None:
-        train_dataset, built_val = _datasets(config)
+        train_dataset, built_val = build_train_dataset(config), build_val_dataset(config)
         val_dataset = val_dataset if val_dataset is not None else built_val
     optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
     # A private generator for the noise/degradations, saved in checkpoints: exact resume.

@@ -12,12 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,12 +29,15 @@ from gmodiff.models.refiner import RefinerConfig
 from gmodiff.pipeline import GMODiffPipeline, load_refiner_state
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.losses import ms_ssim_loss
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config
+from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config, seed_everything
 
 
 @dataclass
-class RefinerTrainConfig:
-    """One stage-3 run (a YAML file under ``configs/``). Paths are relative to the cwd."""
+class RefinerTrainConfig(TrainDataConfig):
+    """One stage-3 run (a YAML file under ``configs/``). Paths are relative to the cwd.
+
+    The data fields (train_scenes, simulated_*, val_*, seed) come from ``TrainDataConfig``."""
 
     dareg_weights: str | None = None
     """Frozen DaReg (save_pretrained folder or reference .pth). None: a random tiny DaReg, for
@@ -47,19 +48,6 @@ class RefinerTrainConfig:
     """Start from a saved GMODiffPipeline folder instead (its DaReg and refiner weights)."""
     refiner: dict = field(default_factory=dict)
     """RefinerConfig overrides (ranks, lora_alpha, timestep, ...)."""
-    # -- training data, as in the DaReg configs --
-    train_scenes: list[str] = field(default_factory=list)
-    crops_per_scene: int = 16
-    train_crops: list[str] = field(default_factory=list)
-    simulated_items: int = 0
-    simulated_procedural: bool = True
-    simulated_panoramas: list[str] = field(default_factory=list)
-    val_scenes: list[str] = field(default_factory=list)
-    val_simulated: int = 0
-    val_panoramas: list[str] = field(default_factory=list)
-    val_procedural: bool = False
-    val_size: int = 256
-    val_seed: int = 12345
     # -- losses --
     perceptual_weight: float = 1.0
     vgg_weights: str | None = None
@@ -83,7 +71,6 @@ class RefinerTrainConfig:
     val_every: int = 500
     checkpoint_every: int = 500
     keep_last: int = 3
-    seed: int = 0
     out_dir: str = "runs/refiner"
 
     def __post_init__(self) -> None:
@@ -128,21 +115,9 @@ class TrainableRefinerState(nn.Module):
 # -- data --------------------------------------------------------------------------------------
 
 
-def _data_config(config: RefinerTrainConfig):
-    from gmodiff.train.dareg import DaRegTrainConfig
-
-    names = {f.name for f in dataclasses.fields(DaRegTrainConfig)}
-    shared = {k: v for k, v in dataclasses.asdict(config).items()
-              if k in names and k not in ("lr", "max_steps", "out_dir", "max_minutes")}
-    return DaRegTrainConfig(stage=1, model="tiny", **shared)
-
-
 def build_datasets(config: RefinerTrainConfig) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets, exactly as the DaReg stages build them."""
-    from gmodiff.train.dareg import build_train_dataset, build_val_dataset
-
-    data = _data_config(config)
-    return build_train_dataset(data), build_val_dataset(data)
+    return build_train_dataset(config), build_val_dataset(config)
 
 
 # -- model and loss ----------------------------------------------------------------------------
@@ -260,12 +235,6 @@ def validate(pipeline: GMODiffPipeline, dataset: Dataset) -> dict:
     return {k: v / max(len(dataset), 1) for k, v in totals.items()}
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def train_refiner(config: RefinerTrainConfig, resume: bool = False,
                   train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
                   progress: bool = True) -> dict:
@@ -281,7 +250,7 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
     accelerator = Accelerator(mixed_precision=mixed)
     out_dir = Path(config.out_dir)
     checkpoints = out_dir / "checkpoints"
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     pipeline = build_pipeline(config)
     if train_dataset is None:
         train_dataset, built_val = build_datasets(config)

@@ -1,0 +1,104 @@
+"""Training and validation data of a run, shared by every training stage's config.
+
+``TrainDataConfig`` holds the data fields that the DaReg, prior and refiner configs have in
+common (each stage's config inherits it, so its YAML keys stay flat); ``build_train_dataset`` /
+``build_val_dataset`` turn them into datasets the same way for every stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from gmodiff.errors import ConfigError
+
+
+@dataclass
+class TrainDataConfig:
+    """Where a run's crops and validation scenes come from (any mix; at least one train source)."""
+
+    train_scenes: list[str] = field(default_factory=list)
+    """Folders of full scenes: random crops with flip/rotate."""
+    crops_per_scene: int = 16
+    train_crops: list[str] = field(default_factory=list)
+    """Folders written by ``gmodiff data crops``."""
+    simulated_items: int = 0
+    """Simulated brackets per epoch (0: none)."""
+    simulated_procedural: bool = True
+    simulated_panoramas: list[str] = field(default_factory=list)
+    """HDR panoramas (paths, or "blender:I" for the I-th blender-data panorama) to cut views from."""
+    val_scenes: list[str] = field(default_factory=list)
+    val_simulated: int = 0
+    """Number of simulated full validation scenes (from ``val_panoramas`` / procedural)."""
+    val_panoramas: list[str] = field(default_factory=list)
+    val_procedural: bool = False
+    val_size: int = 256
+    val_seed: int = 12345
+    crop_size: int = 128
+    seed: int = 0
+
+
+def panorama_path(entry: str) -> Path:
+    """A panorama entry of a config: a path, or "blender:I" for the I-th blender-data panorama."""
+    if entry.startswith("blender:"):
+        from gmodiff.data.sources import blender_panoramas
+
+        found = blender_panoramas()
+        index = int(entry.split(":", 1)[1])
+        if index >= len(found):
+            raise ConfigError(f"{entry}: only {len(found)} blender-data panoramas installed",
+                              fix="install the blender-data package or list panorama files")
+        return found[index]
+    return Path(entry)
+
+
+def _sources(procedural: bool, panoramas: list[str]):
+    from gmodiff.data.datasets import panorama_source, procedural_source
+
+    sources = [procedural_source()] if procedural else []
+    sources += [panorama_source(panorama_path(p)) for p in panoramas]
+    return sources
+
+
+def build_train_dataset(config: TrainDataConfig) -> Dataset:
+    """The mix of training sources the config names (ConcatDataset)."""
+    from gmodiff.data.datasets import PrecutCropDataset, SceneCropDataset, SimulatedDataset
+
+    parts: list[Dataset] = []
+    if config.train_scenes:
+        parts.append(SceneCropDataset(config.train_scenes, config.crop_size, config.crops_per_scene,
+                                      seed=config.seed))
+    if config.train_crops:
+        parts.append(PrecutCropDataset(config.train_crops, seed=config.seed))
+    if config.simulated_items:
+        sources = _sources(config.simulated_procedural, config.simulated_panoramas)
+        parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed))
+    if not parts:
+        raise ConfigError("no training data", fix="set train_scenes, train_crops or simulated_items")
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def build_val_dataset(config: TrainDataConfig) -> Dataset | None:
+    """Full validation scenes: folders and/or simulated held-out scenes; None if neither."""
+    from gmodiff.data.datasets import FullSceneDataset, SimulatedDataset
+
+    parts: list[Dataset] = []
+    if config.val_scenes:
+        parts.append(FullSceneDataset(config.val_scenes))
+    if config.val_simulated:
+        sources = _sources(config.val_procedural, config.val_panoramas)
+        if not sources:
+            raise ConfigError("val_simulated needs val_panoramas or val_procedural: true")
+        parts.append(SimulatedDataset(sources, config.val_simulated, config.val_size, seed=config.val_seed))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def set_epoch(dataset: Dataset, epoch: int) -> None:
+    """Tell every part of a (Concat)Dataset which epoch it is, for per-epoch reseeding."""
+    for part in getattr(dataset, "datasets", [dataset]):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
