@@ -114,3 +114,21 @@ def test_bundle_embeds_a_folder_backbone(tmp_path):
     b = GMODiffPipeline.from_pretrained(bundled)(scene)
     np.testing.assert_array_equal(a.hdr, b.hdr)
     assert "trained" not in [p.name for p in bundled.rglob("*")]
+
+
+def test_refine_switch_is_saved_and_skips_the_refiner(tmp_path):
+    pipe = GMODiffPipeline.tiny()
+    pipe.refine = False
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = GMODiffPipeline.from_pretrained(tmp_path / "p")
+    assert loaded.refine is False
+    scene = _crop(load_scene(SAMPLE), 32)
+    coarse = loaded(scene)
+    assert coarse.timings["refiner_s"] == 0.0
+    np.testing.assert_array_equal(coarse.gain_map, coarse.coarse_gain_map)
+    refined = loaded(scene, refine=True)
+    assert not np.array_equal(refined.gain_map, coarse.gain_map)
+    np.testing.assert_array_equal(refined.coarse_gain_map, coarse.coarse_gain_map)
+    result = reconstruct_scene(scene, "gmodiff", weights=tmp_path / "p")
+    assert result.method == "gmodiff-dareg-only"
+    assert reconstruct_scene(scene, "gmodiff", weights=tmp_path / "p", refine=True).method == "gmodiff"

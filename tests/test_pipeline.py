@@ -124,8 +124,12 @@ def test_tiled_pipeline_runs_and_stays_close(pipe):
     assert np.abs(tiled - plain).mean() < 0.2  # random weights: see test_refiner's tolerance note
 
 
-def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path):
+def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path, monkeypatch):
+    from gmodiff import pipeline as pipeline_module
     from gmodiff.reconstruct import available_methods, reconstruct_scene
+
+    # No bundled default model: "no weights" must then be an error.
+    monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-bundle")
 
     pipe.save_pretrained(tmp_path / "w")
     scene = _scene(32, 48)
@@ -141,8 +145,11 @@ def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path):
         reconstruct_scene(scene, "gmodiff")
 
 
-def test_cli_reconstruct_with_gmodiff(pipe, tmp_path):
+def test_cli_reconstruct_with_gmodiff(pipe, tmp_path, monkeypatch):
+    from gmodiff import pipeline as pipeline_module
     from gmodiff.cli import main
+
+    monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-bundle")  # no default model
     from gmodiff.io.hdr import read_hdr
     from gmodiff.io.scene import save_scene
 

@@ -106,10 +106,15 @@ def _sync(device: torch.device) -> None:
 class GMODiffPipeline:
     """DaReg + refiner + gain-map codec, with save/load, device/dtype moves and tiling."""
 
-    def __init__(self, dareg: DaReg, refiner: GMRefiner, tile: TileOptions | None = None):
+    def __init__(self, dareg: DaReg, refiner: GMRefiner, tile: TileOptions | None = None,
+                 refine: bool = True):
         self.dareg = dareg.eval()
         self.refiner = refiner.eval()
         self.tile = tile or TileOptions()
+        self.refine = refine
+        """Default for ``__call__``: run the refiner (True) or return DaReg's gain map. A saved
+        pipeline whose refiner does not (yet) beat its DaReg stores False, so it is not worse
+        by default; ``refine=True`` still runs it."""
         self.device = next(refiner.parameters()).device
         self.dtype = torch.float32
 
@@ -167,6 +172,7 @@ class GMODiffPipeline:
             "backbone": refiner.backbone_config.to_dict(),
             "refiner": refiner_config.to_dict(),
             "refiner_weights": "full" if embedded else "trainable",
+            "refine": self.refine,
             "tile": {"latent_tile": self.tile.latent_tile, "latent_overlap": self.tile.latent_overlap,
                      "vae_tile": self.tile.vae_tile, "vae_overlap": self.tile.vae_overlap},
         }
@@ -206,7 +212,7 @@ class GMODiffPipeline:
         load_refiner_state(refiner, state, full=config.get("refiner_weights") == "full",
                            source=weights_path)
         tile = TileOptions(**config.get("tile", {}))
-        return cls(dareg, refiner, tile)
+        return cls(dareg, refiner, tile, refine=bool(config.get("refine", True)))
 
     # ----- device, dtype, speed ---------------------------------------------------------------
     def to(self, device: str | torch.device | None = None,
@@ -261,12 +267,29 @@ class GMODiffPipeline:
         )
 
     @torch.no_grad()
+    def predict_coarse(self, inputs: torch.Tensor) -> BatchPrediction:
+        """DaReg only (no refiner): its gain map stands in for the refined one."""
+        height, width = inputs.shape[-2:]
+        _sync(self.device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            coarse = self.dareg(pad_to_multiple(inputs.to(self.device)))
+        _sync(self.device)
+        crop = (..., slice(0, height), slice(0, width))
+        gain_map = coarse.gain_map[crop]
+        return BatchPrediction(gain_map=gain_map, coarse_gain_map=gain_map,
+                               mask=coarse.mask[crop] if coarse.mask is not None else None,
+                               timings={"dareg_s": time.perf_counter() - start, "refiner_s": 0.0})
+
+    @torch.no_grad()
     def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
-                 tile: TileOptions | bool | None = True, steps: int = 1) -> PipelineOutput:
+                 tile: TileOptions | bool | None = True, steps: int = 1,
+                 refine: bool | None = None) -> PipelineOutput:
         """Reconstruct one scene.
 
         ``tile=True`` (default) uses the pipeline's tile options, which only split latents larger
         than the tile (96 latent px); a ``TileOptions`` sets them; None/False never tiles.
+        ``refine`` None follows ``self.refine``; False returns DaReg's gain map (no refiner run).
         """
         from gmodiff.data.inputs import stack_inputs
 
@@ -281,7 +304,10 @@ class GMODiffPipeline:
         start = time.perf_counter()
         inputs = stack_inputs(scene.frames, scene.exposure_times)[None]
         short = torch.from_numpy(np.ascontiguousarray(scene.frames[0].transpose(2, 0, 1)))[None]
-        pred = self.predict(inputs, short.float(), steps=steps, tile=tile_options, generator=generator)
+        if self.refine if refine is None else refine:
+            pred = self.predict(inputs, short.float(), steps=steps, tile=tile_options, generator=generator)
+        else:
+            pred = self.predict_coarse(inputs)
         gain_map = pred.gain_map[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
         hdr = decode_gain_map(gain_map, np.asarray(scene.reference, dtype=np.float32))
         timings = dict(pred.timings)
@@ -332,7 +358,8 @@ def load_pipeline(weights: str | Path, backbone: str | Path | None = None) -> GM
 def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
                              backbone: str | Path | None = None, steps: int = 1,
                              tile: bool | int | None = None, device: str = "cpu",
-                             dtype: str | None = None, fuse_lora: bool = False, seed: int = 0):
+                             dtype: str | None = None, fuse_lora: bool = False, seed: int = 0,
+                             refine: bool | None = None):
     """The ``gmodiff`` branch of :func:`gmodiff.reconstruct.reconstruct_scene`."""
     from gmodiff.reconstruct import Reconstruction
 
@@ -348,7 +375,7 @@ def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
     elif isinstance(tile, int) and tile > 0:
         tile_options = TileOptions(latent_tile=tile, latent_overlap=min(pipe.tile.latent_overlap, tile // 3))
     try:
-        out = pipe(scene, seed=seed, tile=tile_options, steps=steps)
+        out = pipe(scene, seed=seed, tile=tile_options, steps=steps, refine=refine)
     except (MemoryError, torch.OutOfMemoryError) as exc:
         from gmodiff.errors import OutOfMemoryError
 
@@ -363,8 +390,10 @@ def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
             f"retry with --tile {size} (smaller tiles use less memory)") from exc
     timings = {"dareg": out.timings["dareg_s"], "refiner": out.timings["refiner_s"],
                "total": out.timings["total_s"]}
+    refined = pipe.refine if refine is None else refine
+    name = ("gmodiff" if steps == 1 else f"gmodiff-{steps}step") if refined else "gmodiff-dareg-only"
     return Reconstruction(hdr=out.hdr, gain_map=out.gain_map, mask=out.mask, timings=timings,
-                          method="gmodiff" if steps == 1 else f"gmodiff-{steps}step")
+                          method=name)
 
 
 _DTYPES = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

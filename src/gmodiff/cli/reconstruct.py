@@ -147,6 +147,9 @@ def reconstruct_command(
                              "(e.g. 64); 0 = automatic (96-px tiles, only when the latent is larger)."),
     device: str = typer.Option("cpu", "--device", help="gmodiff: cpu or cuda[:N]."),
     fuse_lora: bool = typer.Option(False, "--fuse-lora", help="gmodiff: merge LoRA weights."),
+    refine: bool | None = typer.Option(None, "--refine/--no-refine", help="gmodiff: run the "
+                                       "refiner, or return DaReg's gain map; default: what the "
+                                       "pipeline's config says (the bundled model's card explains)."),
     seed: int = typer.Option(0, "--seed", help="Seed of gmodiff's VAE posterior sampling (only "
                              "pipelines trained with sample_latents draw; the default takes the "
                              "posterior mode). Other methods have no randomness."),
@@ -160,7 +163,7 @@ def reconstruct_command(
         method = "gmodiff"  # --weights names a GMODiff pipeline
     options = _method_options(method, weights, debug_maps, {
         "weights": weights, "backbone": backbone, "steps": steps, "tile": tile or None,
-        "device": device, "fuse_lora": fuse_lora, "seed": seed})
+        "device": device, "fuse_lora": fuse_lora, "seed": seed, "refine": refine})
     if len(inputs) > 1 or inputs[0].is_file():
         _reconstruct_bracket(inputs, output, method, preview, float_exr, ev, times, reference, align,
                              options, debug_maps)
