@@ -80,8 +80,11 @@ def train_prior_command(
 def train_bundle_command(
     pipeline: Path = typer.Option(..., "--pipeline", help="A stage-3 result, e.g. runs/default-refiner/final."),
     out: Path = typer.Option(Path("src/gmodiff/weights/default"), "--out", help="Where to write it."),
+    refine: bool | None = typer.Option(None, "--refine/--no-refine", help="Saved default: run the "
+                                       "refiner, or return DaReg's gain map (a refiner that does "
+                                       "not beat its DaReg yet). Default: as trained (refine)."),
 ) -> None:
     """Write a trained tiny pipeline as one self-contained folder (the bundled default model)."""
     from gmodiff.train.bundle import bundle_pipeline
 
-    typer.echo(f"wrote {bundle_pipeline(pipeline, out)}")
+    typer.echo(f"wrote {bundle_pipeline(pipeline, out, refine=refine)}")

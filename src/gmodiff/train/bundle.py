@@ -25,9 +25,16 @@ def _same_architecture(pipeline: GMODiffPipeline) -> bool:
             and unet_cfg.cross_attention_dim == TINY_UNET_CONFIG["cross_attention_dim"])
 
 
-def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None = None) -> Path:
-    """Save the pipeline at ``source`` to ``out`` with its tiny backbone embedded (one folder)."""
+def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None = None,
+                    refine: bool | None = None) -> Path:
+    """Save the pipeline at ``source`` to ``out`` with its tiny backbone embedded (one folder).
+
+    ``refine`` (when not None) sets the saved default: False ships a pipeline whose refiner has
+    not yet caught up with its DaReg, so by default it returns DaReg's gain map.
+    """
     pipeline = GMODiffPipeline.from_pretrained(source)
+    if refine is not None:
+        pipeline.refine = refine
     if not _same_architecture(pipeline):
         raise CheckpointError("only pipelines on the tiny backbone architecture can be bundled",
                               source, "train stage 3 on the tiny prior (configs/default-refiner.yaml)")
