@@ -143,7 +143,7 @@ def main() -> None:
         f"of the held-out blender-data panoramas {', '.join(names[i] for i in HELD_OUT)} "
         f"(seed {args.seed}); weights `{args.weights}`. Metrics on HDR relative to the t=1 exposure "
         "(μ=5000 for -μ; PU21 with max(GT) scaled to 1000 cd/m²). s/scene: CPU seconds "
-        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}), "
+        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}). "
         "The DaReg-stage row is the DaReg part of the same pipeline call as the refined row; the "
         "bundled model returns it by default because its refiner does not yet beat it "
         "(src/gmodiff/weights/default/MODEL_CARD.md).",

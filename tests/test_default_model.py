@@ -132,3 +132,27 @@ def test_refine_switch_is_saved_and_skips_the_refiner(tmp_path):
     result = reconstruct_scene(scene, "gmodiff", weights=tmp_path / "p")
     assert result.method == "gmodiff-dareg-only"
     assert reconstruct_scene(scene, "gmodiff", weights=tmp_path / "p", refine=True).method == "gmodiff"
+
+
+def test_simulation_overrides_reach_the_training_data():
+    from gmodiff.errors import ConfigError
+    from gmodiff.train.data import TrainDataConfig, build_train_dataset
+
+    data = build_train_dataset(TrainDataConfig(simulated_items=2, simulation={"ev_spacing_stops": [2, 3]}))
+    assert data.simulation.ev_spacing_stops == (2, 3)
+    spacings = {round(float(np.log2(data.scene(i).exposure_times[1])), 3) for i in range(2)}
+    assert all(2 <= s <= 3 for s in spacings)
+    assert build_train_dataset(TrainDataConfig(simulated_items=2)).simulation is None
+    with pytest.raises(ConfigError, match="simulation"):
+        build_train_dataset(TrainDataConfig(simulated_items=2, simulation={"ev_spacing": 2}))
+
+
+def test_stage1_warm_start_loads_init_weights(tmp_path):
+    from gmodiff.train.dareg import DaRegTrainConfig, build_model
+
+    source = DaReg(DaRegConfig.tiny(mask_head=False))  # what stage 1 saves
+    torch.nn.init.constant_(next(source.parameters()), 0.25)
+    source.save_pretrained(tmp_path / "w")
+    model = build_model(DaRegTrainConfig(stage=1, init_weights=str(tmp_path / "w")))
+    assert torch.equal(next(model.parameters()), next(source.parameters()))
+    assert all(p.requires_grad for p in model.parameters())

@@ -162,6 +162,8 @@ def build_model(config: DaRegTrainConfig) -> DaReg:
     if config.stage == 2:
         load_backbone_weights(model, config.init_weights)
         model.freeze_backbone()
+    elif config.init_weights:  # stage-1 warm start (fine-tuning on new data), fresh optimizer
+        load_backbone_weights(model, config.init_weights)
     return model
 
 

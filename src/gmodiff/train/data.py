@@ -29,6 +29,9 @@ class TrainDataConfig:
     simulated_procedural: bool = True
     simulated_panoramas: list[str] = field(default_factory=list)
     """HDR panoramas (paths, or "blender:I" for the I-th blender-data panorama) to cut views from."""
+    simulation: dict = field(default_factory=dict)
+    """SimulationConfig overrides for the simulated training items (lists become (lo, hi)
+    ranges), e.g. ``{ev_spacing_stops: [2, 3]}``; empty = the simulator's defaults."""
     val_scenes: list[str] = field(default_factory=list)
     val_simulated: int = 0
     """Number of simulated full validation scenes (from ``val_panoramas`` / procedural)."""
@@ -62,6 +65,20 @@ def _sources(procedural: bool, panoramas: list[str]):
     return sources
 
 
+def simulation_config(overrides: dict):
+    """A SimulationConfig from config overrides; None (simulator defaults) when there are none."""
+    if not overrides:
+        return None
+    from gmodiff.data.simulate import SimulationConfig
+
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    try:
+        return SimulationConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"invalid simulation settings ({exc})",
+                          fix="use SimulationConfig field names, e.g. ev_spacing_stops") from exc
+
+
 def build_train_dataset(config: TrainDataConfig) -> Dataset:
     """The mix of training sources the config names (ConcatDataset)."""
     from gmodiff.data.datasets import PrecutCropDataset, SceneCropDataset, SimulatedDataset
@@ -74,7 +91,8 @@ def build_train_dataset(config: TrainDataConfig) -> Dataset:
         parts.append(PrecutCropDataset(config.train_crops, seed=config.seed))
     if config.simulated_items:
         sources = _sources(config.simulated_procedural, config.simulated_panoramas)
-        parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed))
+        parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed,
+                                      simulation=simulation_config(config.simulation)))
     if not parts:
         raise ConfigError("no training data", fix="set train_scenes, train_crops or simulated_items")
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
