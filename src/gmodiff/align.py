@@ -13,7 +13,6 @@ identity, each time with a warning, because a bad warp is worse than none.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -33,7 +32,6 @@ MAX_SHIFT_FRACTION = 0.15
 MIN_CORRELATION = 0.3
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-logger = logging.getLogger(__name__)
 
 
 class AlignmentFailed(RuntimeError):
@@ -230,8 +228,8 @@ def align_frames(frames: list[np.ndarray], exposure_times, reference_index: int,
                 break
             except AlignmentFailed as exc:
                 message = f"frame {i + 1}: {name} alignment failed ({exc})"
+                # Collected, not logged: the caller reports warnings once (the CLI on stderr).
                 result.warnings.append(message)
-                logger.warning(message)
         if used == "identity":
             result.warnings.append(f"frame {i + 1}: left unaligned")
         elif used != method:

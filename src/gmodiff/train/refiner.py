@@ -27,6 +27,7 @@ from gmodiff.models.backbone import BackboneConfig
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
 from gmodiff.pipeline import GMODiffPipeline, load_refiner_state
+from gmodiff.io.atomic import atomic_path
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.losses import ms_ssim_loss
 from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset
@@ -277,7 +278,8 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
         info = {"config": dataclasses.asdict(config), "processes": accelerator.num_processes,
                 "perceptual": config.perceptual_name,
                 "trainable_parameters": pipeline.refiner.parameter_counts()}
-        (out_dir / "train_config.json").write_text(json.dumps(info, indent=2) + "\n")
+        with atomic_path(out_dir / "train_config.json") as tmp:
+            tmp.write_text(json.dumps(info, indent=2) + "\n")
         if config.perceptual_name == "ms_ssim":
             print("perceptual term: MS-SSIM on T(H) (no VGG/DISTS weights given; DISTS not used)")
 
