@@ -65,7 +65,7 @@ def test_none_leaves_frames_untouched():
     assert all(a is b for a, b in zip(result.frames, frames))
 
 
-def test_unalignable_frame_falls_back_with_a_warning(capfd):
+def test_unalignable_frame_falls_back_with_a_warning(capfd, caplog):
     rng = np.random.default_rng(0)
     frames = [rng.random((H, W, 3)).astype(np.float32), _frame(H, W, (0, 0), 4.0),
               np.zeros((H, W, 3), np.float32)]
@@ -76,6 +76,7 @@ def test_unalignable_frame_falls_back_with_a_warning(capfd):
     assert result.methods[2] == "identity"  # a black frame has nothing to align on
     # Warnings are returned, not printed: the CLI reports each one exactly once.
     assert capfd.readouterr().err == ""
+    assert not [r for r in caplog.records if r.name.startswith("gmodiff")]
 
 
 def test_align_scene_keeps_exposures_and_reference():
