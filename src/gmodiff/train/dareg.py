@@ -25,17 +25,17 @@ from gmodiff.io.atomic import atomic_path
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config, seed_everything
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 @dataclass
-class DaRegTrainConfig(TrainDataConfig):
+class DaRegTrainConfig(TrainDataConfig, RunConfig):
     """One DaReg training run (a YAML file under ``configs/``). Paths are relative to the cwd.
 
     The data fields (train_scenes, simulated_*, val_*, crop_size, seed) come from
-    ``TrainDataConfig``."""
+    ``TrainDataConfig``, batching and logging/checkpoint cadence from ``RunConfig``."""
 
     stage: int = 1
     model: str = "tiny"
@@ -44,19 +44,11 @@ class DaRegTrainConfig(TrainDataConfig):
     init_weights: str | None = None
     """Stage 2: the stage-1 weights (a save_pretrained folder, a checkpoint-*.pt, or a .pth)."""
     # -- optimisation --
-    batch_size: int = 4
-    num_workers: int = 0
     lr: float = 2e-4
     lr_step: int = 20000
     """Halve (× lr_gamma) the learning rate every this many steps."""
     lr_gamma: float = 0.5
     max_steps: int = 1000
-    max_minutes: float | None = None
-    """Also stop (checkpoint + final weights) once this much wall time has passed."""
-    log_every: int = 10
-    val_every: int = 500
-    checkpoint_every: int = 500
-    keep_last: int = 3
     mask_threshold: float = 0.02
     out_dir: str = "runs/dareg"
 

@@ -8,6 +8,7 @@ one process or many.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import json
 import random
 from collections.abc import Iterator
@@ -20,6 +21,20 @@ from torch.utils.data import Sampler
 
 from gmodiff.errors import ConfigError
 from gmodiff.io.atomic import atomic_path
+
+
+@dataclass
+class RunConfig:
+    """Batching, time limit, logging and checkpoint cadence: the same fields in every stage."""
+
+    batch_size: int = 4
+    num_workers: int = 0
+    max_minutes: float | None = None
+    """Also stop (checkpoint + final weights) once this much wall time has passed."""
+    log_every: int = 10
+    val_every: int = 500
+    checkpoint_every: int = 500
+    keep_last: int = 3
 
 
 class ResumableBatchSampler(Sampler[list[int]]):

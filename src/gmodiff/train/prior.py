@@ -40,11 +40,11 @@ from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import BackboneConfig, load_backbone, save_backbone_folder
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config, seed_everything
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
 
 
 @dataclass
-class PriorTrainConfig(TrainDataConfig):
+class PriorTrainConfig(TrainDataConfig, RunConfig):
     """One stage-0 run (a YAML file under ``configs/``). Paths are relative to the cwd."""
 
     # -- training data (the other data fields come from TrainDataConfig) --
@@ -61,14 +61,8 @@ class PriorTrainConfig(TrainDataConfig):
     noise_fraction: float = 0.3
     """Share of UNet batches that use the forward-noised latent instead of a coarse gain map."""
     # -- optimisation --
-    batch_size: int = 4
-    num_workers: int = 0
     lr: float = 5.0e-4
     grad_clip: float = 1.0
-    max_minutes: float | None = None
-    """Also stop (checkpoint + folder) once this much wall time has passed in this process."""
-    log_every: int = 10
-    val_every: int = 500
     checkpoint_every: int = 100
     keep_last: int = 2
     out_dir: str = "runs/prior"

@@ -31,14 +31,15 @@ from gmodiff.io.atomic import atomic_path
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.losses import ms_ssim_loss
 from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, load_yaml_config, seed_everything
+from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
 
 
 @dataclass
-class RefinerTrainConfig(TrainDataConfig):
+class RefinerTrainConfig(TrainDataConfig, RunConfig):
     """One stage-3 run (a YAML file under ``configs/``). Paths are relative to the cwd.
 
-    The data fields (train_scenes, simulated_*, val_*, seed) come from ``TrainDataConfig``."""
+    The data fields (train_scenes, simulated_*, val_*, seed) come from ``TrainDataConfig``,
+    batching and logging/checkpoint cadence from ``RunConfig``."""
 
     dareg_weights: str | None = None
     """Frozen DaReg (save_pretrained folder or reference .pth). None: a random tiny DaReg, for
@@ -59,19 +60,12 @@ class RefinerTrainConfig(TrainDataConfig):
     """Optional latent GAN of the paper: not implemented here; must stay false."""
     # -- optimisation --
     crop_size: int = 256
-    batch_size: int = 4
-    num_workers: int = 0
     lr: float = 5e-5
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     mixed_precision: str = "no"
     """"no", "fp16" or "bf16" (GPU only)."""
     max_steps: int = 1000
-    max_minutes: float | None = None
-    log_every: int = 10
-    val_every: int = 500
-    checkpoint_every: int = 500
-    keep_last: int = 3
     out_dir: str = "runs/refiner"
 
     def __post_init__(self) -> None:
