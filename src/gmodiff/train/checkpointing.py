@@ -114,6 +114,21 @@ def save_checkpoint(
     return target
 
 
+def resolve_checkpoint_file(path: Path, fix: str) -> Path:
+    """``path`` itself if it is a file, else the newest ``checkpoint-*.pt`` in the folder ``path``.
+
+    Raises ``CheckpointError`` (with ``fix`` as the advice) when there is neither.
+    """
+    if path.is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise CheckpointError("no checkpoint-*.pt files here", path, fix)
+        path = newest
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", path, fix)
+    return path
+
+
 def load_checkpoint(
     path: str | Path,
     model: torch.nn.Module | None = None,
@@ -126,15 +141,8 @@ def load_checkpoint(
 
     ``path`` may be a checkpoint file or a folder (its newest checkpoint is used).
     """
-    path = Path(path)
-    if path.is_dir():
-        newest = latest_checkpoint(path)
-        if newest is None:
-            raise CheckpointError("no checkpoint-*.pt files here", path,
-                                  "drop --resume to start fresh, or point at the run's checkpoints folder")
-        path = newest
-    if not path.is_file():
-        raise CheckpointError("checkpoint not found", path, "check the path")
+    path = resolve_checkpoint_file(
+        Path(path), "drop --resume to start fresh, or point at the run's checkpoints folder")
     try:
         # Our own files: they hold numpy RNG state and python tuples, so weights_only is off.
         payload = torch.load(path, map_location="cpu", weights_only=False)

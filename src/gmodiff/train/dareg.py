@@ -23,7 +23,12 @@ from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.dareg import DaReg, DaRegConfig
-from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from gmodiff.train.checkpointing import (
+    latest_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint_file,
+    save_checkpoint,
+)
 from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
 from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
 
@@ -113,14 +118,7 @@ def _read_weights(path: Path) -> tuple[dict, dict | None]:
 
         config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else None
         return load_file(str(path / "model.safetensors")), config
-    if path.is_dir():
-        newest = latest_checkpoint(path)
-        if newest is None:
-            raise CheckpointError("no weights found here", path,
-                                  "point init_weights at a stage-1 'final' folder or checkpoint")
-        path = newest
-    if not path.is_file():
-        raise CheckpointError("weights not found", path, "check init_weights")
+    path = resolve_checkpoint_file(path, "point init_weights at a stage-1 'final' folder or checkpoint")
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(payload, dict) and "model" in payload and "step" in payload:
         return payload["model"], payload.get("extra", {}).get("model_config")
