@@ -29,6 +29,7 @@ from gmodiff.gainmap import decode_gain_map, from_signed, to_signed
 from gmodiff.io.atomic import atomic_path
 from gmodiff.io.scene import Scene
 from gmodiff.models.backbone import BackboneConfig, load_backbone
+from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
 
@@ -325,9 +326,7 @@ def load_refiner_state(refiner: GMRefiner, state: dict[str, torch.Tensor], full:
                        source: str | Path | None = None) -> None:
     """Load saved refiner weights, refusing any missing, unexpected or mis-shaped key."""
     expected = refiner.state_dict() if full else refiner.trainable_state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    missing, unexpected, mismatched = state_dict_differences(expected, state)
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"refiner weights do not fit the model (missing {missing[:3]}, unexpected "

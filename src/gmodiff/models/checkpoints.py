@@ -42,18 +42,29 @@ def _describe(keys: list[str]) -> str:
     return shown + (f" (+{len(keys) - _LISTED} more)" if len(keys) > _LISTED else "")
 
 
+def state_dict_differences(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+    optional: set[str] = frozenset(),
+) -> tuple[list[str], list[str], list[str]]:
+    """Sorted (missing, unexpected, shape-mismatched) keys of ``state`` against ``expected``.
+
+    Keys in ``optional`` may be absent from ``state`` without counting as missing.
+    """
+    missing = sorted(set(expected) - set(state) - set(optional))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(expected) & set(state)
+                        if tuple(state[k].shape) != tuple(expected[k].shape))
+    return missing, unexpected, mismatched
+
+
 def check_state_dict(
     model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path | None = None
 ) -> None:
     """Raise CheckpointError naming missing, unexpected and shape-mismatched keys, if any."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f"{k} {tuple(state[k].shape)}≠{tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
+    missing, unexpected, mismatched_keys = state_dict_differences(expected, state)
+    mismatched = sorted(f"{k} {tuple(state[k].shape)}≠{tuple(expected[k].shape)}"
+                        for k in mismatched_keys)
     problems = []
     if missing:
         problems.append(f"missing keys: {_describe(missing)}")

@@ -23,6 +23,7 @@ import torch
 
 from gmodiff.errors import CheckpointError
 from gmodiff.models.backbone import Backbone, BackboneConfig, load_backbone
+from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.refiner import GMRefiner, RefinerConfig
 
 OFFICIAL_LORA_ALPHA = 8.0
@@ -121,9 +122,7 @@ def load_official_refiner(checkpoint: str | Path | dict[str, Any],
                               "use the stable-diffusion-2-1-base backbone the checkpoint was trained on") from exc
     state = official_state_dict(payload)
     expected = refiner.trainable_state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    missing, unexpected, mismatched = state_dict_differences(expected, state)
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"checkpoint does not fit (missing {missing[:3]}, unexpected {unexpected[:3]}, "

@@ -23,6 +23,7 @@ from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.dareg import DaReg, DaRegConfig
+from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.train.checkpointing import (
     latest_checkpoint,
     load_checkpoint,
@@ -131,9 +132,7 @@ def load_backbone_weights(model: DaReg, path: str | Path) -> None:
     state, _ = _read_weights(path)
     expected = model.state_dict()
     head = {k for k in expected if k.startswith(("encoder_adapt_convs.", "seg_conv_layers."))}
-    missing = sorted(set(expected) - set(state) - head)
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    missing, unexpected, mismatched = state_dict_differences(expected, state, optional=head)
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"stage-1 weights do not fit (missing {missing[:4]}, unexpected {unexpected[:4]}, "
