@@ -258,11 +258,7 @@ def train_dareg(
             optimizer.step()
             scheduler.step()
             step += 1
-            out_of_time = (config.max_minutes is not None
-                           and time.perf_counter() - started > 60 * config.max_minutes)
-            if accelerator.num_processes > 1:  # every rank must agree to stop on the same step
-                flag = torch.tensor([float(out_of_time)], device=accelerator.device)
-                out_of_time = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+            out_of_time = config.time_is_up(started, accelerator)
             final_step = step >= config.max_steps or out_of_time
             mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
             bar.update(1)

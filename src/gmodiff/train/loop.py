@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 import json
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,18 @@ class RunConfig:
     val_every: int = 500
     checkpoint_every: int = 500
     keep_last: int = 3
+
+    def time_is_up(self, started: float, accelerator=None) -> bool:
+        """Whether ``max_minutes`` have passed since ``started`` (``time.perf_counter()``).
+
+        With several processes every rank must stop on the same step, so it is true on all
+        ranks as soon as it is true on one.
+        """
+        up = self.max_minutes is not None and time.perf_counter() - started > 60 * self.max_minutes
+        if accelerator is not None and accelerator.num_processes > 1:
+            flag = torch.tensor([float(up)], device=accelerator.device)
+            up = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+        return up
 
 
 class ResumableBatchSampler(Sampler[list[int]]):

@@ -278,8 +278,7 @@ def train_prior(config: PriorTrainConfig, resume: bool = False,
             optimizer.step()
             step += 1
             loss_value = loss.item()
-            out_of_time = (config.max_minutes is not None
-                           and time.perf_counter() - started > 60 * config.max_minutes)
+            out_of_time = config.time_is_up(started)
             done = step >= config.max_steps or out_of_time
             phase_end = step == config.vae_steps
             bar.update(1)

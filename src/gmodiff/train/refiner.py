@@ -296,11 +296,7 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
             batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             loss, parts = train_step(pipeline, optimizer, batch, perceptual, config, accelerator, refiner)
             step += 1
-            out_of_time = (config.max_minutes is not None
-                           and time.perf_counter() - started > 60 * config.max_minutes)
-            if accelerator.num_processes > 1:
-                flag = torch.tensor([float(out_of_time)], device=accelerator.device)
-                out_of_time = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+            out_of_time = config.time_is_up(started, accelerator)
             done = step >= config.max_steps or out_of_time
             mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
             bar.update(1)
