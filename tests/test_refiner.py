@@ -180,6 +180,27 @@ def test_backbone_folder_round_trip_and_errors(tmp_path):
     (folder / "scheduler" / "scheduler_config.json").unlink()
 
 
+@torch.no_grad()
+def test_wider_tiny_vae_survives_a_folder_round_trip_and_gets_matching_skips(tmp_path):
+    from gmodiff.models.backbone import BackboneConfig
+
+    backbone = load_backbone(BackboneConfig(kind="tiny", vae_widths=(32, 32, 64, 64)))
+    assert tuple(backbone.vae.config.block_out_channels) == (32, 32, 64, 64)
+    loaded = load_backbone(save_backbone_folder(backbone, tmp_path / "wide"))
+    assert tuple(loaded.vae_cond.config.block_out_channels) == (32, 32, 64, 64)
+    refiner = GMRefiner(loaded, RefinerConfig.tiny(TOKENS)).eval()
+    widths = [s.conv1.base_layer.in_channels if hasattr(s.conv1, "base_layer") else s.conv1.in_channels
+              for s in refiner.vae.decoder.skip_blocks()]
+    assert widths == [64, 32, 32, 32]  # inputs of down-blocks 3..0, like SD-2.1's 512/256/128/128
+    gm, short, mask, tokens = _inputs()
+    assert refiner(gm, short, mask, tokens).shape == gm.shape
+    for bad in ((32, 32, 64), (30, 32, 64, 64)):
+        with pytest.raises(BackboneError, match="vae_widths"):
+            BackboneConfig(kind="tiny", vae_widths=bad)
+    with pytest.raises(BackboneError, match="vae_widths"):
+        BackboneConfig(kind="sd21_random", vae_widths=(32, 32, 64, 64))
+
+
 def test_tiny_latent_size():
     backbone = load_backbone("tiny")
     with torch.no_grad():

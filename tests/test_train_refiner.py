@@ -67,6 +67,21 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path):
             assert torch.equal(p, frozen[name]), f"frozen {name} changed"
 
 
+def test_skip_lr_scale_gives_the_da_skips_their_own_rate(tmp_path):
+    config = _config(tmp_path, skip_lr_scale=10.0)
+    pipeline = build_pipeline(config)
+    optimizer = make_optimizer(pipeline, config)
+    names = {id(p): n for n, p in pipeline.refiner.named_parameters()}
+    others, skips = optimizer.param_groups
+    assert others["lr"] == pytest.approx(1e-3) and skips["lr"] == pytest.approx(1e-2)
+    assert skips["params"] and all(".skip_conv_" in names[id(p)] for p in skips["params"])
+    assert not any(".skip_conv_" in names[id(p)] for p in others["params"])
+    trainable = sum(p.requires_grad for p in pipeline.refiner.parameters())
+    assert len(others["params"]) + len(skips["params"]) == trainable
+    with pytest.raises(ConfigError, match="skip_lr_scale"):
+        _config(tmp_path, skip_lr_scale=0.0)
+
+
 def test_resume_is_exact(tmp_path):
     data = ToyBrackets(4)
     short = dict(max_steps=3, checkpoint_every=1)

@@ -110,6 +110,9 @@ class BackboneConfig:
     kind: str = "tiny"
     path: str | None = None
     seed: int = 0
+    vae_widths: tuple[int, ...] | None = None
+    """``tiny`` only: the VAE's four level widths instead of TINY_VAE_CONFIG's (16, 16, 32, 32).
+    The VAE caps what the refiner can reconstruct, so the bundled prior uses a wider one."""
 
     def __post_init__(self) -> None:
         if self.kind not in BACKBONE_KINDS:
@@ -118,6 +121,15 @@ class BackboneConfig:
             )
         if self.kind == "folder" and not self.path:
             raise BackboneError("backbone kind 'folder' needs a path", None, "pass --backbone PATH")
+        if self.vae_widths is not None:
+            groups = TINY_VAE_CONFIG["norm_num_groups"]
+            if (self.kind != "tiny" or len(self.vae_widths) != 4
+                    or any(w <= 0 or w % groups for w in self.vae_widths)):
+                raise BackboneError(
+                    f"vae_widths {self.vae_widths!r} invalid", None,
+                    f"give 4 widths, multiples of {groups}, with the tiny backbone only",
+                )
+            self.vae_widths = tuple(int(w) for w in self.vae_widths)
 
     @classmethod
     def from_path(cls, path: str | Path) -> BackboneConfig:
@@ -224,7 +236,9 @@ def load_backbone(config: BackboneConfig | str | Path | None = None) -> Backbone
             else BackboneConfig.from_path(config)
         )
     if config.kind == "tiny":
-        return _random_backbone(TINY_UNET_CONFIG, TINY_VAE_CONFIG, config)
+        vae_config = TINY_VAE_CONFIG if config.vae_widths is None else {
+            **TINY_VAE_CONFIG, "block_out_channels": config.vae_widths}
+        return _random_backbone(TINY_UNET_CONFIG, vae_config, config)
     if config.kind == "sd21_random":
         return _random_backbone(SD21_UNET_CONFIG, SD21_VAE_CONFIG, config)
     return _folder_backbone(config)

@@ -55,6 +55,8 @@ class PriorTrainConfig(TrainDataConfig, RunConfig):
     """Seed of the tiny backbone's initialisation and of the data order."""
     dareg_weights: str | None = None
     """DaReg whose gain maps are the UNet's coarse inputs (None: degraded ground truth only)."""
+    vae_widths: list[int] | None = None
+    """The tiny VAE's four level widths (None: the tiny default 16, 16, 32, 32)."""
     vae_steps: int = 1500
     unet_steps: int = 1500
     kl_weight: float = 1.0e-6
@@ -89,9 +91,9 @@ class PriorTrainConfig(TrainDataConfig, RunConfig):
 class TinyPrior(nn.Module):
     """The trained pieces (VAE + UNet) as one module, for checkpoints."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, vae_widths: tuple[int, ...] | None = None):
         super().__init__()
-        backbone = load_backbone(BackboneConfig(kind="tiny", seed=seed))
+        backbone = load_backbone(BackboneConfig(kind="tiny", seed=seed, vae_widths=vae_widths))
         self.vae = backbone.vae
         self.unet = backbone.unet
         self.scheduler = backbone.scheduler
@@ -225,7 +227,7 @@ def train_prior(config: PriorTrainConfig, resume: bool = False,
     out_dir = Path(config.out_dir)
     checkpoints = out_dir / "checkpoints"
     seed_everything(config.seed)
-    prior = TinyPrior(config.seed)
+    prior = TinyPrior(config.seed, config.vae_widths)
     dareg = _load_dareg(config.dareg_weights)
     if train_dataset is None:
         train_dataset, built_val = build_train_dataset(config), build_val_dataset(config)

@@ -61,6 +61,9 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
     # -- optimisation --
     crop_size: int = 256
     lr: float = 5e-5
+    skip_lr_scale: float = 1.0
+    """Learning-rate factor for the DA decoder's skip blocks (1: the paper's single rate). The skips
+    start at 1e-5, so on a short CPU schedule they barely open at the shared rate."""
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     mixed_precision: str = "no"
@@ -73,6 +76,8 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
             raise ConfigError("the latent GAN term is not implemented", fix="set latent_gan: false")
         if self.crop_size % 32:
             raise ConfigError(f"crop_size must be a multiple of 32, got {self.crop_size}")
+        if self.skip_lr_scale <= 0:
+            raise ConfigError(f"skip_lr_scale must be > 0, got {self.skip_lr_scale}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"mixed_precision {self.mixed_precision!r}", fix='use "no", "fp16" or "bf16"')
         if bool(self.vgg_weights) != bool(self.dists_weights):
@@ -203,9 +208,14 @@ def train_step(pipeline: GMODiffPipeline, optimizer: torch.optim.Optimizer, batc
 
 
 def make_optimizer(pipeline: GMODiffPipeline, config: RefinerTrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the refiner's trainable parameters."""
-    params = [p for p in pipeline.refiner.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    """AdamW over the refiner's trainable parameters (the DA skips at ``lr · skip_lr_scale``)."""
+    skips, others = [], []
+    for name, param in pipeline.refiner.named_parameters():
+        if param.requires_grad:
+            (skips if ".skip_conv_" in name else others).append(param)
+    groups = [{"params": others}, {"params": skips, "lr": config.lr * config.skip_lr_scale}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
+                             weight_decay=config.weight_decay)
 
 
 @torch.no_grad()
