@@ -28,6 +28,18 @@ FUZZ_SETTINGS = settings(
 )
 """Bounded, reproducible fuzz settings: ~200 examples keeps each target to a few seconds."""
 
+CHILD_PEAK_RSS = '''
+def peak_rss_mb():
+    # VmHWM is this process's own peak; ru_maxrss would include the (large) pytest parent's
+    # peak, which Linux carries over through fork + exec.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+'''
+"""Source of ``peak_rss_mb()`` for the child scripts that decode mutants in a separate process
+(no braces inside, so it survives ``str.format``)."""
+
 
 class CallTimedOut(AssertionError):
     """A guarded call ran past its wall-clock limit (a hang on corrupt input)."""

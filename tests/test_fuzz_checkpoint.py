@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fuzz_support import mutate
+from fuzz_support import CHILD_PEAK_RSS, mutate
 
 MUTANTS = 100
 MAX_RSS_MB = 1024  # torch alone takes ~300 MB resident
 
 _CHILD = r"""
 import json, resource, sys, time
-import torch
+""" + CHILD_PEAK_RSS + r"""import torch
 from torch import nn
 from gmodiff.errors import CheckpointError, GmodiffError
 from gmodiff.models.checkpoints import load_reference_checkpoint
@@ -32,13 +32,6 @@ from gmodiff.train.checkpointing import load_checkpoint
 def model():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 3, 1))
-def peak_rss_mb():
-    # VmHWM is this process's own peak; ru_maxrss would include the (large) pytest parent's
-    # peak, which Linux carries over through fork + exec.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 for path in sys.argv[1:]:
     print(json.dumps({"path": path, "start": True}), flush=True)
     start = time.perf_counter()

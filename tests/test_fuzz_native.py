@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuzz_support import mutate
+from fuzz_support import CHILD_PEAK_RSS, mutate
 from gmodiff.io.hdr import write_hdr
 from gmodiff.io.ldr import write_ldr
 
@@ -29,17 +29,10 @@ MAX_RSS_MB = 512  # the child's peak resident memory over all files (it idles ne
 
 _CHILD = r"""
 import json, resource, sys, time
-resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+""" + CHILD_PEAK_RSS + r"""resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
 from gmodiff.errors import GmodiffError
 from gmodiff.io.hdr import read_hdr
 from gmodiff.io.ldr import read_ldr
-def peak_rss_mb():
-    # VmHWM is this process's own peak; ru_maxrss would include the (large) pytest parent's
-    # peak, which Linux carries over through fork + exec.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 for path in sys.argv[1:]:
     print(json.dumps({{"path": path, "start": True}}), flush=True)
     start = time.perf_counter()
