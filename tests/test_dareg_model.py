@@ -104,6 +104,24 @@ def test_from_pretrained_missing_folder_is_a_checkpoint_error(tmp_path):
         DaReg.from_pretrained(tmp_path)
 
 
+def test_a_config_json_asking_for_a_huge_network_is_refused_before_building_it(tmp_path):
+    import time
+
+    model = _tiny()
+    model.save_pretrained(tmp_path / "w")
+    config_path = tmp_path / "w" / "config.json"
+    for field, value in (("channels", [16, 32, 64, 128, 100000]), ("encoder_blocks", [1, 1, 1, 500]),
+                         ("mask_channels", 0), ("down_scales", [2, 2, 2, 64])):
+        config = json.loads(config_path.read_text())
+        config[field] = value
+        config_path.write_text(json.dumps(config))
+        start = time.perf_counter()
+        with pytest.raises(CheckpointError, match="config.json has invalid values"):
+            DaReg.from_pretrained(tmp_path / "w")
+        assert time.perf_counter() - start < 5  # refused, not built (a 100k-wide net takes minutes)
+    DaRegConfig.paper()  # the published size stays inside the bounds
+
+
 def test_config_rejects_inconsistent_sizes():
     with pytest.raises(ConfigError):
         DaRegConfig(encoder_blocks=(1, 1))

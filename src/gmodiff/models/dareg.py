@@ -30,6 +30,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 REFERENCE_INDEX = 1
 """DaReg always treats the middle of the three frames as the reference."""
+MAX_WIDTH = 4096
+MAX_BLOCKS = 64
 
 
 @dataclass
@@ -65,6 +67,17 @@ class DaRegConfig:
             raise ConfigError(
                 f"channels needs {levels + 1} entries (one per level plus the middle)",
                 fix="add or remove a width",
+            )
+        # Bounds far above the paper size (widths ≤ 1024, ≤ 8 blocks) so a corrupt or hostile
+        # config.json cannot make loading allocate gigabytes before the weights are checked.
+        sizes = (*self.channels, *self.encoder_blocks, *self.decoder_blocks, *self.down_scales,
+                 self.middle_blocks, self.mask_channels, self.in_channels)
+        if (levels > 8 or min(sizes) < 1 or max(self.channels) > MAX_WIDTH
+                or max(*self.encoder_blocks, *self.decoder_blocks, self.middle_blocks) > MAX_BLOCKS
+                or max(self.down_scales) > 8 or max(self.mask_channels, self.in_channels) > MAX_WIDTH):
+            raise ConfigError(
+                "DaReg sizes out of range",
+                fix=f"widths 1..{MAX_WIDTH}, 1..{MAX_BLOCKS} blocks per level, scales 1..8, ≤ 8 levels",
             )
         if self.channel_order not in ("rgb", "bgr"):
             raise ConfigError(f"channel_order {self.channel_order!r}", fix='use "rgb" or "bgr"')
@@ -364,6 +377,9 @@ class DaReg(nn.Module):
         values.update(config_overrides)
         try:
             model = cls(DaRegConfig.from_dict(values))
+        except ConfigError as exc:  # sizes inconsistent or out of range
+            raise CheckpointError(f"config.json has invalid values ({exc})", config_path,
+                                  "re-save the model with save_pretrained") from exc
         except (TypeError, ValueError, IndexError, RuntimeError) as exc:  # wrong field types
             raise CheckpointError(f"config.json has invalid values ({type(exc).__name__}: "
                                   f"{str(exc)[:120]})", config_path,
