@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,11 @@ def test_prior_resume_matches_an_uninterrupted_run(tmp_path):
     assert not torch.equal(a.unet.conv_in.weight, fresh.unet.conv_in.weight)
 
 
-def test_bundle_embeds_a_folder_backbone(tmp_path):
-    prior = load_backbone("tiny")
+@pytest.mark.parametrize("vae_widths", [None, (32, 32, 64, 64)])
+def test_bundle_embeds_a_folder_backbone(tmp_path, vae_widths):
+    from gmodiff.models.backbone import BackboneConfig
+
+    prior = load_backbone(BackboneConfig(kind="tiny", vae_widths=vae_widths))
     prior.unet.conv_in.weight.data.mul_(1.5)  # a "trained" backbone that differs from the seed
     from gmodiff.models.backbone import save_backbone_folder
 
@@ -114,6 +118,9 @@ def test_bundle_embeds_a_folder_backbone(tmp_path):
     b = GMODiffPipeline.from_pretrained(bundled)(scene)
     np.testing.assert_array_equal(a.hdr, b.hdr)
     assert "trained" not in [p.name for p in bundled.rglob("*")]
+    saved = json.loads((bundled / "gmodiff_pipeline.json").read_text())["backbone"]
+    assert saved["kind"] == "tiny"
+    assert saved["vae_widths"] == (list(vae_widths) if vae_widths else None)
 
 
 def test_refine_switch_is_saved_and_skips_the_refiner(tmp_path):

@@ -17,12 +17,21 @@ from gmodiff.models.backbone import TINY_UNET_CONFIG, TINY_VAE_CONFIG, BackboneC
 from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline
 
 
-def _same_architecture(pipeline: GMODiffPipeline) -> bool:
+def _tiny_equivalent(pipeline: GMODiffPipeline) -> BackboneConfig | None:
+    """The tiny BackboneConfig that rebuilds this pipeline's backbone layout (None: not tiny)."""
     unet_cfg = pipeline.refiner.unet.config
     vae_cfg = pipeline.refiner.vae.config
-    return (tuple(unet_cfg.block_out_channels) == tuple(TINY_UNET_CONFIG["block_out_channels"])
-            and tuple(vae_cfg.block_out_channels) == tuple(TINY_VAE_CONFIG["block_out_channels"])
-            and unet_cfg.cross_attention_dim == TINY_UNET_CONFIG["cross_attention_dim"])
+    widths = tuple(vae_cfg.block_out_channels)
+    same_unet = (tuple(unet_cfg.block_out_channels) == tuple(TINY_UNET_CONFIG["block_out_channels"])
+                 and unet_cfg.cross_attention_dim == TINY_UNET_CONFIG["cross_attention_dim"])
+    same_vae = (vae_cfg.layers_per_block == TINY_VAE_CONFIG["layers_per_block"]
+                and vae_cfg.latent_channels == TINY_VAE_CONFIG["latent_channels"]
+                and len(widths) == len(TINY_VAE_CONFIG["block_out_channels"])
+                and all(w % TINY_VAE_CONFIG["norm_num_groups"] == 0 for w in widths))
+    if not (same_unet and same_vae):
+        return None
+    default = widths == tuple(TINY_VAE_CONFIG["block_out_channels"])
+    return BackboneConfig(kind="tiny", vae_widths=None if default else widths)
 
 
 def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None = None,
@@ -35,11 +44,12 @@ def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None
     pipeline = GMODiffPipeline.from_pretrained(source)
     if refine is not None:
         pipeline.refine = refine
-    if not _same_architecture(pipeline):
+    tiny = _tiny_equivalent(pipeline)
+    if tiny is None:
         raise CheckpointError("only pipelines on the tiny backbone architecture can be bundled",
                               source, "train stage 3 on the tiny prior (configs/default-refiner.yaml)")
     origin = pipeline.refiner.backbone_config.to_dict()
-    pipeline.refiner.backbone_config = BackboneConfig(kind="tiny")
+    pipeline.refiner.backbone_config = tiny
     out = Path(out)
     pipeline.save_pretrained(out)
     config = json.loads((out / PIPELINE_CONFIG).read_text())
