@@ -30,14 +30,14 @@ clean:
 	rm -rf demo-out .pytest_cache
 
 # The bundled default model (src/gmodiff/weights/default), on this machine's CPU: tiny DaReg
-# stage 1 → 1b (2-3 stop fine-tune) → tiny diffusion prior (stage 0, on the 1b DaReg) → 1c (longer
-# fine-tune, wider motion) → stage 2 → refiner (stage 3) → bundle.
+# stage 1 → tiny diffusion prior (stage 0) → DaReg 1b (2-3 stop fine-tune) → 1c (longer fine-tune,
+# wider motion) → stage 2 → refiner (stage 3) → bundle.
 # Each stage resumes from its newest checkpoint in runs/, so stopping and re-running is safe.
 resume_flag = $$(test -n "$$(ls $(1)/checkpoints 2>/dev/null)" && echo --resume)
 train-default: install
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1b.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1b)
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train prior --config configs/default-prior.yaml --no-progress $(call resume_flag,runs/default-prior)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1b.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1b)
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1c.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1c)
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2.yaml --no-progress $(call resume_flag,runs/default-dareg-stage2)
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner.yaml --no-progress $(call resume_flag,runs/default-refiner)
