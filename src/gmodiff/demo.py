@@ -139,6 +139,11 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
         print(f"With its one-step refiner (--refine): PSNR-μ "
               f"{evaluate_pair(refined.hdr, scene.ground_truth)['psnr_mu']:.2f} dB "
               f"({refined.timings['total']:.2f} s).")
+    if result.method == "gmodiff" and compare:
+        coarse = reconstruct_scene(scene, "gmodiff", weights=weights, refine=False)
+        print(f"Its DaReg stage alone (--no-refine): PSNR-μ "
+              f"{evaluate_pair(coarse.hdr, scene.ground_truth)['psnr_mu']:.2f} dB "
+              f"({coarse.timings['total']:.2f} s).")
     if compare and result.method not in ("deghost", "classical"):
         baseline = reconstruct_scene(scene, "classical")
         _print_metrics(f"For comparison, the classical baseline ({baseline.method}, "
