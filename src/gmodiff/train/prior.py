@@ -39,7 +39,7 @@ from gmodiff.gainmap import decode_gain_map, from_signed, to_signed, tonemap
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import BackboneConfig, load_backbone, save_backbone_folder
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
-from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset
+from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
 from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
 
 
@@ -260,8 +260,7 @@ def train_prior(config: PriorTrainConfig, resume: bool = False,
     while not done:
         epoch = step // len(sampler)
         sampler.set_epoch(epoch, start_batch=step % len(sampler))
-        if hasattr(train_dataset, "set_epoch"):
-            train_dataset.set_epoch(epoch)
+        set_epoch(train_dataset, epoch)
         for batch in loader:
             phase = "vae" if step < config.vae_steps else "unet"
             if phase == "vae":

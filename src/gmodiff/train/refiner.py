@@ -30,7 +30,7 @@ from gmodiff.pipeline import GMODiffPipeline, load_refiner_state
 from gmodiff.io.atomic import atomic_path
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.losses import ms_ssim_loss
-from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset
+from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
 from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
 
 
@@ -299,9 +299,7 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
     while not done:
         epoch = step // steps_per_epoch
         sampler.set_epoch(epoch, start_batch=step % steps_per_epoch)
-        for part in getattr(train_dataset, "datasets", [train_dataset]):
-            if hasattr(part, "set_epoch"):
-                part.set_epoch(epoch)
+        set_epoch(train_dataset, epoch)
         for batch in loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             loss, parts = train_step(pipeline, optimizer, batch, perceptual, config, accelerator, refiner)
