@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from gmodiff import demo
+from gmodiff import pipeline as pipeline_module
 from gmodiff.io.hdr import read_hdr
 
 
 def test_demo_writes_hdr_and_preview(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo, "WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-weights")
     out = tmp_path / "demo-out"
     assert demo.main(["--out", str(out), "--source", "procedural"]) == 0
     text = capsys.readouterr().out
@@ -19,7 +20,7 @@ def test_demo_writes_hdr_and_preview(tmp_path, capsys, monkeypatch):
 
 
 def test_demo_uses_the_bundled_model_and_sample(tmp_path, capsys):
-    if demo.bundled_weights() is None or demo.bundled_sample() is None:
+    if pipeline_module.bundled_pipeline() is None or demo.bundled_sample() is None:
         import pytest
 
         pytest.skip("no bundled default model or sample scene")

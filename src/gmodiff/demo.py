@@ -20,16 +20,8 @@ import numpy as np
 
 from gmodiff.errors import GmodiffError
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SAMPLE = "sunset"
-PIPELINE_CONFIG = "gmodiff_pipeline.json"
-
-
-def bundled_weights() -> Path | None:
-    """The folder of the trained default pipeline shipped inside the package, if there is one."""
-    folder = WEIGHTS_DIR / "default"
-    return folder if (folder / PIPELINE_CONFIG).is_file() else None
 
 
 def bundled_sample() -> Path | None:
@@ -92,11 +84,12 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
     from gmodiff.io.preview import auto_exposure, write_preview
     from gmodiff.io.scene import save_scene
     from gmodiff.metrics import evaluate_pair
+    from gmodiff.pipeline import bundled_pipeline
     from gmodiff.reconstruct import reconstruct_scene
 
     start = time.perf_counter()
     options: dict = {}
-    weights = bundled_weights()
+    weights = bundled_pipeline()
     if method is None:
         if weights is not None:
             method, options = "gmodiff", {"weights": weights}
