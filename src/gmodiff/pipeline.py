@@ -273,8 +273,7 @@ class GMODiffPipeline:
         height, width = inputs.shape[-2:]
         _sync(self.device)
         start = time.perf_counter()
-        with torch.no_grad():
-            coarse = self.dareg(pad_to_multiple(inputs.to(self.device)))
+        coarse = self.dareg(pad_to_multiple(inputs.to(self.device)))
         _sync(self.device)
         crop = (..., slice(0, height), slice(0, width))
         gain_map = coarse.gain_map[crop]
@@ -379,7 +378,8 @@ def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
         from gmodiff.errors import OutOfMemoryError
 
         used = tile_options if isinstance(tile_options, TileOptions) else (pipe.tile if tile_options else None)
-        latent_side = 8 * -(-max(scene.height, scene.width) // MULTIPLE) // 2
+        padded_side = -(-max(scene.height, scene.width) // MULTIPLE) * MULTIPLE
+        latent_side = padded_side // 8  # the VAE's down-sampling
         if tile_options is True and latent_side <= used.latent_tile:
             used = None  # automatic tiling did not split this image
         size = pipe.tile.latent_tile if used is None else max(8, used.latent_tile // 2)
