@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gmodiff.errors import CheckpointError
+from gmodiff.errors import BackboneError, CheckpointError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import TINY_UNET_CONFIG, TINY_VAE_CONFIG, BackboneConfig
 from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline
@@ -25,13 +25,14 @@ def _tiny_equivalent(pipeline: GMODiffPipeline) -> BackboneConfig | None:
     same_unet = (tuple(unet_cfg.block_out_channels) == tuple(TINY_UNET_CONFIG["block_out_channels"])
                  and unet_cfg.cross_attention_dim == TINY_UNET_CONFIG["cross_attention_dim"])
     same_vae = (vae_cfg.layers_per_block == TINY_VAE_CONFIG["layers_per_block"]
-                and vae_cfg.latent_channels == TINY_VAE_CONFIG["latent_channels"]
-                and len(widths) == len(TINY_VAE_CONFIG["block_out_channels"])
-                and all(w % TINY_VAE_CONFIG["norm_num_groups"] == 0 for w in widths))
+                and vae_cfg.latent_channels == TINY_VAE_CONFIG["latent_channels"])
     if not (same_unet and same_vae):
         return None
     default = widths == tuple(TINY_VAE_CONFIG["block_out_channels"])
-    return BackboneConfig(kind="tiny", vae_widths=None if default else widths)
+    try:  # BackboneConfig knows which widths a tiny VAE may have
+        return BackboneConfig(kind="tiny", vae_widths=None if default else widths)
+    except BackboneError:
+        return None
 
 
 def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None = None,
