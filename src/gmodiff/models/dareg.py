@@ -70,11 +70,10 @@ class DaRegConfig:
             )
         # Bounds far above the paper size (widths ≤ 1024, ≤ 8 blocks) so a corrupt or hostile
         # config.json cannot make loading allocate gigabytes before the weights are checked.
-        sizes = (*self.channels, *self.encoder_blocks, *self.decoder_blocks, *self.down_scales,
-                 self.middle_blocks, self.mask_channels, self.in_channels)
-        if (levels > 8 or min(sizes) < 1 or max(self.channels) > MAX_WIDTH
-                or max(*self.encoder_blocks, *self.decoder_blocks, self.middle_blocks) > MAX_BLOCKS
-                or max(self.down_scales) > 8 or max(self.mask_channels, self.in_channels) > MAX_WIDTH):
+        widths = (*self.channels, self.mask_channels, self.in_channels)
+        blocks = (*self.encoder_blocks, *self.decoder_blocks, self.middle_blocks)
+        if (levels > 8 or min(*widths, *blocks, *self.down_scales) < 1 or max(widths) > MAX_WIDTH
+                or max(blocks) > MAX_BLOCKS or max(self.down_scales) > 8):
             raise ConfigError(
                 "DaReg sizes out of range",
                 fix=f"widths 1..{MAX_WIDTH}, 1..{MAX_BLOCKS} blocks per level, scales 1..8, ≤ 8 levels",
