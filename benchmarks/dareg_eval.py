@@ -25,10 +25,13 @@ from gmodiff.metrics import psnr_l, psnr_mu, ssim_mu
 from gmodiff.models.dareg import load_dareg
 
 
-def held_out_scenes(panoramas: list[int], count: int, size: int, seed: int) -> list:
-    """``count`` simulated scenes from the given blender-data panorama indices."""
+def held_out_scenes(panoramas: list[int], count: int, size: int, seed: int,
+                    simulation=None) -> list:
+    """``count`` simulated scenes from the given blender-data panorama indices (``simulation``: a
+    SimulationConfig, None for the simulator's defaults)."""
     paths = blender_panoramas()
-    dataset = SimulatedDataset([panorama_source(paths[i]) for i in panoramas], count, size, seed=seed)
+    dataset = SimulatedDataset([panorama_source(paths[i]) for i in panoramas], count, size, seed=seed,
+                               simulation=simulation)
     return [dataset.scene(i) for i in range(count)]
 
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dareg_eval import held_out_scenes  # same folder: benchmarks run as scripts
 from gmodiff.baselines import CLASSICAL_METHODS
-from gmodiff.data.datasets import SimulatedDataset, panorama_source
 from gmodiff.data.simulate import SimulationConfig, simulate
 from gmodiff.data.sources import blender_panoramas, perspective_views, read_radiance_file
 from gmodiff.gainmap import decode_gain_map
@@ -53,14 +53,6 @@ def margin_line(means: dict[str, dict[str, float]], default_refines: bool) -> st
                           key=lambda kv: kv[1]["psnr_mu"])
     return (f"Default output vs the best classical method ({best_name}): "
             f"{ours['psnr_mu'] - best['psnr_mu']:+.2f} dB PSNR-μ.")
-
-
-def held_out_scenes(config: SimulationConfig, count: int, size: int, seed: int) -> list:
-    """``count`` scenes simulated with ``config`` from the held-out panoramas."""
-    paths = blender_panoramas()
-    sources = [panorama_source(paths[i]) for i in HELD_OUT]
-    dataset = SimulatedDataset(sources, count, size, seed=seed, simulation=config)
-    return [dataset.scene(i) for i in range(count)]
 
 
 def score_condition(pipe, scenes: list, extra: bool) -> dict[str, list[dict]]:
@@ -143,7 +135,7 @@ def main() -> None:
     all_rows: dict[str, list[dict]] = {}
     sections = []
     for index, (label, config) in enumerate(CONDITIONS.items()):
-        scenes = held_out_scenes(config, args.count, args.size, args.seed + index)
+        scenes = held_out_scenes(list(HELD_OUT), args.count, args.size, args.seed + index, config)
         rows = score_condition(pipe, scenes, args.extra)
         for name, items in rows.items():
             all_rows.setdefault(name, []).extend(items)
