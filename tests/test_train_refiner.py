@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 from gmodiff.errors import ConfigError
 from gmodiff.train.losses import ms_ssim
 from gmodiff.train.refiner import (
-    PerceptualLoss, RefinerTrainConfig, build_pipeline, make_optimizer, refine_batch, refiner_loss,
+    PerceptualLoss, RefinerTrainConfig, build_pipeline, make_optimizer, make_scheduler, refine_batch,
+    refiner_loss,
     train_refiner, train_step,
 )
 
@@ -82,11 +83,13 @@ def test_skip_lr_scale_gives_the_da_skips_their_own_rate(tmp_path):
         _config(tmp_path, skip_lr_scale=0.0)
 
 
-def test_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_is_exact(tmp_path, schedule):
     data = ToyBrackets(4)
-    short = dict(max_steps=3, checkpoint_every=1)
+    short = dict(max_steps=3, checkpoint_every=1, lr_schedule=schedule)
     straight = train_refiner(_config(tmp_path / "a", **short), train_dataset=data, progress=False)
-    first = train_refiner(_config(tmp_path / "b", max_steps=1, checkpoint_every=1), train_dataset=data,
+    # The first leg stops early through the time limit, so its schedule is the 3-step one.
+    first = train_refiner(_config(tmp_path / "b", **short, max_minutes=1e-9), train_dataset=data,
                           progress=False)
     resumed = train_refiner(_config(tmp_path / "b", **short), resume=True, train_dataset=data,
                             progress=False)
@@ -102,6 +105,37 @@ def test_resume_is_exact(tmp_path):
                             weights_only=False)
     assert all("lora_" in k or "conv_in" in k or k.startswith("proj.") or "skip_conv_" in k
                for k in checkpoint["model"])
+
+
+def test_cosine_schedule_ends_at_the_final_scale_for_both_groups(tmp_path):
+    config = _config(tmp_path, skip_lr_scale=10.0, lr_schedule="cosine", lr_final_scale=0.1,
+                     max_steps=8)
+    optimizer = make_optimizer(build_pipeline(config), config)
+    scheduler = make_scheduler(optimizer, config)
+    rates = []
+    for _ in range(8):
+        optimizer.step()
+        scheduler.step()
+        rates.append([g["lr"] for g in optimizer.param_groups])
+    assert rates[3][0] < 1e-3 and rates == sorted(rates, reverse=True)
+    assert rates[-1] == pytest.approx([1e-4, 1e-3])
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        _config(tmp_path, lr_schedule="linear")
+
+
+def test_init_pipeline_with_new_dareg_keeps_the_refiner(tmp_path):
+    from gmodiff.models.dareg import DaReg, DaRegConfig
+
+    saved = build_pipeline(_config(tmp_path))
+    saved.save_pretrained(tmp_path / "pipe")
+    other = DaReg(DaRegConfig.tiny())
+    torch.nn.init.constant_(next(other.parameters()), 0.5)
+    other.save_pretrained(tmp_path / "dareg")
+    loaded = build_pipeline(_config(tmp_path, init_pipeline=str(tmp_path / "pipe"),
+                                    dareg_weights=str(tmp_path / "dareg")))
+    assert torch.equal(next(loaded.dareg.parameters()), next(other.parameters()))
+    for key, value in saved.refiner.trainable_state_dict().items():
+        assert torch.equal(loaded.refiner.trainable_state_dict()[key], value), key
 
 
 def test_ms_ssim_behaves():

@@ -47,7 +47,8 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
     backbone: str = "tiny"
     """"tiny", "sd21_random", or a local stable-diffusion-2-1-base diffusers folder."""
     init_pipeline: str | None = None
-    """Start from a saved GMODiffPipeline folder instead (its DaReg and refiner weights)."""
+    """Start from a saved GMODiffPipeline folder instead (its refiner weights, and its DaReg unless
+    ``dareg_weights`` is also given: then a trained refiner is fine-tuned on a retrained DaReg)."""
     refiner: dict = field(default_factory=dict)
     """RefinerConfig overrides (ranks, lora_alpha, timestep, ...)."""
     # -- losses --
@@ -64,6 +65,10 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
     skip_lr_scale: float = 1.0
     """Learning-rate factor for the DA decoder's skip blocks (1: the paper's single rate). The skips
     start at 1e-5, so on a short CPU schedule they barely open at the shared rate."""
+    lr_schedule: str = "constant"
+    """"constant" or "cosine": from ``lr`` down to ``lr · lr_final_scale`` at ``max_steps`` (both
+    parameter groups alike). At a constant rate a CPU-sized run's validation score wanders."""
+    lr_final_scale: float = 0.05
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     mixed_precision: str = "no"
@@ -78,6 +83,10 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
             raise ConfigError(f"crop_size must be a multiple of 32, got {self.crop_size}")
         if self.skip_lr_scale <= 0:
             raise ConfigError(f"skip_lr_scale must be > 0, got {self.skip_lr_scale}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule {self.lr_schedule!r}", fix='use "constant" or "cosine"')
+        if not 0 <= self.lr_final_scale <= 1:
+            raise ConfigError(f"lr_final_scale must be in [0, 1], got {self.lr_final_scale}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"mixed_precision {self.mixed_precision!r}", fix='use "no", "fp16" or "bf16"')
         if bool(self.vgg_weights) != bool(self.dists_weights):
@@ -126,7 +135,10 @@ def build_datasets(config: RefinerTrainConfig) -> tuple[Dataset, Dataset | None]
 def build_pipeline(config: RefinerTrainConfig) -> GMODiffPipeline:
     """DaReg (frozen) + a fresh refiner on the configured backbone, or a saved pipeline."""
     if config.init_pipeline:
-        return GMODiffPipeline.from_pretrained(config.init_pipeline)
+        pipeline = GMODiffPipeline.from_pretrained(config.init_pipeline)
+        if config.dareg_weights:
+            pipeline.dareg = swap_dareg(pipeline, DaReg.from_pretrained(config.dareg_weights))
+        return pipeline
     if config.dareg_weights:
         dareg = DaReg.from_pretrained(config.dareg_weights)
     else:
@@ -138,6 +150,16 @@ def build_pipeline(config: RefinerTrainConfig) -> GMODiffPipeline:
     base = RefinerConfig.tiny(token_channels) if kind == "tiny" else RefinerConfig(token_channels=token_channels)
     refiner_config = RefinerConfig.from_dict({**base.to_dict(), **config.refiner, "seed": config.seed})
     return GMODiffPipeline.build(dareg, backbone, refiner_config)
+
+
+def swap_dareg(pipeline: GMODiffPipeline, dareg: DaReg) -> DaReg:
+    """Check that ``dareg`` can feed ``pipeline``'s refiner (same token width); return it in eval."""
+    expected = pipeline.dareg.config.channels[-1]
+    if dareg.config.channels[-1] != expected:
+        raise ConfigError(f"dareg_weights give {dareg.config.channels[-1]}-channel tokens but the "
+                          f"init_pipeline refiner expects {expected}",
+                          fix="use a DaReg of the same size as the pipeline's, or drop init_pipeline")
+    return dareg.eval()
 
 
 class PerceptualLoss(nn.Module):
@@ -218,6 +240,17 @@ def make_optimizer(pipeline: GMODiffPipeline, config: RefinerTrainConfig) -> tor
                              weight_decay=config.weight_decay)
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, config: RefinerTrainConfig):
+    """Per-step learning-rate factor: 1 (constant) or a half cosine to ``lr_final_scale``."""
+    def factor(step: int) -> float:
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = min(step / max(config.max_steps, 1), 1.0)
+        return config.lr_final_scale + (1 - config.lr_final_scale) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 @torch.no_grad()
 def validate(pipeline: GMODiffPipeline, dataset: Dataset) -> dict:
     """Mean PSNR-μ / PSNR-l of refined vs DaReg-only HDR over full validation scenes."""
@@ -264,13 +297,15 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
     pipeline.device = accelerator.device
     perceptual = PerceptualLoss(config).to(accelerator.device)
     optimizer = make_optimizer(pipeline, config)
+    # Not passed to accelerator.prepare: its wrapper steps the scheduler once per process.
+    scheduler = make_scheduler(optimizer, config)
 
     start_step = 0
     state_view = TrainableRefinerState(pipeline)
     if resume:
         if latest_checkpoint(checkpoints) is None:
             raise CheckpointError("nothing to resume", checkpoints, "run once without --resume first")
-        start_step = load_checkpoint(checkpoints, state_view, optimizer).step
+        start_step = load_checkpoint(checkpoints, state_view, optimizer, scheduler).step
 
     sampler = ResumableBatchSampler(len(train_dataset), config.batch_size, config.seed,
                                     accelerator.process_index, accelerator.num_processes)
@@ -303,6 +338,7 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
         for batch in loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             loss, parts = train_step(pipeline, optimizer, batch, perceptual, config, accelerator, refiner)
+            scheduler.step()
             step += 1
             out_of_time = config.time_is_up(started, accelerator)
             done = step >= config.max_steps or out_of_time
@@ -310,7 +346,8 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if log is not None and (step % config.log_every == 0 or done):
-                log.append({"step": step, "split": "train", "loss": mean_loss, "lr": config.lr, **parts})
+                log.append({"step": step, "split": "train", "loss": mean_loss,
+                            "lr": scheduler.get_last_lr()[0], **parts})
             if (config.val_every and step % config.val_every == 0) or done:
                 if accelerator.is_main_process and val_dataset is not None and len(val_dataset):
                     last_val = validate(pipeline, val_dataset)
@@ -320,7 +357,7 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
             if (config.checkpoint_every and step % config.checkpoint_every == 0) or done:
                 if accelerator.is_main_process:
                     inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-                    save_checkpoint(checkpoints, step, state_view, inner,
+                    save_checkpoint(checkpoints, step, state_view, inner, scheduler,
                                     extra={"perceptual": config.perceptual_name},
                                     keep_last=config.keep_last)
                 accelerator.wait_for_everyone()
