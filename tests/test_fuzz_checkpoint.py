@@ -164,3 +164,40 @@ def test_mutated_dareg_folders_load_or_raise_our_errors(tmp_path):
         outcomes.append("ok" if err is None else type(err).__name__)
         shutil.rmtree(folder)
     assert outcomes.count("ok") < len(outcomes)
+
+
+class _Payload:
+    """Pickles to a call that would leave a marker file: what a booby-trapped checkpoint does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoints_with_pickled_code_are_refused_without_running_it(tmp_path):
+    """``--resume`` and stage-2 ``init_weights`` load with weights_only: a checkpoint whose pickle
+    calls a function is a CheckpointError naming it, and the function never runs."""
+    import pytest
+    from torch import nn
+
+    from gmodiff.errors import CheckpointError
+    from gmodiff.train.checkpointing import load_checkpoint
+    from gmodiff.train.dareg import _read_weights
+
+    _seeds(tmp_path)
+    good = tmp_path / "ckpt" / "checkpoint-00000001.pt"
+    payload = torch.load(good, weights_only=False)
+    marker = tmp_path / "pwned"
+    payload["extra"] = {"note": _Payload(marker)}
+    trapped = tmp_path / "trap" / "checkpoint-00000002.pt"
+    trapped.parent.mkdir()
+    torch.save(payload, trapped)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 3, 1))
+    with pytest.raises(CheckpointError, match="checkpoint-00000002.pt"):
+        load_checkpoint(trapped, net, torch.optim.Adam(net.parameters()))
+    with pytest.raises(CheckpointError, match="checkpoint-00000002.pt"):
+        _read_weights(trapped)
+    assert not marker.exists()
+    assert load_checkpoint(good, net, torch.optim.Adam(net.parameters())).step == 1

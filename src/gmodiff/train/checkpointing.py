@@ -4,7 +4,8 @@ A checkpoint is one file ``checkpoint-<step>.pt`` holding the model, optimizer a
 states, every RNG state (python, numpy, torch CPU/CUDA, and any extra generators such as a
 sampler's), the step and a free ``extra`` dict. It is written through
 :func:`gmodiff.io.atomic.atomic_path`, so a crash mid-save never leaves a half-written file, and
-only the newest ``keep_last`` are kept.
+only the newest ``keep_last`` are kept. Loading never runs pickled code (``weights_only``, with
+numpy arrays allowed for the numpy RNG state), so resuming from a foreign file is safe.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ from gmodiff.io.atomic import atomic_path
 from gmodiff.models.checkpoints import check_state_dict
 
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+
+# What numpy.random.get_state() pickles into (an ndarray of uint32 keys): the only globals our
+# checkpoints need beyond the tensors and containers torch's weights-only unpickler allows.
+_NUMPY_RNG_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype,
+                      type(np.dtype(np.uint32))]
+
+
+def load_payload(path: Path):
+    """``torch.load`` that refuses pickled code: tensors, containers and numpy arrays only."""
+    with torch.serialization.safe_globals(_NUMPY_RNG_GLOBALS):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def rng_states(generators: dict[str, torch.Generator] | None = None) -> dict:
@@ -144,8 +156,7 @@ def load_checkpoint(
     path = resolve_checkpoint_file(
         Path(path), "drop --resume to start fresh, or point at the run's checkpoints folder")
     try:
-        # Our own files: they hold numpy RNG state and python tuples, so weights_only is off.
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_payload(path)
     except Exception as exc:  # corrupt or foreign file
         raise CheckpointError(f"cannot read checkpoint ({type(exc).__name__})", path,
                               "delete it and resume from an earlier one") from exc

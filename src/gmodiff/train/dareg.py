@@ -27,6 +27,7 @@ from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.train.checkpointing import (
     latest_checkpoint,
     load_checkpoint,
+    load_payload,
     resolve_checkpoint_file,
     save_checkpoint,
 )
@@ -120,7 +121,11 @@ def _read_weights(path: Path) -> tuple[dict, dict | None]:
         config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else None
         return load_file(str(path / "model.safetensors")), config
     path = resolve_checkpoint_file(path, "point init_weights at a stage-1 'final' folder or checkpoint")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        payload = load_payload(path)
+    except Exception as exc:  # corrupt, foreign, or holding pickled code
+        raise CheckpointError(f"cannot read weights ({type(exc).__name__})", path,
+                              "point init_weights at a stage-1 'final' folder or checkpoint") from exc
     if isinstance(payload, dict) and "model" in payload and "step" in payload:
         return payload["model"], payload.get("extra", {}).get("model_config")
     return unwrap_state_dict(payload), None
