@@ -283,6 +283,66 @@ def test_disk_full_while_writing(capsys, tmp_path, scene, monkeypatch):
     reconstruct_error(capsys, tmp_path, scene, OutputError, "out.hdr", "disk full")
 
 
+def _deny_writes_in(monkeypatch, name: str) -> None:
+    """Make os.access say a folder called ``name`` may be read but not written."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p).name == name and
+                        mode & os.W_OK else real_access(p, mode, **kw))
+
+
+def test_output_folder_not_writable(capsys, tmp_path, scene, monkeypatch):
+    """Checked before any compute (the tests run as root, where chmod does not deny: os.access
+    is made to say no, as it does for a user in a folder they may not write)."""
+    _deny_writes_in(monkeypatch, "out")
+    def never(*args, **kwargs):
+        raise AssertionError("reconstructed before checking the output folder")
+
+    monkeypatch.setattr("gmodiff.cli.reconstruct.reconstruct_one", never)
+    reconstruct_error(capsys, tmp_path, scene, OutputError, "out.hdr", "no permission")
+
+
+def test_batch_output_folder_not_writable(capsys, tmp_path, scene, monkeypatch):
+    """A folder of scenes into a folder we may not write: refused before the first scene."""
+    _deny_writes_in(monkeypatch, "out")
+    (tmp_path / "scenes").mkdir()
+    scene.rename(tmp_path / "scenes" / scene.name)
+    (tmp_path / "out").mkdir()
+    expect_user_error(capsys, ["reconstruct", str(tmp_path / "scenes"), "-o", str(tmp_path / "out"),
+                               "--no-progress"], OutputError, "out", "no permission")
+    assert _files(tmp_path / "out") == {}
+
+
+def test_output_path_under_a_file(capsys, tmp_path, scene):
+    blocker = tmp_path / "out" / "notes.txt"
+    blocker.parent.mkdir()
+    blocker.write_text("a file, not a folder")
+    line = expect_user_error(capsys, ["reconstruct", str(scene), "-o", str(blocker / "out.hdr"),
+                                      "--no-progress"], OutputError, "out.hdr", "not a folder")
+    assert "notes.txt" in line and blocker.read_text() == "a file, not a folder"
+
+
+@pytest.mark.parametrize("fail", ["mkdir", "mkstemp"])
+def test_atomic_write_permission_denied(tmp_path, monkeypatch, fail):
+    """(library) EACCES creating the folder or the temp file: OutputError naming the target."""
+    import tempfile
+
+    from gmodiff.io.atomic import write_bytes_atomic
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    if fail == "mkdir":
+        monkeypatch.setattr(pathlib.Path, "mkdir", denied)
+        target = tmp_path / "new" / "result.hdr"
+    else:
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+        target = tmp_path / "result.hdr"
+    with pytest.raises(OutputError, match="result.hdr.*Permission denied"):
+        write_bytes_atomic(target, b"data")
+    monkeypatch.undo()
+    assert list(tmp_path.rglob("*")) == []
+
+
 @pytest.mark.parametrize("fail", ["write", "replace"])
 def test_atomic_write_leaves_nothing_on_enospc(tmp_path, monkeypatch, fail):
     """gmodiff.io.atomic itself: OutputError, old file untouched, no temp file left."""

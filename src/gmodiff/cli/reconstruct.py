@@ -220,6 +220,8 @@ def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_di
                       options: dict | None = None, debug_maps: bool = False) -> None:
     from tqdm import tqdm
 
+    from gmodiff.io.output import check_writable_folder
+
     suffix = "." + output_format.lower().lstrip(".")
     if suffix not in (".exr", ".hdr"):
         raise ConfigError(f"unsupported --format {output_format!r}", fix="use exr or hdr")
@@ -232,6 +234,9 @@ def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_di
             raise SceneError(f"two scenes are named '{folder.name}' ({names[folder.name]})",
                              folder, "rename one: outputs are named after scene folders")
         names[folder.name] = folder
+    for folder in (out_dir, preview_dir):
+        if folder is not None:
+            check_writable_folder(folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     if preview_dir is not None:
         preview_dir.mkdir(parents=True, exist_ok=True)

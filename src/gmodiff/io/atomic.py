@@ -26,11 +26,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     On any exception the temp file is removed, so no partial output is ever left behind.
     """
     target = Path(target)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
-    )
+    try:
+        if target.parent and not target.parent.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
+        )
+    except OSError as exc:  # nothing written yet: a folder we may not create or write in
+        raise _output_error(exc, target) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600 files; outputs should get the usual umask-derived mode instead.
@@ -40,13 +43,17 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise OutputError("disk full while writing", target, "free some space and retry") from exc
-        raise OutputError(f"could not write ({exc.strerror or exc})", target,
-                          "check the folder exists and is writable") from exc
+        raise _output_error(exc, target) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _output_error(exc: OSError, target: Path) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError("disk full while writing", target, "free some space and retry")
+    return OutputError(f"could not write ({exc.strerror or exc})", target,
+                       "check the folder exists and is writable")
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:

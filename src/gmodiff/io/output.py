@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,24 @@ def check_output_path(path: str | Path) -> Path:
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise OutputError(f"unsupported output extension '{path.suffix}'", path,
                           "use .hdr (Radiance), .exr (OpenEXR) or .jpg (Ultra HDR JPEG)")
+    check_writable_folder(path.parent, path)
     return path
+
+
+def check_writable_folder(folder: Path, target: Path | None = None) -> None:
+    """Fail early when ``folder`` cannot be created or written in (missing folders are made at
+    write time, so the nearest existing one must be a writable folder). Errors name ``target``,
+    or ``folder`` itself."""
+    named = target if target is not None else folder
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"'{existing}' is a file, not a folder", named,
+                          "choose an output path under a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"no permission to write in '{existing}'", named,
+                          "choose an output folder you can write to")
 
 
 def write_output(path: str | Path, hdr: np.ndarray, float_exr: bool = False,
