@@ -15,12 +15,16 @@ OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES
 
 
 def check_output_path(path: str | Path) -> Path:
-    """Fail early (before any compute) on an output extension we cannot write."""
-    path = Path(path)
+    """Fail early (before any compute) on an output extension or folder we cannot write."""
+    path = _supported(Path(path))
+    check_writable_folder(path.parent, path)
+    return path
+
+
+def _supported(path: Path) -> Path:
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise OutputError(f"unsupported output extension '{path.suffix}'", path,
                           "use .hdr (Radiance), .exr (OpenEXR) or .jpg (Ultra HDR JPEG)")
-    check_writable_folder(path.parent, path)
     return path
 
 
@@ -43,8 +47,9 @@ def check_writable_folder(folder: Path, target: Path | None = None) -> None:
 def write_output(path: str | Path, hdr: np.ndarray, float_exr: bool = False,
                  radiance_scale: float | None = None) -> None:
     """Write linear HDR by extension: .hdr Radiance, .exr OpenEXR (half unless ``float_exr``),
-    .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto). Atomic."""
-    path = check_output_path(path)
+    .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto). Atomic: a folder that
+    turned unwritable since :func:`check_output_path` is the atomic writer's OutputError."""
+    path = _supported(Path(path))
     suffix = path.suffix.lower()
     if suffix in ULTRAHDR_SUFFIXES:
         from gmodiff.io.ultrahdr import write_ultrahdr
