@@ -137,7 +137,7 @@ def build_pipeline(config: RefinerTrainConfig) -> GMODiffPipeline:
     if config.init_pipeline:
         pipeline = GMODiffPipeline.from_pretrained(config.init_pipeline)
         if config.dareg_weights:
-            pipeline.dareg = swap_dareg(pipeline, DaReg.from_pretrained(config.dareg_weights))
+            pipeline.dareg = compatible_dareg(pipeline, DaReg.from_pretrained(config.dareg_weights))
         return pipeline
     if config.dareg_weights:
         dareg = DaReg.from_pretrained(config.dareg_weights)
@@ -152,7 +152,7 @@ def build_pipeline(config: RefinerTrainConfig) -> GMODiffPipeline:
     return GMODiffPipeline.build(dareg, backbone, refiner_config)
 
 
-def swap_dareg(pipeline: GMODiffPipeline, dareg: DaReg) -> DaReg:
+def compatible_dareg(pipeline: GMODiffPipeline, dareg: DaReg) -> DaReg:
     """Check that ``dareg`` can feed ``pipeline``'s refiner (same token width); return it in eval."""
     expected = pipeline.dareg.config.channels[-1]
     if dareg.config.channels[-1] != expected:
