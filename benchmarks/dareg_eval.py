@@ -22,7 +22,7 @@ from gmodiff.data.datasets import SimulatedDataset, panorama_source
 from gmodiff.data.sources import blender_panoramas
 from gmodiff.io.atomic import atomic_path
 from gmodiff.metrics import psnr_l, psnr_mu, ssim_mu
-from gmodiff.models.dareg import load_dareg
+from gmodiff.reconstruct import ReconstructOptions, load_method
 
 
 def held_out_scenes(panoramas: list[int], count: int, size: int, seed: int,
@@ -38,8 +38,9 @@ def held_out_scenes(panoramas: list[int], count: int, size: int, seed: int,
 def evaluate(weights: Path, scenes: list) -> dict[str, dict[str, float]]:
     """Mean PSNR-μ / PSNR-l / SSIM-μ and seconds per scene for every method."""
     methods = {name: fn for name, fn in CLASSICAL_METHODS.items()}
-    model = load_dareg(weights)
-    methods["dareg (tiny)"] = lambda scene: model.predict_scene(scene).hdr
+    options = ReconstructOptions(weights=weights)
+    model = load_method("dareg", options)
+    methods["dareg (tiny)"] = lambda scene: model.reconstruct(scene, options).hdr
     table: dict[str, dict[str, float]] = {}
     for name, method in methods.items():
         scores = {"psnr_mu": [], "psnr_l": [], "ssim_mu": [], "seconds": []}

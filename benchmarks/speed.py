@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gmodiff.data.inputs import stack_inputs
 from gmodiff.io.atomic import atomic_path
 from gmodiff.io.scene import Scene
-from gmodiff.pipeline import GMODiffPipeline, pad_to_multiple
+from gmodiff.pipeline import GMODiffPipeline
+from gmodiff.preprocess import scene_inputs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.md"
 RAW = RESULTS.with_suffix(".json")
@@ -59,7 +59,7 @@ def bench_tiny(height: int, width: int, repeats: int, multi_steps: int) -> dict:
     """DaReg-only, full one-step and full multi-step times on one input."""
     pipe = GMODiffPipeline.tiny(seed=0)
     scene = toy_scene(height, width)
-    inputs = pad_to_multiple(stack_inputs(scene.frames, scene.exposure_times)[None])
+    inputs = scene_inputs(scene, pipe.dareg.config).inputs
     dareg_s = timed(lambda: pipe.dareg(inputs), repeats)
     one_s = timed(lambda: pipe(scene, steps=1, tile=None), repeats)
     multi_s = timed(lambda: pipe(scene, steps=multi_steps, tile=None), max(1, repeats // 3)) if multi_steps else float("nan")

@@ -172,7 +172,7 @@ def test_extreme_but_valid_scenes_do_not_crash_any_method(tmp_path):
 def test_an_unexpected_exception_in_one_scene_does_not_stop_the_batch(root, tmp_path, capsys,
                                                                       monkeypatch):
     """A bug (not a user error) in one scene is reported as internal; the others are written."""
-    import gmodiff.cli.reconstruct as cli_reconstruct
+    import gmodiff.jobs as cli_reconstruct
 
     real = cli_reconstruct.reconstruct_one
     victim = Path(GOOD[0]).name

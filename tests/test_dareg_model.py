@@ -178,7 +178,7 @@ def test_predict_scene_returns_arrays_at_scene_size(tmp_path):
 
     from gmodiff.gainmap import decode_gain_map
     from gmodiff.io.scene import Scene
-    from gmodiff.models.dareg import load_dareg
+    from gmodiff.reconstruct import ReconstructOptions, load_method
 
     model = _tiny()
     _perturb(model)
@@ -186,10 +186,11 @@ def test_predict_scene_returns_arrays_at_scene_size(tmp_path):
     rng = np.random.default_rng(0)
     frames = [rng.uniform(0, 1, (21, 30, 3)).astype(np.float32) for _ in range(3)]
     scene = Scene(frames=frames, exposure_times=np.array([1.0, 4.0, 16.0]))
-    loaded = load_dareg(tmp_path / "w")
-    assert load_dareg(tmp_path / "w") is loaded  # cached for batches of scenes
-    result = loaded.predict_scene(scene)
+    options = ReconstructOptions(weights=tmp_path / "w")
+    loaded = load_method("dareg", options)
+    assert load_method("dareg", options) is loaded  # cached for batches of scenes
+    result = loaded.reconstruct(scene, options)
     assert result.hdr.shape == result.gain_map.shape == (21, 30, 3) and result.mask.shape == (21, 30)
     assert np.allclose(result.hdr, decode_gain_map(result.gain_map, frames[1]), atol=1e-6)
     with pytest.raises(SceneError, match="3 frames"):
-        loaded.predict_scene(Scene(frames=frames[:2], exposure_times=np.array([1.0, 4.0])))
+        loaded.reconstruct(Scene(frames=frames[:2], exposure_times=np.array([1.0, 4.0])), options)

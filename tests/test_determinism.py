@@ -4,7 +4,7 @@ Classical methods have no randomness at all. GMODiff's only random draw is the V
 by default the refiner uses the posterior's mode (``RefinerConfig.sample_latents = False``), so
 the output does not depend on the seed; a pipeline trained to sample
 (``sample_latents = True``) draws from the posterior with the generator seeded by ``--seed``
-(``reconstruct_with_gmodiff(seed=...)``), so equal seeds give equal bytes and different seeds
+(``ReconstructOptions.seed``), so equal seeds give equal bytes and different seeds
 different ones. The DDPM step's variance noise is discarded and drawn from a private generator.
 """
 
@@ -95,22 +95,21 @@ def pipelines(tmp_path_factory) -> dict[str, Path]:
 
 def _gmodiff(scene_dir: Path, weights: Path, seed: int) -> np.ndarray:
     from gmodiff.io.scene import load_scene
-    from gmodiff.pipeline import _PIPELINE_CACHE
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.reconstruct import clear_loaded, reconstruct_scene
 
-    _PIPELINE_CACHE.clear()  # load afresh, as a new run would
+    clear_loaded()  # load afresh, as a new run would
     return reconstruct_scene(load_scene(scene_dir), "gmodiff", weights=weights, seed=seed).hdr
 
 
 @pytest.mark.skipif(not HAS_WEIGHTS, reason="gmodiff reconstruct has no --weights option yet")
 @pytest.mark.parametrize("kind", ["mode", "sample"])
 def test_gmodiff_cli_outputs_are_byte_identical(scene, tmp_path, pipelines, kind):
-    from gmodiff.pipeline import _PIPELINE_CACHE
+    from gmodiff.reconstruct import clear_loaded
 
     args = ["--method", "gmodiff", "--weights", str(pipelines[kind]), *_seed(0)]
-    _PIPELINE_CACHE.clear()
+    clear_loaded()
     first = _reconstruct(scene, tmp_path / "a.exr", *args)
-    _PIPELINE_CACHE.clear()
+    clear_loaded()
     second = _reconstruct(scene, tmp_path / "b.exr", *args)
     assert first == second
     if HAS_SEED:  # the flag reaches the sampler, and only matters when the pipeline samples
@@ -122,6 +121,7 @@ def test_gmodiff_cli_outputs_are_byte_identical(scene, tmp_path, pipelines, kind
 def test_dareg_cli_outputs_are_byte_identical(scene, tmp_path):
     """DaReg is a plain feed-forward network: no seed involved, same bytes every run."""
     from gmodiff.models import dareg
+    from gmodiff.reconstruct import clear_loaded
 
     weights = tmp_path / "dareg"
     with torch.random.fork_rng(devices=[]):
@@ -130,7 +130,7 @@ def test_dareg_cli_outputs_are_byte_identical(scene, tmp_path):
     args = ["--method", "dareg", "--weights", str(weights), *_seed(0)]
     digests = []
     for name in ("a.exr", "b.exr"):
-        dareg._LOADED.clear()
+        clear_loaded()
         digests.append(_reconstruct(scene, tmp_path / name, *args))
     assert digests[0] == digests[1]
 

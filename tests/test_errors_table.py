@@ -297,7 +297,7 @@ def test_output_folder_not_writable(capsys, tmp_path, scene, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("reconstructed before checking the output folder")
 
-    monkeypatch.setattr("gmodiff.cli.reconstruct.reconstruct_one", never)
+    monkeypatch.setattr("gmodiff.jobs.reconstruct_one", never)
     reconstruct_error(capsys, tmp_path, scene, OutputError, "out.hdr", "no permission")
 
 

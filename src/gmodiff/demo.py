@@ -80,9 +80,9 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
              compare: bool = True) -> dict:
     """Run the demo end to end and return the metrics; prints what it does."""
     from gmodiff.io.hdr import write_hdr
-    from gmodiff.io.ldr import write_ldr
     from gmodiff.io.preview import auto_exposure, write_preview
     from gmodiff.io.scene import save_scene
+    from gmodiff.jobs import write_maps
     from gmodiff.metrics import evaluate_pair
     from gmodiff.pipeline import bundled_pipeline
     from gmodiff.reconstruct import reconstruct_scene
@@ -113,12 +113,7 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
     exposure = auto_exposure(scene.ground_truth)
     write_preview(out / "preview.png", result.hdr, exposure)
     write_preview(out / "ground_truth.png", scene.ground_truth, exposure)
-    if result.gain_map is not None:
-        written.append(out / "gain_map.png")
-        write_ldr(written[-1], np.clip(result.gain_map, 0, 1), bit_depth=8)
-    if result.mask is not None:
-        written.append(out / "mask.png")
-        write_ldr(written[-1], np.repeat(np.clip(result.mask, 0, 1)[..., None], 3, axis=2), bit_depth=8)
+    written += write_maps(result, out / "gain_map.png", out / "mask.png")
     metrics = evaluate_pair(result.hdr, scene.ground_truth)
 
     label = {"gmodiff": "GMODiff (bundled default model)",
@@ -127,9 +122,9 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
                                        result.method, result.method)
     print(f"Reconstructed with {label} in {result.timings['total']:.2f} s.")
     _print_metrics("Metrics against the ground truth:", metrics)
-    if compare and result.method in ("gmodiff", "gmodiff-dareg-only"):
+    if compare and result.refined is not None:
         # The stage the default output did not use: the refiner if it is off, else DaReg alone.
-        refine = result.method == "gmodiff-dareg-only"
+        refine = not result.refined
         other = reconstruct_scene(scene, "gmodiff", weights=weights, refine=refine)
         name = "With its one-step refiner (--refine)" if refine else "Its DaReg stage alone (--no-refine)"
         print(f"{name}: PSNR-μ {evaluate_pair(other.hdr, scene.ground_truth)['psnr_mu']:.2f} dB "

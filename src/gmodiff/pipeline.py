@@ -15,29 +15,29 @@ diffusers' plain ``save_pretrained`` would drop them on reload (the "LoRA save t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from gmodiff.errors import CheckpointError, ConfigError, SceneError
+from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, from_signed, to_signed
 from gmodiff.io.atomic import atomic_path
 from gmodiff.io.scene import Scene
 from gmodiff.models.backbone import BackboneConfig, load_backbone
 from gmodiff.models.checkpoints import state_dict_differences
-from gmodiff.models.dareg import DaReg, DaRegConfig
+from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
+from gmodiff.preprocess import NetworkInputs, crop, scene_inputs, to_image
+from gmodiff.result import Reconstruction
 
 PIPELINE_CONFIG = "gmodiff_pipeline.json"
 REFINER_WEIGHTS = "refiner.safetensors"
 FORMAT = "gmodiff-pipeline"
-MULTIPLE = 32
-"""Inputs are padded to a multiple of this (DaReg's total down-sampling)."""
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUNDLED = ("default",)
 """Pipelines shipped inside the package (``gmodiff/weights/<name>``), loadable by name."""
@@ -60,43 +60,6 @@ def resolve_weights(weights: str | Path) -> Path:
                                   "reinstall gmodiff, or train it with `make train-default`")
         return found
     return path
-
-
-@dataclass
-class PipelineOutput:
-    """What the pipeline returns for one scene (arrays H×W×C, float32)."""
-
-    hdr: np.ndarray
-    """Linear HDR radiance aligned to the reference frame."""
-    gain_map: np.ndarray
-    """The refined gain map in [0, 1]."""
-    mask: np.ndarray | None
-    """DaReg's DA mask (H×W) in [0, 1]."""
-    coarse_gain_map: np.ndarray
-    """DaReg's gain map before refinement."""
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class BatchPrediction:
-    """Tensors from :meth:`GMODiffPipeline.predict` (cropped back to the input size)."""
-
-    gain_map: torch.Tensor
-    coarse_gain_map: torch.Tensor
-    mask: torch.Tensor | None
-    timings: dict[str, float]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> torch.Tensor:
-    """Replicate-pad the last two dims of ``x`` (any leading dims) up to a multiple."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    lead = x.shape[:-2]
-    flat = x.reshape(1, -1, height, width)
-    padded = F.pad(flat, (0, pad_w, 0, pad_h), mode="replicate")
-    return padded.reshape(*lead, height + pad_h, width + pad_w)
 
 
 def _sync(device: torch.device) -> None:
@@ -221,7 +184,7 @@ class GMODiffPipeline:
         """Move to ``device``; ``dtype`` fp16/bf16 (refiner only) is allowed on GPU only."""
         device = torch.device(device) if device is not None else self.device
         if dtype in (torch.float16, torch.bfloat16) and device.type == "cpu":
-            raise ConfigError(f"{dtype} inference needs a GPU", fix="drop --dtype or use --device cuda")
+            raise ConfigError(f"{dtype} inference needs a GPU", fix="use `dtype=fp32` or `device=cuda`")
         self.dareg.to(device)
         self.refiner.to(device=device, dtype=dtype) if dtype else self.refiner.to(device)
         self.device = device
@@ -234,91 +197,86 @@ class GMODiffPipeline:
         return self
 
     # ----- inference --------------------------------------------------------------------------
-    def predict(self, inputs: torch.Tensor, ldr_short: torch.Tensor, steps: int = 1,
-                tile: TileOptions | None = None,
-                generator: torch.Generator | None = None) -> BatchPrediction:
-        """Refined gain maps for a batch: inputs (B,3,6,H,W), short LDR (B,3,H,W) in [0,1].
+    def predict(self, batch: NetworkInputs, steps: int = 1, tile: TileOptions | None = None,
+                generator: torch.Generator | None = None, refiner: nn.Module | None = None,
+                timings: dict[str, float] | None = None) -> tuple[torch.Tensor, DaRegOutput]:
+        """Refined gain maps in [0, 1] and DaReg's output for a padded batch, cropped back.
 
         DaReg always runs without gradients (it is frozen in stage 3); the refiner follows the
-        caller's grad mode, so training calls this too.
+        caller's grad mode, so training calls this too, with its (possibly DDP-wrapped)
+        ``refiner``. Stage times go into ``timings`` when given.
         """
-        height, width = inputs.shape[-2:]
-        device = self.device
-        inputs = pad_to_multiple(inputs.to(device))
-        ldr_short = pad_to_multiple(ldr_short.to(device))
-        timings: dict[str, float] = {}
-        _sync(device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            coarse = self.dareg(inputs)
-        _sync(device)
-        timings["dareg_s"] = time.perf_counter() - start
+        coarse = self._coarse(batch, timings)
         mask = coarse.mask if coarse.mask is not None else torch.zeros_like(coarse.gain_map[:, :1])
+        short = batch.ldr_short.to(self.device)
         start = time.perf_counter()
-        refined = self.refiner(to_signed(coarse.gain_map), to_signed(ldr_short), mask, coarse.tokens,
-                               steps=steps, tile=tile, generator=generator)
-        _sync(device)
-        timings["refiner_s"] = time.perf_counter() - start
-        crop = (..., slice(0, height), slice(0, width))
-        return BatchPrediction(
-            gain_map=from_signed(refined.float())[crop],
-            coarse_gain_map=coarse.gain_map[crop],
-            mask=coarse.mask[crop] if coarse.mask is not None else None,
-            timings=timings,
-        )
+        refined = (refiner or self.refiner)(to_signed(coarse.gain_map), to_signed(short), mask,
+                                            coarse.tokens, steps=steps, tile=tile, generator=generator)
+        _sync(self.device)
+        if timings is not None:
+            timings["refiner_s"] = time.perf_counter() - start
+        return crop(from_signed(refined.float()), batch.size), _cropped(coarse, batch.size)
 
     @torch.no_grad()
-    def predict_coarse(self, inputs: torch.Tensor) -> BatchPrediction:
-        """DaReg only (no refiner): its gain map stands in for the refined one."""
-        height, width = inputs.shape[-2:]
+    def predict_coarse(self, batch: NetworkInputs,
+                       timings: dict[str, float] | None = None) -> DaRegOutput:
+        """DaReg only (no refiner), cropped back: its gain map stands in for the refined one."""
+        return _cropped(self._coarse(batch, timings), batch.size)
+
+    @torch.no_grad()
+    def _coarse(self, batch: NetworkInputs, timings: dict[str, float] | None) -> DaRegOutput:
         _sync(self.device)
         start = time.perf_counter()
-        coarse = self.dareg(pad_to_multiple(inputs.to(self.device)))
+        coarse = self.dareg(batch.inputs.to(self.device))
         _sync(self.device)
-        crop = (..., slice(0, height), slice(0, width))
-        gain_map = coarse.gain_map[crop]
-        return BatchPrediction(gain_map=gain_map, coarse_gain_map=gain_map,
-                               mask=coarse.mask[crop] if coarse.mask is not None else None,
-                               timings={"dareg_s": time.perf_counter() - start, "refiner_s": 0.0})
+        if timings is not None:
+            timings["dareg_s"] = time.perf_counter() - start
+            timings["refiner_s"] = 0.0
+        return coarse
 
     @torch.no_grad()
     def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
                  tile: TileOptions | bool | None = True, steps: int = 1,
-                 refine: bool | None = None) -> PipelineOutput:
+                 refine: bool | None = None) -> Reconstruction:
         """Reconstruct one scene.
 
         ``tile=True`` (default) uses the pipeline's tile options, which only split latents larger
         than the tile (96 latent px); a ``TileOptions`` sets them; None/False never tiles.
         ``refine`` None follows ``self.refine``; False returns DaReg's gain map (no refiner run).
+        Timings are ``dareg_s``, ``refiner_s`` and ``total_s``.
         """
-        from gmodiff.data.inputs import stack_inputs
-
-        if len(scene.frames) != 3:
-            raise SceneError(f"GMODiff needs 3 frames, got {len(scene.frames)}", scene.root,
-                             "give a short, medium and long exposure")
+        refine = self.refine if refine is None else refine
         if steps < 1:
-            raise ConfigError(f"steps must be ≥ 1, got {steps}")
+            raise ConfigError(f"steps must be ≥ 1, got {steps}", fix="use `steps=1` (the one-step model)")
+        if steps > 1 and not refine:
+            raise ConfigError(f"{steps} refinement steps asked for, but the refiner is off (this "
+                              "pipeline's default)", fix="set `refine=True`, or `steps=1`")
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         tile_options = self.tile if tile is True else (tile or None)
         start = time.perf_counter()
-        inputs = stack_inputs(scene.frames, scene.exposure_times)[None]
-        short = torch.from_numpy(np.ascontiguousarray(scene.frames[0].transpose(2, 0, 1)))[None]
-        if self.refine if refine is None else refine:
-            pred = self.predict(inputs, short.float(), steps=steps, tile=tile_options, generator=generator)
+        batch = scene_inputs(scene, self.dareg.config)
+        timings: dict[str, float] = {}
+        if refine:
+            gain_map, coarse = self.predict(batch, steps=steps, tile=tile_options,
+                                            generator=generator, timings=timings)
         else:
-            pred = self.predict_coarse(inputs)
-        gain_map = pred.gain_map[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
-        hdr = decode_gain_map(gain_map, np.asarray(scene.reference, dtype=np.float32))
-        timings = dict(pred.timings)
+            coarse = self.predict_coarse(batch, timings)
+            gain_map = coarse.gain_map
+        gain_map_image = to_image(gain_map)
+        hdr = decode_gain_map(gain_map_image, np.asarray(scene.reference, dtype=np.float32))
         timings["total_s"] = time.perf_counter() - start
-        return PipelineOutput(
-            hdr=hdr.astype(np.float32),
-            gain_map=gain_map,
-            mask=pred.mask[0, 0].cpu().numpy().astype(np.float32) if pred.mask is not None else None,
-            coarse_gain_map=pred.coarse_gain_map[0].permute(1, 2, 0).cpu().numpy().astype(np.float32),
-            timings=timings,
-        )
+        name = ("gmodiff" if steps == 1 else f"gmodiff-{steps}step") if refine else "gmodiff-dareg-only"
+        return Reconstruction(
+            hdr=hdr.astype(np.float32), gain_map=gain_map_image,
+            mask=to_image(coarse.mask) if coarse.mask is not None else None,
+            coarse_gain_map=to_image(coarse.gain_map), timings=timings, method=name, refined=refine)
+
+
+def _cropped(output: DaRegOutput, size: tuple[int, int]) -> DaRegOutput:
+    """DaReg's output with its maps cut back to ``size`` (tokens stay at the padded size)."""
+    mask = crop(output.mask, size) if output.mask is not None else None
+    return dataclasses.replace(output, gain_map=crop(output.gain_map, size), mask=mask)
 
 
 def load_refiner_state(refiner: GMRefiner, state: dict[str, torch.Tensor], full: bool,
@@ -346,72 +304,8 @@ def load_pipeline(weights: str | Path, backbone: str | Path | None = None) -> GM
             from gmodiff.errors import BackboneError
 
             raise BackboneError("the reference checkpoints need the SD-2.1 backbone", weights,
-                                "pass --backbone PATH to a local stable-diffusion-2-1-base folder")
+                                "set `backbone` to a local stable-diffusion-2-1-base folder")
         return GMODiffPipeline.from_official(weights / "dareg_mask.pth", weights / "gmodiff.pkl", backbone)
     raise CheckpointError("no GMODiff weights here", weights,
-                          f"point --weights at a folder with {PIPELINE_CONFIG} (from training) or with "
+                          f"point `weights` at a folder with {PIPELINE_CONFIG} (from training) or with "
                           "dareg_mask.pth + gmodiff.pkl (reference release)")
-
-
-def reconstruct_with_gmodiff(scene: Scene, weights: str | Path | None = None,
-                             backbone: str | Path | None = None, steps: int = 1,
-                             tile: bool | int | None = None, device: str = "cpu",
-                             dtype: str | None = None, fuse_lora: bool = False, seed: int = 0,
-                             refine: bool | None = None):
-    """The ``gmodiff`` branch of :func:`gmodiff.reconstruct.reconstruct_scene`."""
-    from gmodiff.reconstruct import Reconstruction
-
-    if weights is None:
-        weights = bundled_pipeline()
-    if weights is None:
-        raise CheckpointError("method gmodiff needs weights (no bundled default is installed)", None,
-                              "pass --weights DIR (a trained pipeline or the reference release)")
-    pipe = _cached_pipeline(str(weights), str(backbone) if backbone else None, device, dtype, fuse_lora)
-    tile_options: TileOptions | bool | None = True  # automatic: tiles only for large images
-    if isinstance(tile, bool):
-        tile_options = tile or None
-    elif isinstance(tile, int) and tile > 0:
-        tile_options = TileOptions(latent_tile=tile, latent_overlap=min(pipe.tile.latent_overlap, tile // 3))
-    try:
-        out = pipe(scene, seed=seed, tile=tile_options, steps=steps, refine=refine)
-    except (MemoryError, torch.OutOfMemoryError) as exc:
-        from gmodiff.errors import OutOfMemoryError
-
-        used = tile_options if isinstance(tile_options, TileOptions) else (pipe.tile if tile_options else None)
-        padded_side = -(-max(scene.height, scene.width) // MULTIPLE) * MULTIPLE
-        latent_side = padded_side // 8  # the VAE's down-sampling
-        if tile_options is True and latent_side <= used.latent_tile:
-            used = None  # automatic tiling did not split this image
-        size = pipe.tile.latent_tile if used is None else max(8, used.latent_tile // 2)
-        raise OutOfMemoryError(
-            f"out of memory reconstructing {scene.width}x{scene.height} on {device} "
-            f"({type(exc).__name__})", scene.root,
-            f"retry with --tile {size} (smaller tiles use less memory)") from exc
-    timings = {"dareg": out.timings["dareg_s"], "refiner": out.timings["refiner_s"],
-               "total": out.timings["total_s"]}
-    refined = pipe.refine if refine is None else refine
-    name = ("gmodiff" if steps == 1 else f"gmodiff-{steps}step") if refined else "gmodiff-dareg-only"
-    return Reconstruction(hdr=out.hdr, gain_map=out.gain_map, mask=out.mask, timings=timings,
-                          method=name)
-
-
-_DTYPES = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def _cached_pipeline(weights: str, backbone: str | None, device: str, dtype: str | None,
-                     fuse: bool) -> GMODiffPipeline:
-    # Loading an SD-sized pipeline takes seconds to minutes: keep the last one for batch runs.
-    key = (weights, backbone, device, dtype, fuse)
-    cached = _PIPELINE_CACHE.get(key)
-    if cached is None:
-        if dtype not in _DTYPES:
-            raise ConfigError(f"dtype {dtype!r}", fix="use fp32, fp16 or bf16")
-        cached = load_pipeline(weights, backbone).to(device, _DTYPES[dtype])
-        if fuse:
-            cached.fuse_lora()
-        _PIPELINE_CACHE.clear()
-        _PIPELINE_CACHE[key] = cached
-    return cached
-
-
-_PIPELINE_CACHE: dict[tuple, GMODiffPipeline] = {}

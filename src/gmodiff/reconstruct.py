@@ -1,77 +1,315 @@
-"""One entry point from a :class:`Scene` to an HDR image, whatever the method.
+"""The method layer: one entry point from a :class:`Scene` to an HDR image, whatever the method.
 
-Classical merges live in ``gmodiff.baselines``; learned methods (``dareg``, ``gmodiff``) add one
-branch each to :func:`reconstruct_scene`.
+Each method is a small class in the registry (:func:`methods`); :func:`load_method` builds it from
+typed :class:`ReconstructOptions` and keeps the last one loaded, so a batch of scenes loads the
+weights once. Every method returns a :class:`~gmodiff.result.Reconstruction`. Classical merges
+live in ``gmodiff.baselines``, the networks in ``gmodiff.models``, the scene → tensor step in
+``gmodiff.preprocess``; nothing below this module imports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from gmodiff.errors import ConfigError
+from gmodiff.errors import CheckpointError, ConfigError, OutOfMemoryError
 from gmodiff.io.scene import Scene
+from gmodiff.result import Reconstruction
 
 CLASSICAL_ALIAS = "classical"
 """Method name meaning "the best classical baseline" (see ``gmodiff.baselines.BEST_CLASSICAL``)."""
 AUTO = "auto"
 """Method name meaning "the bundled GMODiff model when installed (3-frame brackets), else classical"."""
+DTYPES = ("fp32", "fp16", "bf16")
+"""Refiner precisions by name; fp16/bf16 need a GPU."""
+_TORCH_DTYPES = dict(zip(DTYPES, ("float32", "float16", "bfloat16")))
+
+__all__ = ["AUTO", "CLASSICAL_ALIAS", "Method", "Reconstruction", "ReconstructOptions",
+           "auto_method", "available_methods", "clear_loaded", "load_method", "methods",
+           "reconstruct_scene"]
 
 
-@dataclass
-class Reconstruction:
-    """An HDR result: linear float32 (H, W, 3) relative to t=1, plus optional intermediates."""
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """How a learned method loads and runs, typed once where options enter (CLI, web page, code).
 
-    hdr: np.ndarray
-    gain_map: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    """Seconds per stage; ``total`` is always present."""
-    method: str = ""
+    Classical merges take no options; ``dareg`` reads ``weights``, ``device`` and
+    ``channel_order``; ``gmodiff`` reads all but ``channel_order``.
+    """
+
+    weights: Path | None = None
+    """A pipeline folder (gmodiff; None: the bundled default) or DaReg weights (dareg)."""
+    backbone: Path | None = None
+    """A local stable-diffusion-2-1-base folder overriding the pipeline's backbone."""
+    tile: int | None = None
+    """Latent tile size in latent px; None: automatic (the pipeline's tiles, only when larger)."""
+    refine: bool | None = None
+    """Run the refiner (True) or return DaReg's gain map (False); None: the pipeline's default."""
+    steps: int = 1
+    """Refinement steps: 1 is the one-step model, N > 1 a DDIM chain from the same start."""
+    seed: int = 0
+    """Seed of the VAE posterior sampling (only pipelines trained with sample_latents draw)."""
+    device: str = "cpu"
+    dtype: str = "fp32"
+    """Refiner precision: fp32, or fp16/bf16 on a GPU."""
+    fuse_lora: bool = False
+    channel_order: str | None = None
+    """DaReg only: override the stored colour order ("bgr" for the reference .pth)."""
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "backbone"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        if self.steps < 1:
+            raise ConfigError(f"steps must be ≥ 1, got {self.steps}", fix="use `steps=1`")
+        if self.tile is not None and self.tile < 1:
+            raise ConfigError(f"tile must be ≥ 1 latent px, got {self.tile}",
+                              fix="give a size such as `tile=64`, or leave `tile` automatic")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype {self.dtype!r}", fix=f"use `dtype` {', '.join(DTYPES)}")
+
+    @classmethod
+    def from_kwargs(cls, **values) -> ReconstructOptions:
+        """Options from keyword arguments, refusing unknown names in one line."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown reconstruction options {unknown}",
+                              fix=f"use only {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+class Method:
+    """A reconstruction method: built once from options, then called per scene."""
+
+    name: ClassVar[str]
+
+    def __init__(self, options: ReconstructOptions):
+        self.options = options
+
+    @classmethod
+    def load_key(cls, options: ReconstructOptions) -> tuple:
+        """What identifies a loaded instance: options that change what is loaded, not how it runs."""
+        return ()
+
+    def reconstruct(self, scene: Scene, options: ReconstructOptions) -> Reconstruction:
+        """Reconstruct one scene; ``options`` carry the per-run settings (tile, steps, seed...)."""
+        raise NotImplementedError
+
+
+class ClassicalMethod(Method):
+    """A classical merge from ``gmodiff.baselines`` (no weights, no options)."""
+
+    merge_name: ClassVar[str] = ""
+
+    def reconstruct(self, scene: Scene, options: ReconstructOptions) -> Reconstruction:
+        """Merge the bracket."""
+        from gmodiff.baselines import CLASSICAL_METHODS
+
+        start = time.perf_counter()
+        hdr = CLASSICAL_METHODS[self.merge_name](scene)
+        elapsed = time.perf_counter() - start
+        return Reconstruction(hdr=np.asarray(hdr, dtype=np.float32),
+                              timings={"merge": elapsed, "total": elapsed}, method=self.merge_name)
+
+
+class DaRegMethod(Method):
+    """DaReg alone: its gain map decoded against the reference frame."""
+
+    name = "dareg"
+
+    @classmethod
+    def load_key(cls, options: ReconstructOptions) -> tuple:
+        """Weights (resolved), device and colour order."""
+        weights = options.weights.resolve() if options.weights is not None else None
+        return (weights, options.device, options.channel_order)
+
+    def __init__(self, options: ReconstructOptions):
+        from gmodiff.models.dareg import DaReg
+
+        super().__init__(options)
+        if options.weights is None:
+            raise ConfigError("method dareg needs weights",
+                              fix="set `weights` to a DaReg folder (save_pretrained) or dareg_mask.pth")
+        start = time.perf_counter()
+        overrides = {"channel_order": options.channel_order} if options.channel_order else {}
+        self.model = DaReg.from_pretrained(options.weights, **overrides).to(options.device).eval()
+        self.load_seconds = time.perf_counter() - start
+
+    def reconstruct(self, scene: Scene, options: ReconstructOptions) -> Reconstruction:
+        """Run DaReg on the padded bracket and crop back."""
+        import torch
+
+        from gmodiff.gainmap import decode_gain_map
+        from gmodiff.preprocess import crop, scene_inputs, to_image
+
+        start = time.perf_counter()
+        batch = scene_inputs(scene, self.model.config)
+        parameter = next(self.model.parameters())
+        with torch.no_grad():
+            out = self.model(batch.inputs.to(parameter.device, parameter.dtype))
+        gain_map = to_image(crop(out.gain_map, batch.size))
+        mask = to_image(crop(out.mask, batch.size)) if out.mask is not None else None
+        hdr = decode_gain_map(gain_map, np.asarray(scene.reference, dtype=np.float32))
+        elapsed = time.perf_counter() - start
+        # The load time counts once, on the first scene after loading.
+        load, self.load_seconds = self.load_seconds, 0.0
+        return Reconstruction(hdr=hdr.astype(np.float32), gain_map=gain_map, mask=mask,
+                              coarse_gain_map=gain_map, method="dareg",
+                              timings={"load": load, "dareg": elapsed, "total": load + elapsed})
+
+
+class GMODiffMethod(Method):
+    """DaReg + one-step refiner (``GMODiffPipeline``), the bundled default when no weights given."""
+
+    name = "gmodiff"
+
+    @classmethod
+    def load_key(cls, options: ReconstructOptions) -> tuple:
+        """Weights (None: the bundled default, if installed now), backbone, device, precision
+        and LoRA fusion: what loading depends on."""
+        return (cls.weights(options), options.backbone, options.device, options.dtype,
+                options.fuse_lora)
+
+    @staticmethod
+    def weights(options: ReconstructOptions) -> Path | None:
+        """The pipeline folder ``options`` name: theirs, else the bundled default (or None)."""
+        from gmodiff.pipeline import bundled_pipeline
+
+        return options.weights if options.weights is not None else bundled_pipeline()
+
+    def __init__(self, options: ReconstructOptions):
+        import torch
+
+        from gmodiff.pipeline import load_pipeline
+
+        super().__init__(options)
+        weights = self.weights(options)
+        if weights is None:
+            raise CheckpointError("method gmodiff needs weights (no bundled default is installed)",
+                                  None, "set `weights` to a trained pipeline or the reference release")
+        dtype = getattr(torch, _TORCH_DTYPES[options.dtype])
+        self.pipeline = load_pipeline(weights, options.backbone).to(options.device, dtype)
+        if options.fuse_lora:
+            self.pipeline.fuse_lora()
+
+    def tile_options(self, options: ReconstructOptions):
+        """``options.tile`` as the pipeline wants it: True (automatic) or a ``TileOptions``."""
+        from gmodiff.models.refiner import TileOptions
+
+        if options.tile is None:
+            return True
+        return TileOptions(latent_tile=options.tile,
+                           latent_overlap=min(self.pipeline.tile.latent_overlap, options.tile // 3))
+
+    def reconstruct(self, scene: Scene, options: ReconstructOptions) -> Reconstruction:
+        """Run the pipeline; out of memory becomes an error that suggests a tile size."""
+        import torch
+
+        tile = self.tile_options(options)
+        try:
+            out = self.pipeline(scene, seed=options.seed, tile=tile, steps=options.steps,
+                                refine=options.refine)
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            raise OutOfMemoryError(
+                f"out of memory reconstructing {scene.width}x{scene.height} on {options.device} "
+                f"({type(exc).__name__})", scene.root,
+                f"retry with `tile={self.smaller_tile(scene, tile)}` (smaller tiles use less memory)",
+            ) from exc
+        out.timings = {"dareg": out.timings["dareg_s"], "refiner": out.timings["refiner_s"],
+                       "total": out.timings["total_s"]}
+        return out
+
+    def smaller_tile(self, scene: Scene, tile) -> int:
+        """A latent tile size worth retrying with after running out of memory at ``tile``."""
+        multiple = self.pipeline.dareg.config.multiple
+        padded_side = -(-max(scene.height, scene.width) // multiple) * multiple
+        latent_side = padded_side // 8  # the VAE's down-sampling
+        if tile is True and latent_side <= self.pipeline.tile.latent_tile:
+            return self.pipeline.tile.latent_tile  # automatic tiling did not split this image
+        used = self.pipeline.tile if tile is True else tile
+        return max(8, used.latent_tile // 2)
+
+
+def _classical(merge: str) -> type[Method]:
+    return type(f"Classical_{merge}", (ClassicalMethod,), {"name": merge, "merge_name": merge})
+
+
+@functools.cache
+def methods() -> dict[str, type[Method]]:
+    """The registry: concrete methods by name (``auto`` and ``classical`` resolve to one of these).
+
+    Built on first use, so importing this module (the CLI does) stays light."""
+    from gmodiff.baselines import CLASSICAL_METHODS
+
+    return {**{name: _classical(name) for name in CLASSICAL_METHODS},
+            DaRegMethod.name: DaRegMethod, GMODiffMethod.name: GMODiffMethod}
+
+_LOADED: dict[tuple, Method] = {}
+
+
+def load_method(name: str, options: ReconstructOptions | None = None) -> Method:
+    """The method ``name`` built from ``options``; the last one loaded is reused (one in memory)."""
+    options = options or ReconstructOptions()
+    registry = methods()
+    if name not in registry:
+        raise ConfigError(f"unknown reconstruction method {name!r}",
+                          fix=f"use one of {', '.join(available_methods())}")
+    cls = registry[name]
+    key = (name, *cls.load_key(options))
+    if key not in _LOADED:
+        method = cls(options)
+        _LOADED.clear()  # loading an SD-sized pipeline takes minutes: keep one, not many
+        _LOADED[key] = method
+    return _LOADED[key]
+
+
+def clear_loaded() -> None:
+    """Forget the loaded method (the next call loads afresh, as a new process would)."""
+    _LOADED.clear()
 
 
 def available_methods() -> list[str]:
     """Method names :func:`reconstruct_scene` accepts."""
-    from gmodiff.baselines import CLASSICAL_METHODS
-
-    return [AUTO, CLASSICAL_ALIAS, *CLASSICAL_METHODS, "dareg", "gmodiff"]
+    return [AUTO, CLASSICAL_ALIAS, *methods()]
 
 
 def auto_method(scene: Scene) -> str:
     """What ``auto`` means for ``scene``: gmodiff if a bundled model is installed and the bracket
     has the 3 frames it needs, else the best classical baseline."""
     from gmodiff.pipeline import bundled_pipeline
+    from gmodiff.preprocess import FRAMES
 
-    return "gmodiff" if bundled_pipeline() is not None and len(scene.frames) == 3 else CLASSICAL_ALIAS
+    return "gmodiff" if bundled_pipeline() is not None and len(scene.frames) == FRAMES else CLASSICAL_ALIAS
 
 
-def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS, **options) -> Reconstruction:
-    """Reconstruct the reference-aligned HDR image of ``scene`` with ``method``.
+def resolve_method(scene: Scene, method: str) -> str:
+    """The concrete method name ``method`` stands for on ``scene`` (``auto``, ``classical``)."""
+    from gmodiff.baselines import BEST_CLASSICAL
 
-    ``options`` are passed to the method (e.g. ``align=False`` for ``deghost``).
-    """
-    from gmodiff.baselines import BEST_CLASSICAL, CLASSICAL_METHODS
-
-    start = time.perf_counter()
     if method == AUTO:
         method = auto_method(scene)
-        if method != "gmodiff":  # the gmodiff options (weights, steps, ...) mean nothing here
-            options = {}
-    name = BEST_CLASSICAL if method == CLASSICAL_ALIAS else method
-    if name in CLASSICAL_METHODS:
-        hdr = CLASSICAL_METHODS[name](scene, **options)
-        elapsed = time.perf_counter() - start
-        return Reconstruction(hdr=np.asarray(hdr, dtype=np.float32),
-                              timings={"merge": elapsed, "total": elapsed}, method=name)
-    if name == "dareg":  # options: weights, device, channel_order
-        from gmodiff.models.dareg import reconstruct_with_dareg
+    return BEST_CLASSICAL if method == CLASSICAL_ALIAS else method
 
-        return reconstruct_with_dareg(scene, **options)
-    if name == "gmodiff":  # options: weights, backbone, steps, tile, device, dtype, fuse_lora
-        from gmodiff.pipeline import reconstruct_with_gmodiff
 
-        return reconstruct_with_gmodiff(scene, **options)
-    raise ConfigError(f"unknown reconstruction method {method!r}",
-                      fix=f"use one of {', '.join(available_methods())}")
+def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS,
+                      options: ReconstructOptions | None = None, **values) -> Reconstruction:
+    """Reconstruct the reference-aligned HDR image of ``scene`` with ``method``.
+
+    Give ``options`` as a :class:`ReconstructOptions`, or as its fields by keyword
+    (``weights=..., steps=...``), which are typed here, once.
+    """
+    if values:
+        if options is not None:
+            raise ConfigError("give options either as a ReconstructOptions or as keywords, not both")
+        options = ReconstructOptions.from_kwargs(**values)
+    options = options or ReconstructOptions()
+    name = resolve_method(scene, method)
+    return load_method(name, options).reconstruct(scene, options)

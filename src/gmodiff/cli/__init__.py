@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from gmodiff.cli.flags import as_flags
 from gmodiff.errors import GmodiffError
 
 app = typer.Typer(
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         # our own errors are not click exceptions, so they propagate to here.
         app(args=argv, prog_name="gmodiff")
     except GmodiffError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return err.exit_code
     except SystemExit as exc:
         code = exc.code

@@ -11,13 +11,15 @@ still written. Every file is written atomically, so a failure leaves no partial 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from gmodiff.cli import app
-from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError
+from gmodiff.cli.flags import as_flags
+from gmodiff import jobs
+from gmodiff.errors import ConfigError, OutputError, SceneError
+from gmodiff.reconstruct import DTYPES, ReconstructOptions
 
 
 def _check_method(method: str) -> None:
@@ -28,77 +30,17 @@ def _check_method(method: str) -> None:
                           fix=f"use one of {', '.join(available_methods())}")
 
 
-def _method_options(method: str, weights: Path | None, debug_maps: bool, gmodiff: dict) -> dict:
-    """reconstruct_scene options for ``method``; --weights/--debug-maps need a learned method."""
-    if method in ("gmodiff", "auto"):
-        return gmodiff
-    if method == "dareg":
-        if weights is None:
-            raise ConfigError("--method dareg needs --weights",
-                              fix="pass a DaReg folder (DaReg.save_pretrained) or dareg_mask.pth")
-        return {"weights": weights, "device": gmodiff["device"]}
-    if weights is not None or debug_maps:
+def _check_learned_flags(method: str, options: ReconstructOptions, debug_maps: bool) -> None:
+    """--weights/--debug-maps need a learned method, --steps the refiner; dareg needs --weights."""
+    if method == "dareg" and options.weights is None:
+        raise ConfigError("--method dareg needs --weights",
+                          fix="pass a DaReg folder (DaReg.save_pretrained) or dareg_mask.pth")
+    if method not in ("gmodiff", "auto", "dareg") and (options.weights is not None or debug_maps):
         raise ConfigError(f"--weights/--debug-maps need a learned method, not {method!r}",
                           fix="add --method dareg or --method gmodiff")
-    return {}
-
-
-def write_debug_maps(output: Path, result) -> list[Path]:
-    """Write the gain map and DA mask as 8-bit ``<output stem>.gain_map.png`` / ``.mask.png``."""
-    import numpy as np
-
-    from gmodiff.io.ldr import write_ldr
-
-    written = []
-    base = output.with_suffix("")
-    if result.gain_map is not None:
-        written.append(base.parent / f"{base.name}.gain_map.png")
-        write_ldr(written[-1], np.clip(result.gain_map, 0, 1), bit_depth=8)
-    if result.mask is not None:
-        written.append(base.parent / f"{base.name}.mask.png")
-        write_ldr(written[-1], np.repeat(np.clip(result.mask, 0, 1)[..., None], 3, axis=2), bit_depth=8)
-    return written
-
-
-def _check_preview(path: Path | None) -> None:
-    if path is not None and path.suffix.lower() != ".png":
-        raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
-
-
-def reconstruct_one(folder: Path, output: Path, method: str, preview: Path | None = None,
-                    float_exr: bool = False, options: dict | None = None,
-                    debug_maps: bool = False) -> dict:
-    """Load one scene, reconstruct it, write the HDR (and preview); return a summary dict."""
-    from gmodiff.io.scene import load_scene
-
-    return write_reconstruction(load_scene(folder), output, method, preview, float_exr, options,
-                                debug_maps)
-
-
-def write_reconstruction(scene, output: Path, method: str, preview: Path | None = None,
-                         float_exr: bool = False, options: dict | None = None,
-                         debug_maps: bool = False) -> dict:
-    """Reconstruct a loaded scene, write the HDR (and preview); return a summary dict."""
-    from gmodiff.io.output import write_output
-    from gmodiff.reconstruct import reconstruct_scene
-
-    result = reconstruct_scene(scene, method, **(options or {}))
-    # Ultra HDR: SDR white at the reference exposure, so the base image looks like that photo.
-    write_output(output, result.hdr, float_exr=float_exr,
-                 radiance_scale=float(scene.exposure_times[scene.reference_index]))
-    if preview is not None:
-        from gmodiff.io.preview import write_preview
-
-        write_preview(preview, result.hdr)
-    if debug_maps:
-        write_debug_maps(output, result)
-    summary = {"scene": scene.name, "method": result.method, "seconds": result.timings["total"]}
-    if scene.ground_truth is not None and scene.ground_truth.shape == result.hdr.shape:
-        from gmodiff.metrics import psnr_l, psnr_mu
-
-        summary["psnr_mu"] = psnr_mu(result.hdr, scene.ground_truth)
-        summary["psnr_l"] = psnr_l(result.hdr, scene.ground_truth)
-    return summary
+    if method not in ("gmodiff", "auto") and options.steps > 1:
+        raise ConfigError(f"--steps {options.steps} refines, and --method {method} has no refiner",
+                          fix="add --method gmodiff --refine, or drop --steps")
 
 
 def _describe(summary: dict, output: Path) -> str:
@@ -145,7 +87,9 @@ def reconstruct_command(
                               "one-step model; N>1 runs a DDIM chain from the same start)."),
     tile: int = typer.Option(0, "--tile", min=0, help="gmodiff: latent tile size in latent px "
                              "(e.g. 64); 0 = automatic (96-px tiles, only when the latent is larger)."),
-    device: str = typer.Option("cpu", "--device", help="gmodiff: cpu or cuda[:N]."),
+    device: str = typer.Option("cpu", "--device", help="dareg/gmodiff: cpu or cuda[:N]."),
+    dtype: str = typer.Option("fp32", "--dtype", help=f"gmodiff: refiner precision, one of "
+                              f"{', '.join(DTYPES)} (fp16/bf16 need a GPU)."),
     fuse_lora: bool = typer.Option(False, "--fuse-lora", help="gmodiff: merge LoRA weights."),
     refine: bool | None = typer.Option(None, "--refine/--no-refine", help="gmodiff: run the "
                                        "refiner, or return DaReg's gain map; default: what the "
@@ -161,12 +105,13 @@ def reconstruct_command(
     _check_method(method)
     if method == "auto" and weights is not None:
         method = "gmodiff"  # --weights names a GMODiff pipeline
-    options = _method_options(method, weights, debug_maps, {
-        "weights": weights, "backbone": backbone, "steps": steps, "tile": tile or None,
-        "device": device, "fuse_lora": fuse_lora, "seed": seed, "refine": refine})
+    options = ReconstructOptions(weights=weights, backbone=backbone, tile=tile or None,
+                                 refine=refine, steps=steps, seed=seed, device=device, dtype=dtype,
+                                 fuse_lora=fuse_lora)
+    _check_learned_flags(method, options, debug_maps)
     if len(inputs) > 1 or inputs[0].is_file():
-        _reconstruct_bracket(inputs, output, method, preview, float_exr, ev, times, reference, align,
-                             options, debug_maps)
+        _reconstruct_bracket(inputs, output, method, options, preview, float_exr, ev, times,
+                             reference, align, debug_maps)
         return
     if ev is not None or times is not None or reference is not None:
         raise ConfigError("--ev/--times/--reference apply to image files, not scene folders",
@@ -178,20 +123,20 @@ def reconstruct_command(
                          "pass a scene folder or a folder of scene folders")
     if scenes == [scene_dir]:
         check_output_path(output)
-        _check_preview(preview)
-        summary = reconstruct_one(scene_dir, output, method, preview, float_exr, options, debug_maps)
+        jobs.check_preview(preview)
+        summary = jobs.reconstruct_one(scene_dir, output, method, options, preview, float_exr,
+                                       debug_maps)
         typer.echo(_describe(summary, output))
         if preview is not None:
             typer.echo(f"wrote {preview}")
         return
-    _reconstruct_many(scenes, output, method, preview, output_format, float_exr, progress, options,
-                      debug_maps)
+    _reconstruct_many(scenes, output, method, options, preview, output_format, float_exr,
+                      progress, debug_maps)
 
 
-def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: Path | None,
-                         float_exr: bool, ev: str | None, times: str | None,
-                         reference: int | None, align: str, options: dict | None = None,
-                         debug_maps: bool = False) -> None:
+def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: ReconstructOptions,
+                         preview: Path | None, float_exr: bool, ev: str | None, times: str | None,
+                         reference: int | None, align: str, debug_maps: bool = False) -> None:
     """Several image files: one bracket → one HDR file; every check runs before any write."""
     from gmodiff.brackets import prepare_bracket
     from gmodiff.io.output import check_output_path
@@ -201,63 +146,30 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, preview: 
         raise SceneError("is a folder; pass either one scene folder or the image files of one "
                          "bracket", folders[0])
     check_output_path(output)
-    _check_preview(preview)
+    jobs.check_preview(preview)
     if output.resolve() in {p.resolve() for p in paths}:
         raise OutputError("would overwrite one of the input frames", output, "choose another -o name")
     prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align)
     typer.echo("\n".join(prepared.selection.describe().splitlines()))
     for warning in prepared.alignment.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    summary = write_reconstruction(prepared.scene, output, method, preview, float_exr, options,
-                                   debug_maps)
+    summary = jobs.write_reconstruction(prepared.scene, output, method, options, preview, float_exr,
+                                        debug_maps)
     typer.echo(_describe(summary, output))
     if preview is not None:
         typer.echo(f"wrote {preview}")
 
 
-def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, preview_dir: Path | None,
-                      output_format: str, float_exr: bool, progress: bool,
-                      options: dict | None = None, debug_maps: bool = False) -> None:
-    from tqdm import tqdm
-
-    from gmodiff.io.output import check_writable_folder
-
-    suffix = "." + output_format.lower().lstrip(".")
-    if suffix not in (".exr", ".hdr"):
-        raise ConfigError(f"unsupported --format {output_format!r}", fix="use exr or hdr")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError("is a file, but several scenes need an output folder", out_dir,
-                          "pass a folder to -o")
-    names: dict[str, Path] = {}
-    for folder in scenes:
-        if folder.name in names:
-            raise SceneError(f"two scenes are named '{folder.name}' ({names[folder.name]})",
-                             folder, "rename one: outputs are named after scene folders")
-        names[folder.name] = folder
-    for folder in (out_dir, preview_dir):
-        if folder is not None:
-            check_writable_folder(folder)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if preview_dir is not None:
-        preview_dir.mkdir(parents=True, exist_ok=True)
-    failures: list[str] = []
-    done = 0
-    for folder in tqdm(scenes, desc="reconstruct", unit="scene", file=sys.stderr, leave=False,
-                       disable=None if progress else True):
-        target = out_dir / f"{folder.name}{suffix}"
-        preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
-        try:
-            reconstruct_one(folder, target, method, preview, float_exr, options, debug_maps)
-            done += 1
-        except GmodiffError as err:
-            failures.append(str(err))
-        except (MemoryError, RuntimeError, ValueError, OSError, ArithmeticError) as exc:
-            # A bug or an unforeseen input in one scene must not cost the rest of the batch.
-            failures.append(f"{folder}: internal error ({type(exc).__name__}: {exc}) — please "
-                            "report it with this scene")
-    typer.echo(f"wrote {done} of {len(scenes)} HDR image(s) to {out_dir}")
-    if failures:
-        typer.echo(f"{len(failures)} scene(s) failed:", err=True)
-        for line in failures:
-            typer.echo(f"  {line}", err=True)
+def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: ReconstructOptions,
+                      preview_dir: Path | None, output_format: str, float_exr: bool,
+                      progress: bool, debug_maps: bool = False) -> None:
+    """A folder of scene folders → one file per scene; broken scenes listed, exit code 1."""
+    suffix = jobs.check_batch(scenes, out_dir, preview_dir, output_format)
+    report = jobs.reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir,
+                                   float_exr, debug_maps, progress=progress)
+    typer.echo(f"wrote {report.written} of {report.total} HDR image(s) to {out_dir}")
+    if report.failures:
+        typer.echo(f"{len(report.failures)} scene(s) failed:", err=True)
+        for line in report.failures:
+            typer.echo(f"  {as_flags(line)}", err=True)
         raise typer.Exit(1)

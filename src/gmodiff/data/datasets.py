@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gmodiff.data.inputs import stack_inputs
 from gmodiff.errors import SceneError
 from gmodiff.gainmap import encode_gain_map
+from gmodiff.preprocess import encode_bracket
 
 AUGMENT_MODES = 8
 """4 rotations × optional horizontal flip."""
@@ -56,7 +56,7 @@ def make_item(
     ground_truth = np.asarray(ground_truth, dtype=np.float32)
     ldr_ref = frames[reference_index]
     return {
-        "inputs": stack_inputs(frames, exposure_times),
+        "inputs": encode_bracket(frames, exposure_times),
         "gt_gain_map": _chw(encode_gain_map(ground_truth, ldr_ref)),
         "gt_hdr": _chw(ground_truth),
         "ldr_ref": _chw(ldr_ref),

@@ -120,7 +120,7 @@ class BackboneConfig:
                 f"unknown backbone kind {self.kind!r}", None, f"use one of {', '.join(BACKBONE_KINDS)}"
             )
         if self.kind == "folder" and not self.path:
-            raise BackboneError("backbone kind 'folder' needs a path", None, "pass --backbone PATH")
+            raise BackboneError("backbone kind 'folder' needs a path", None, "set `backbone` to a folder")
         if self.vae_widths is not None:
             groups = TINY_VAE_CONFIG["norm_num_groups"]
             if (self.kind != "tiny" or len(self.vae_widths) != 4
@@ -170,7 +170,7 @@ def check_backbone_folder(path: str | Path) -> Path:
     """Raise BackboneError naming the first missing sub-folder or file of a diffusers folder."""
     root = Path(path)
     fix = (
-        "point --backbone at a local copy of stable-diffusion-2-1-base laid out by diffusers "
+        "point `backbone` at a local copy of stable-diffusion-2-1-base laid out by diffusers "
         "(unet/, vae/, scheduler/ with their config and weight files)"
     )
     if not root.is_dir():

@@ -17,19 +17,17 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmodiff.errors import CheckpointError, ConfigError, SceneError
+from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.nafnet import NAFBlock
+from gmodiff.preprocess import PAD_MODES, REFERENCE_INDEX, crop, pad
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-REFERENCE_INDEX = 1
-"""DaReg always treats the middle of the three frames as the reference."""
 MAX_WIDTH = 4096
 MAX_BLOCKS = 64
 
@@ -80,7 +78,7 @@ class DaRegConfig:
             )
         if self.channel_order not in ("rgb", "bgr"):
             raise ConfigError(f"channel_order {self.channel_order!r}", fix='use "rgb" or "bgr"')
-        if self.pad_mode not in ("replicate", "reflect", "constant"):
+        if self.pad_mode not in PAD_MODES:
             raise ConfigError(f"pad_mode {self.pad_mode!r}", fix='use "replicate" or "constant"')
 
     @property
@@ -133,18 +131,6 @@ class DaRegOutput:
     tokens: torch.Tensor
     """c_L: middle-block features (B, N, C_mid), N = H·W / multiple² of the padded size."""
     encoder_features: list[torch.Tensor] = field(default_factory=list, repr=False)
-
-
-@dataclass
-class DaRegPrediction:
-    """DaReg's result for one scene, as arrays at the scene's size."""
-
-    hdr: np.ndarray
-    """(H, W, 3) float32 linear radiance decoded from the gain map."""
-    gain_map: np.ndarray
-    """(H, W, 3) float32 in [0, 1]."""
-    mask: np.ndarray | None
-    """(H, W) float32 in [0, 1], or None without a mask head."""
 
 
 class ExposureAttentionFusion(nn.Module):
@@ -247,28 +233,15 @@ class DaReg(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        multiple = self.config.multiple
-        height, width = x.shape[-2:]
-        pad_h = (-height) % multiple
-        pad_w = (-width) % multiple
-        if pad_h == 0 and pad_w == 0:
-            return x
-        mode = self.config.pad_mode
-        if mode == "reflect" and (pad_h >= height or pad_w >= width):
-            mode = "replicate"  # reflect cannot pad more than the size itself
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
     def forward(self, inputs: torch.Tensor, with_mask: bool = True) -> DaRegOutput:
         """Run DaReg on ``inputs`` (B, 3, 6, H, W), frames short→long, any H and W."""
         if inputs.ndim != 5 or inputs.shape[1] != 3 or inputs.shape[2] != self.config.in_channels:
             raise ValueError(f"DaReg expects (B, 3, {self.config.in_channels}, H, W), got {tuple(inputs.shape)}")
-        batch, frames, channels, height, width = inputs.shape
+        size = (inputs.shape[-2], inputs.shape[-1])
         if self.config.channel_order == "bgr":
             # Each frame is concat(linear RGB, LDR RGB): reverse both triplets.
             inputs = inputs[:, :, [2, 1, 0, 5, 4, 3]]
-        padded = self._pad(inputs.reshape(batch, frames * channels, height, width))
-        padded = padded.reshape(batch, frames, channels, *padded.shape[-2:])
+        padded = pad(inputs, self.config)
 
         f_short = self.intro_0(padded[:, 0])
         f_ref = self.intro_1(padded[:, REFERENCE_INDEX])
@@ -286,13 +259,13 @@ class DaReg(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         # Residual to the reference stem features: the GM is a correction of the reference.
-        gain_map = torch.sigmoid(self.outconv(self.ending(x) + f_ref))[..., :height, :width]
+        gain_map = crop(torch.sigmoid(self.outconv(self.ending(x) + f_ref)), size)
         if self.config.channel_order == "bgr":
             gain_map = gain_map[:, [2, 1, 0]]
 
         mask = None
         if self.config.mask_head and with_mask:
-            mask = self._mask(skips, f_ref.shape[-2:])[..., :height, :width]
+            mask = crop(self._mask(skips, f_ref.shape[-2:]), size)
         return DaRegOutput(gain_map=gain_map, mask=mask, tokens=tokens, encoder_features=skips)
 
     def _mask(self, skips: list[torch.Tensor], size) -> torch.Tensor:
@@ -303,29 +276,6 @@ class DaReg(nn.Module):
             for adapt, feature in zip(self.encoder_adapt_convs, skips)
         ]
         return torch.sigmoid(self.seg_conv_layers(torch.cat(parts, dim=1)))
-
-    @torch.no_grad()
-    def predict_scene(self, scene) -> DaRegPrediction:
-        """Reconstruct one :class:`~gmodiff.io.scene.Scene` (3 frames, medium reference)."""
-        from gmodiff.data.inputs import stack_inputs
-        from gmodiff.gainmap import decode_gain_map
-
-        if len(scene.frames) != 3 or scene.reference_index != REFERENCE_INDEX:
-            raise SceneError(
-                f"DaReg needs 3 frames with the middle one as reference, got {len(scene.frames)} "
-                f"frames (reference {scene.reference_index})", scene.root,
-                "give a short/medium/long bracket")
-        was_training = self.training
-        self.eval()
-        parameter = next(self.parameters())
-        inputs = stack_inputs(scene.frames, scene.exposure_times)[None]
-        out = self(inputs.to(parameter.device, parameter.dtype))
-        self.train(was_training)
-        gain_map = out.gain_map[0].float().permute(1, 2, 0).cpu().numpy()
-        reference = np.asarray(scene.reference, dtype=np.float32)
-        hdr = decode_gain_map(gain_map, reference).astype(np.float32)
-        mask = None if out.mask is None else out.mask[0, 0].float().cpu().numpy()
-        return DaRegPrediction(hdr=hdr, gain_map=gain_map, mask=mask)
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -364,7 +314,7 @@ class DaReg(nn.Module):
             raise CheckpointError(
                 f"no DaReg weights here (need {CONFIG_NAME} and {WEIGHTS_NAME})",
                 path,
-                "point --weights at a folder written by save_pretrained or a dareg_mask.pth file",
+                "point at a folder written by save_pretrained or a dareg_mask.pth file",
             )
         try:
             values = json.loads(config_path.read_text(encoding="utf-8"))
@@ -391,38 +341,3 @@ class DaReg(nn.Module):
             raise CheckpointError(f"cannot read weights ({exc})", weights_path, "re-export them") from exc
         load_reference_state_dict(model, state, source=weights_path)
         return model
-
-
-_LOADED: dict[tuple[str, str, str | None], DaReg] = {}
-
-
-def load_dareg(weights: str | Path, device: str | torch.device = "cpu",
-               channel_order: str | None = None) -> DaReg:
-    """``DaReg.from_pretrained`` in eval mode on ``device``, cached so a batch of scenes loads the
-    weights once. ``channel_order`` overrides the stored one ("bgr" for the reference .pth)."""
-    key = (str(Path(weights).resolve()), str(device), channel_order)
-    if key not in _LOADED:
-        overrides = {"channel_order": channel_order} if channel_order else {}
-        _LOADED.clear()  # keep at most one model in memory
-        _LOADED[key] = DaReg.from_pretrained(weights, **overrides).to(device).eval()
-    return _LOADED[key]
-
-
-def reconstruct_with_dareg(scene, weights: str | Path | None = None, device: str = "cpu",
-                           channel_order: str | None = None):
-    """The ``dareg`` branch of :func:`gmodiff.reconstruct.reconstruct_scene`: DaReg alone."""
-    import time
-
-    from gmodiff.reconstruct import Reconstruction
-
-    if weights is None:
-        raise ConfigError("--method dareg needs weights",
-                          fix="pass --weights with a DaReg folder (save_pretrained) or dareg_mask.pth")
-    start = time.perf_counter()
-    model = load_dareg(weights, device, channel_order)
-    loaded = time.perf_counter()
-    prediction = model.predict_scene(scene)
-    done = time.perf_counter()
-    return Reconstruction(hdr=prediction.hdr, gain_map=prediction.gain_map, mask=prediction.mask,
-                          timings={"load": loaded - start, "dareg": done - loaded, "total": done - start},
-                          method="dareg")

@@ -22,12 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from gmodiff.errors import CheckpointError, ConfigError
-from gmodiff.gainmap import decode_gain_map, from_signed, to_signed, tonemap
+from gmodiff.gainmap import decode_gain_map, tonemap
 from gmodiff.models.backbone import BackboneConfig
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
 from gmodiff.pipeline import GMODiffPipeline, load_refiner_state
 from gmodiff.io.atomic import atomic_path
+from gmodiff.preprocess import batch_inputs
 from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from gmodiff.train.losses import ms_ssim_loss
 from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
@@ -195,12 +196,9 @@ def refiner_loss(gain_map: torch.Tensor, batch: dict, perceptual: PerceptualLoss
 
 
 def refine_batch(pipeline: GMODiffPipeline, refiner: nn.Module, batch: dict) -> torch.Tensor:
-    """Refined gain map in [0, 1] for a training batch (DaReg without gradients)."""
-    with torch.no_grad():
-        coarse = pipeline.dareg(batch["inputs"])
-    mask = coarse.mask if coarse.mask is not None else torch.zeros_like(coarse.gain_map[:, :1])
-    refined = refiner(to_signed(coarse.gain_map), to_signed(batch["ldr_short"]), mask, coarse.tokens)
-    return from_signed(refined)
+    """Refined gain map in [0, 1] for a training batch: the inference road, with gradients."""
+    inputs = batch_inputs(batch["inputs"], batch["ldr_short"], pipeline.dareg.config)
+    return pipeline.predict(inputs, refiner=refiner)[0]
 
 
 def train_step(pipeline: GMODiffPipeline, optimizer: torch.optim.Optimizer, batch: dict,
@@ -262,10 +260,11 @@ def validate(pipeline: GMODiffPipeline, dataset: Dataset) -> dict:
     totals: dict[str, float] = {}
     for index in range(len(dataset)):
         item = dataset[index]
-        pred = pipeline.predict(item["inputs"][None], item["ldr_short"][None])
-        ref = item["ldr_ref"][None].to(pred.gain_map.device)
+        inputs = batch_inputs(item["inputs"][None], item["ldr_short"][None], pipeline.dareg.config)
+        gain_map, coarse = pipeline.predict(inputs)
+        ref = item["ldr_ref"][None].to(gain_map.device)
         gt = item["gt_hdr"].permute(1, 2, 0).numpy()
-        for name, gm in (("", pred.gain_map), ("dareg_", pred.coarse_gain_map)):
+        for name, gm in (("", gain_map), ("dareg_", coarse.gain_map)):
             hdr = decode_gain_map(gm.float(), ref)[0].permute(1, 2, 0).cpu().numpy()
             for metric, fn in (("psnr_mu", psnr_mu), ("psnr_l", psnr_l)):
                 totals[name + metric] = totals.get(name + metric, 0.0) + float(fn(hdr, gt))

@@ -1,0 +1,163 @@
+"""Reconstruction jobs: a scene (or a folder of scenes) in, HDR files out, each written once.
+
+The command line (``gmodiff reconstruct``) and any other front end call these; they check every
+output before computing anything, write atomically (a failure leaves no partial file), and in a
+batch keep going past a broken scene, listing it once. A batch can be split over processes
+(:class:`Shard`): each process takes every N-th scene, so each output is written by one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError
+from gmodiff.io.scene import Scene
+from gmodiff.reconstruct import ReconstructOptions, reconstruct_scene
+from gmodiff.result import Reconstruction
+
+BATCH_FORMATS = (".exr", ".hdr")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of a batch: scenes ``index``, ``index + count``, ..."""
+
+    index: int = 0
+    count: int = 1
+
+    def take(self, items: list) -> list:
+        """The items this process handles."""
+        return items[self.index::self.count]
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: scenes written, and one line per scene that failed."""
+
+    total: int
+    written: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def write_maps(result: Reconstruction, gain_map_path: Path, mask_path: Path) -> list[Path]:
+    """Write the gain map and DA mask (those the result has) as 8-bit PNGs; return the paths."""
+    from gmodiff.io.ldr import write_ldr
+
+    written = []
+    if result.gain_map is not None:
+        write_ldr(gain_map_path, np.clip(result.gain_map, 0, 1), bit_depth=8)
+        written.append(gain_map_path)
+    if result.mask is not None:
+        write_ldr(mask_path, np.repeat(np.clip(result.mask, 0, 1)[..., None], 3, axis=2), bit_depth=8)
+        written.append(mask_path)
+    return written
+
+
+def write_debug_maps(output: Path, result: Reconstruction) -> list[Path]:
+    """Write the maps next to ``output`` as ``<output stem>.gain_map.png`` / ``.mask.png``."""
+    base = output.with_suffix("")
+    return write_maps(result, base.parent / f"{base.name}.gain_map.png",
+                      base.parent / f"{base.name}.mask.png")
+
+
+def check_preview(path: Path | None) -> None:
+    """Refuse a preview name that is not a PNG (before any compute)."""
+    if path is not None and path.suffix.lower() != ".png":
+        raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
+
+
+def ground_truth_scores(scene: Scene, hdr: np.ndarray) -> dict[str, float]:
+    """PSNR-μ and PSNR-l of ``hdr`` against the scene's ground truth, when it has one that fits."""
+    if scene.ground_truth is None or scene.ground_truth.shape != hdr.shape:
+        return {}
+    from gmodiff.metrics import psnr_l, psnr_mu
+
+    return {"psnr_mu": psnr_mu(hdr, scene.ground_truth), "psnr_l": psnr_l(hdr, scene.ground_truth)}
+
+
+def write_reconstruction(scene: Scene, output: Path, method: str, options: ReconstructOptions,
+                         preview: Path | None = None, float_exr: bool = False,
+                         debug_maps: bool = False) -> dict:
+    """Reconstruct a loaded scene and write the HDR (and preview, debug maps); return a summary."""
+    from gmodiff.io.output import write_output
+
+    result = reconstruct_scene(scene, method, options)
+    # Ultra HDR: SDR white at the reference exposure, so the base image looks like that photo.
+    write_output(output, result.hdr, float_exr=float_exr,
+                 radiance_scale=float(scene.exposure_times[scene.reference_index]))
+    if preview is not None:
+        from gmodiff.io.preview import write_preview
+
+        write_preview(preview, result.hdr)
+    if debug_maps:
+        write_debug_maps(output, result)
+    return {"scene": scene.name, "method": result.method, "seconds": result.timings["total"],
+            **ground_truth_scores(scene, result.hdr)}
+
+
+def reconstruct_one(folder: Path, output: Path, method: str, options: ReconstructOptions,
+                    preview: Path | None = None, float_exr: bool = False,
+                    debug_maps: bool = False) -> dict:
+    """Load one scene folder, reconstruct it and write it; return a summary dict."""
+    from gmodiff.io.scene import load_scene
+
+    return write_reconstruction(load_scene(folder), output, method, options, preview, float_exr,
+                                debug_maps)
+
+
+def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,
+                output_format: str) -> str:
+    """Every check a batch needs before compute; returns the output suffix (".exr"/".hdr")."""
+    from gmodiff.io.output import check_writable_folder
+
+    suffix = "." + output_format.lower().lstrip(".")
+    if suffix not in BATCH_FORMATS:
+        raise ConfigError(f"unsupported batch output format {output_format!r}",
+                          fix="use exr or hdr")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError("is a file, but several scenes need an output folder", out_dir,
+                          "pass a folder as the output")
+    names: dict[str, Path] = {}
+    for folder in scenes:
+        if folder.name in names:
+            raise SceneError(f"two scenes are named '{folder.name}' ({names[folder.name]})",
+                             folder, "rename one: outputs are named after scene folders")
+        names[folder.name] = folder
+    for folder in (out_dir, preview_dir):
+        if folder is not None:
+            check_writable_folder(folder)
+    return suffix
+
+
+def reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: ReconstructOptions,
+                     suffix: str = ".exr", preview_dir: Path | None = None,
+                     float_exr: bool = False, debug_maps: bool = False, shard: Shard = Shard(),
+                     progress: bool = True) -> BatchReport:
+    """Reconstruct this shard's scenes into ``out_dir/<scene name><suffix>``; a failing scene is
+    recorded in the report and the batch goes on. Run :func:`check_batch` first."""
+    import sys
+
+    from tqdm import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if preview_dir is not None:
+        preview_dir.mkdir(parents=True, exist_ok=True)
+    mine = shard.take(scenes)
+    report = BatchReport(total=len(mine))
+    for folder in tqdm(mine, desc="reconstruct", unit="scene", file=sys.stderr, leave=False,
+                       disable=None if progress else True):
+        target = out_dir / f"{folder.name}{suffix}"
+        preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
+        try:
+            reconstruct_one(folder, target, method, options, preview, float_exr, debug_maps)
+            report.written += 1
+        except GmodiffError as err:
+            report.failures.append(str(err))
+        except (MemoryError, RuntimeError, ValueError, OSError, ArithmeticError) as exc:
+            # A bug or an unforeseen input in one scene must not cost the rest of the batch.
+            report.failures.append(f"{folder}: internal error ({type(exc).__name__}: {exc}) — "
+                                   "please report it with this scene")
+    return report

@@ -1,0 +1,123 @@
+"""Bracket → network input tensors, and back: the one place inputs are encoded, padded, cropped.
+
+Every road from a bracket to the networks goes through here: inference (``gmodiff.reconstruct``
+and ``GMODiffPipeline``), the training datasets (``gmodiff.data.datasets``) and the refiner's
+training (through ``GMODiffPipeline.predict``). Padding has one owner, :func:`pad`, and one mode:
+the model config's ``pad_mode``, so every road pads alike.
+
+A per-model input step (frames linearised with an estimated camera response, an extra input for
+another DaReg input layout, ...) plugs into :func:`encode_bracket`, which is handed the model
+config. This module sits on the data floor: it knows a model config only by the fields of
+:class:`InputSpec`, never imports ``gmodiff.models``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gmodiff.data.inputs import stack_inputs
+from gmodiff.errors import SceneError
+
+FRAMES = 3
+"""The networks take three frames, short → long."""
+REFERENCE_INDEX = 1
+"""The middle frame is the reference the gain map lifts to HDR."""
+PAD_MODES = ("replicate", "reflect", "constant")
+
+
+class InputSpec(Protocol):
+    """What preprocessing reads from a model config (``DaRegConfig`` has these fields)."""
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are padded to a multiple of this."""
+
+    pad_mode: str
+    """One of :data:`PAD_MODES` ("constant" pads zeros)."""
+
+
+@dataclass(frozen=True)
+class DefaultSpec:
+    """The spec of a model that states none: replicate-pad to a multiple of 32."""
+
+    multiple: int = 32
+    pad_mode: str = "replicate"
+
+
+@dataclass
+class NetworkInputs:
+    """A batch ready for DaReg and the refiner, padded to the model's multiple."""
+
+    inputs: torch.Tensor
+    """(B, 3, C, H', W'): per-frame network inputs, short → long."""
+    ldr_short: torch.Tensor
+    """(B, 3, H', W') short exposure in [0, 1] (the refiner's condition)."""
+    size: tuple[int, int]
+    """(H, W) before padding: :func:`crop` cuts outputs back to it."""
+
+
+def require_bracket(scene) -> None:
+    """Refuse a scene the networks cannot take: three frames with the middle one as reference."""
+    if len(scene.frames) != FRAMES or scene.reference_index != REFERENCE_INDEX:
+        raise SceneError(f"the networks need 3 frames with the middle one as reference, got "
+                         f"{len(scene.frames)} frames (reference {scene.reference_index})",
+                         scene.root, "give a short, medium and long exposure")
+
+
+def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float],
+                   spec: InputSpec | None = None) -> torch.Tensor:
+    """Network input (3, C, H, W) of a bracket (frames short → long, H×W×3 in [0, 1]).
+
+    The per-model input step hooks in here: ``spec`` is the model config, so a model whose
+    config asks for another encoding gets it on every road (inference and training alike).
+    Today every model takes the standard layout ``concat(LDR**2.2 / t, LDR)``.
+    """
+    return stack_inputs(list(frames), exposure_times)
+
+
+def pad(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """Pad the last two dims of ``x`` (any leading dims) to ``spec.multiple`` with ``spec.pad_mode``."""
+    height, width = x.shape[-2:]
+    multiple = spec.multiple
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = spec.pad_mode
+    if mode == "reflect" and (pad_h >= height or pad_w >= width):
+        mode = "replicate"  # reflect cannot pad more than the size itself
+    lead = x.shape[:-2]
+    # F.pad's replicate/reflect modes want (N, C, H, W); padding is per channel, so folding the
+    # leading dims into channels changes nothing.
+    padded = F.pad(x.reshape(1, -1, height, width), (0, pad_w, 0, pad_h), mode=mode)
+    return padded.reshape(*lead, height + pad_h, width + pad_w)
+
+
+def crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Cut a padded output back to ``size`` (H, W) in its last two dims."""
+    return x[..., :size[0], :size[1]]
+
+
+def batch_inputs(inputs: torch.Tensor, ldr_short: torch.Tensor, spec: InputSpec) -> NetworkInputs:
+    """Pad a batch of encoded inputs (B, 3, C, H, W) and short frames (B, 3, H, W) for a model."""
+    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+    return NetworkInputs(pad(inputs, spec), pad(ldr_short, spec), size)
+
+
+def scene_inputs(scene, spec: InputSpec) -> NetworkInputs:
+    """A batch of one from a :class:`~gmodiff.io.scene.Scene`, checked and padded for a model."""
+    require_bracket(scene)
+    inputs = encode_bracket(scene.frames, scene.exposure_times, spec)[None]
+    short = np.ascontiguousarray(np.asarray(scene.frames[0], dtype=np.float32).transpose(2, 0, 1))
+    return batch_inputs(inputs, torch.from_numpy(short)[None], spec)
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """First item of a (B, C, H, W) output as a float32 (H, W, C) array, or (H, W) for C = 1."""
+    image = x[0].float().cpu().numpy()
+    return image[0] if image.shape[0] == 1 else np.ascontiguousarray(image.transpose(1, 2, 0))
