@@ -3,11 +3,14 @@
 The command line (``gmodiff reconstruct``) and any other front end call these; they check every
 output before computing anything, write atomically (a failure leaves no partial file), and in a
 batch keep going past a broken scene, listing it once. A batch can be split over processes
-(:class:`Shard`): each process takes every N-th scene, so each output is written by one process.
+(:class:`Shard`, :func:`reconstruct_sharded` under ``accelerate launch``): each process takes
+every N-th scene, so each output is written by exactly one process and each failure listed once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +42,23 @@ class BatchReport:
 
     total: int
     written: int = 0
-    failures: list[str] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    """Position of the scene in the batch → its error line."""
+    main_process: bool = True
+    """False on the other processes of a sharded batch (the main one reports for all)."""
+
+    @property
+    def failures(self) -> list[str]:
+        """The error lines, in batch order."""
+        return [self.failed[index] for index in sorted(self.failed)]
+
+    @classmethod
+    def merge(cls, reports: list[BatchReport]) -> BatchReport:
+        """One report for the shards of a batch."""
+        merged = cls(total=sum(r.total for r in reports), written=sum(r.written for r in reports))
+        for report in reports:
+            merged.failed.update(report.failed)
+        return merged
 
 
 def write_maps(result: Reconstruction, gain_map_path: Path, mask_path: Path) -> list[Path]:
@@ -145,19 +164,50 @@ def reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: Re
     out_dir.mkdir(parents=True, exist_ok=True)
     if preview_dir is not None:
         preview_dir.mkdir(parents=True, exist_ok=True)
-    mine = shard.take(scenes)
+    mine = shard.take(list(enumerate(scenes)))
     report = BatchReport(total=len(mine))
-    for folder in tqdm(mine, desc="reconstruct", unit="scene", file=sys.stderr, leave=False,
-                       disable=None if progress else True):
+    for index, folder in tqdm(mine, desc="reconstruct", unit="scene", file=sys.stderr, leave=False,
+                              disable=None if progress else True):
         target = out_dir / f"{folder.name}{suffix}"
         preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
         try:
             reconstruct_one(folder, target, method, options, preview, float_exr, debug_maps)
             report.written += 1
         except GmodiffError as err:
-            report.failures.append(str(err))
+            report.failed[index] = str(err)
         except (MemoryError, RuntimeError, ValueError, OSError, ArithmeticError) as exc:
             # A bug or an unforeseen input in one scene must not cost the rest of the batch.
-            report.failures.append(f"{folder}: internal error ({type(exc).__name__}: {exc}) — "
-                                   "please report it with this scene")
+            report.failed[index] = (f"{folder}: internal error ({type(exc).__name__}: {exc}) — "
+                                    "please report it with this scene")
     return report
+
+
+def launched_processes() -> int:
+    """How many processes a launcher (``accelerate launch``, torchrun) started for this job."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def reconstruct_sharded(scenes: list[Path], out_dir: Path, method: str,
+                        options: ReconstructOptions, suffix: str = ".exr",
+                        preview_dir: Path | None = None, float_exr: bool = False,
+                        debug_maps: bool = False, progress: bool = True) -> BatchReport:
+    """:func:`reconstruct_many` over every process of an ``accelerate launch`` (one process when
+    not launched): each takes every N-th scene, on its own GPU when ``options.device`` is cuda;
+    the main process's report covers the whole batch, the others' say ``main_process=False``."""
+    if launched_processes() <= 1:
+        return reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir, float_exr,
+                                debug_maps, progress=progress)
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    # On CPU the processes talk over gloo; on GPUs each process takes its own device.
+    state = PartialState(cpu=not options.device.startswith("cuda"))
+    if options.device.startswith("cuda"):
+        options = dataclasses.replace(options, device=str(state.device))
+    shard = Shard(state.process_index, state.num_processes)
+    report = reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir, float_exr,
+                              debug_maps, shard, progress=progress and state.is_main_process)
+    merged = BatchReport.merge(gather_object([report]))
+    merged.main_process = state.is_main_process
+    state.wait_for_everyone()
+    return merged

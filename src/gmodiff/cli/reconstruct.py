@@ -6,7 +6,9 @@ from EXIF or ``--ev``/``--times``, frames chosen and aligned by ``gmodiff.bracke
 One scene folder (with ``exposure.txt``) → the ``-o`` file (.hdr, .exr or Ultra HDR .jpg).
 A folder of scene folders → ``-o`` is a folder that receives ``<scene name>.<format>`` per scene;
 broken scenes are skipped, listed at the end, and make the exit code 1 while the good ones are
-still written. Every file is written atomically, so a failure leaves no partial output.
+still written. Every file is written atomically, so a failure leaves no partial output. Under
+``accelerate launch -m gmodiff reconstruct scenes/ -o out/`` the scenes are shared out over the
+processes (GPUs, machines); the main process prints the summary for all.
 """
 
 from __future__ import annotations
@@ -165,8 +167,10 @@ def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: R
                       progress: bool, debug_maps: bool = False) -> None:
     """A folder of scene folders → one file per scene; broken scenes listed, exit code 1."""
     suffix = jobs.check_batch(scenes, out_dir, preview_dir, output_format)
-    report = jobs.reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir,
-                                   float_exr, debug_maps, progress=progress)
+    report = jobs.reconstruct_sharded(scenes, out_dir, method, options, suffix, preview_dir,
+                                      float_exr, debug_maps, progress=progress)
+    if not report.main_process:  # under accelerate launch, the main process reports for all
+        raise typer.Exit(1 if report.failures else 0)
     typer.echo(f"wrote {report.written} of {report.total} HDR image(s) to {out_dir}")
     if report.failures:
         typer.echo(f"{len(report.failures)} scene(s) failed:", err=True)
