@@ -32,7 +32,7 @@ from gmodiff.models.backbone import BackboneConfig, load_backbone
 from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
-from gmodiff.preprocess import NetworkInputs, crop, scene_inputs, to_image
+from gmodiff.preprocess import NetworkInputs, crop, network_scene, scene_inputs, to_image
 from gmodiff.result import Reconstruction
 
 PIPELINE_CONFIG = "gmodiff_pipeline.json"
@@ -255,6 +255,7 @@ class GMODiffPipeline:
             generator = torch.Generator().manual_seed(seed)
         tile_options = self.tile if tile is True else (tile or None)
         start = time.perf_counter()
+        scene = network_scene(scene, self.dareg.config)
         batch = scene_inputs(scene, self.dareg.config)
         timings: dict[str, float] = {}
         if refine:

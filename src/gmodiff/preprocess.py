@@ -43,6 +43,15 @@ class InputSpec(Protocol):
 
 
 @dataclass(frozen=True)
+class InputLayout:
+    """The input fields of a model config that data must follow (``DaRegConfig`` has them):
+    training datasets carry one so their items match the network they feed."""
+
+    canonical_inputs: bool = False
+    merge_input: bool = False
+
+
+@dataclass(frozen=True)
 class DefaultSpec:
     """The spec of a model that states none: replicate-pad to a multiple of 32."""
 
@@ -55,7 +64,7 @@ class NetworkInputs:
     """A batch ready for DaReg and the refiner, padded to the model's multiple."""
 
     inputs: torch.Tensor
-    """(B, 3, C, H', W'): per-frame network inputs, short → long."""
+    """(B, S, C, H', W'): per-frame network inputs, short → long (+ the merge slot, S = 4)."""
     ldr_short: torch.Tensor
     """(B, 3, H', W') short exposure in [0, 1] (the refiner's condition)."""
     size: tuple[int, int]
@@ -70,15 +79,36 @@ def require_bracket(scene) -> None:
                          scene.root, "give a short, medium and long exposure")
 
 
+def network_scene(scene, spec: InputSpec | None = None):
+    """The scene as the model sees it: frames re-encoded from a camera response estimated on
+    the bracket when the config has ``canonical_inputs`` (``gmodiff.data.canonical``), else
+    ``scene`` itself. Gain maps decode against this scene's reference frame."""
+    if not getattr(spec, "canonical_inputs", False):
+        return scene
+    from gmodiff.data.canonical import canonicalise_scene
+
+    return canonicalise_scene(scene)
+
+
 def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float],
                    spec: InputSpec | None = None) -> torch.Tensor:
-    """Network input (3, C, H, W) of a bracket (frames short → long, H×W×3 in [0, 1]).
+    """Network input (S, C, H, W) of a bracket (frames short → long, H×W×3 in [0, 1]).
 
     The per-model input step hooks in here: ``spec`` is the model config, so a model whose
     config asks for another encoding gets it on every road (inference and training alike).
-    Today every model takes the standard layout ``concat(LDR**2.2 / t, LDR)``.
+    Every model takes the standard layout ``concat(LDR**2.2 / t, LDR)`` per frame (S = 3); a
+    config with ``merge_input`` adds the classical merge of the bracket as a fourth slot.
     """
-    return stack_inputs(list(frames), exposure_times)
+    inputs = stack_inputs(list(frames), exposure_times)
+    if not getattr(spec, "merge_input", False):
+        return inputs
+    from gmodiff.data.canonical import merge_slot
+    from gmodiff.io.scene import Scene
+
+    bracket = Scene(frames=list(frames), exposure_times=np.asarray(exposure_times, np.float64),
+                    reference_index=REFERENCE_INDEX)
+    merge = np.ascontiguousarray(merge_slot(bracket).transpose(2, 0, 1))
+    return torch.cat([inputs, torch.from_numpy(merge)[None]], dim=0)
 
 
 def pad(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
@@ -110,7 +140,9 @@ def batch_inputs(inputs: torch.Tensor, ldr_short: torch.Tensor, spec: InputSpec)
 
 
 def scene_inputs(scene, spec: InputSpec) -> NetworkInputs:
-    """A batch of one from a :class:`~gmodiff.io.scene.Scene`, checked and padded for a model."""
+    """A batch of one from a :class:`~gmodiff.io.scene.Scene`, checked and padded for a model.
+
+    Pass the scene through :func:`network_scene` first for models with ``canonical_inputs``."""
     require_bracket(scene)
     inputs = encode_bracket(scene.frames, scene.exposure_times, spec)[None]
     short = np.ascontiguousarray(np.asarray(scene.frames[0], dtype=np.float32).transpose(2, 0, 1))

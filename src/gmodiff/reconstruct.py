@@ -148,9 +148,10 @@ class DaRegMethod(Method):
         import torch
 
         from gmodiff.gainmap import decode_gain_map
-        from gmodiff.preprocess import crop, scene_inputs, to_image
+        from gmodiff.preprocess import crop, network_scene, scene_inputs, to_image
 
         start = time.perf_counter()
+        scene = network_scene(scene, self.model.config)
         batch = scene_inputs(scene, self.model.config)
         parameter = next(self.model.parameters())
         with torch.no_grad():

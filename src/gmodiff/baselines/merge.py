@@ -74,12 +74,22 @@ def intensity_mapping(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     mapped = np.empty_like(source, dtype=np.float32)
     quantiles = np.linspace(0.0, 1.0, 1025)
     for c in range(source.shape[2]):
-        src_q = np.quantile(source[..., c], quantiles)
-        dst_q = np.quantile(target[..., c], quantiles)
+        src_q = _quantiles(source[..., c], quantiles)
+        dst_q = _quantiles(target[..., c], quantiles)
         # Flat runs (clipped regions) make src_q non-strictly increasing; np.interp takes the
         # last matching value, which is fine for a monotone map.
         mapped[..., c] = np.interp(source[..., c], src_q, dst_q)
     return mapped
+
+
+def _quantiles(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """``np.quantile`` (linear method) of many quantiles at once: one sort instead of a
+    partition per quantile, which made histogram matching the merge's slowest step."""
+    ordered = np.sort(values, axis=None).astype(np.float64)
+    position = quantiles * (ordered.size - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, ordered.size - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 def _grey(image: np.ndarray) -> np.ndarray:

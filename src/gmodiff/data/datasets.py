@@ -13,6 +13,7 @@ on its index and the epoch: a resumed run sees exactly the data an uninterrupted
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset
 
 from gmodiff.errors import SceneError
 from gmodiff.gainmap import encode_gain_map
-from gmodiff.preprocess import encode_bracket
+from gmodiff.preprocess import InputLayout, encode_bracket, network_scene
 
 AUGMENT_MODES = 8
 """4 rotations × optional horizontal flip."""
@@ -46,17 +47,20 @@ def make_item(
     exposure_times: Sequence[float],
     ground_truth: np.ndarray,
     reference_index: int = 1,
+    layout: InputLayout | None = None,
 ) -> dict[str, torch.Tensor]:
     """One training item from a bracket (short→long, HxWx3 in [0, 1]) and its HDR ground truth.
 
-    Keys: ``inputs`` (3, 6, h, w), ``gt_gain_map``, ``gt_hdr``, ``ldr_ref``, ``ldr_short`` (3, h, w),
-    ``exposure_times`` (3,).
+    Keys: ``inputs`` (S, 6, h, w) as :func:`gmodiff.preprocess.encode_bracket` makes them for
+    ``layout``, ``gt_gain_map``, ``gt_hdr``, ``ldr_ref``, ``ldr_short`` (3, h, w),
+    ``exposure_times`` (3,). Frames must already be what the network sees (see
+    :func:`gmodiff.preprocess.network_scene`).
     """
     frames = [np.asarray(f, dtype=np.float32) for f in frames]
     ground_truth = np.asarray(ground_truth, dtype=np.float32)
     ldr_ref = frames[reference_index]
     return {
-        "inputs": encode_bracket(frames, exposure_times),
+        "inputs": encode_bracket(frames, exposure_times, layout),
         "gt_gain_map": _chw(encode_gain_map(ground_truth, ldr_ref)),
         "gt_hdr": _chw(ground_truth),
         "ldr_ref": _chw(ldr_ref),
@@ -65,9 +69,11 @@ def make_item(
     }
 
 
-def scene_item(scene, top: int = 0, left: int = 0, size: int | None = None, mode: int = 0) -> dict:
+def scene_item(scene, top: int = 0, left: int = 0, size: int | None = None, mode: int = 0,
+               layout: InputLayout | None = None) -> dict:
     """Item for a crop (``top``, ``left``, ``size``; whole scene when ``size`` is None) of a
-    :class:`~gmodiff.io.scene.Scene`, augmented with flip/rotate ``mode``."""
+    :class:`~gmodiff.io.scene.Scene`, augmented with flip/rotate ``mode``, encoded for ``layout``
+    (canonical frames are re-encoded from a response estimated on the crop)."""
     if scene.ground_truth is None:
         raise SceneError("scene has no ground truth (HDRImg.hdr)", scene.root,
                          "training and validation need HDRImg.hdr or label.hdr in each scene")
@@ -77,8 +83,15 @@ def scene_item(scene, top: int = 0, left: int = 0, size: int | None = None, mode
     def cut(image: np.ndarray) -> np.ndarray:
         return augment(image[top:top + height, left:left + width], mode)
 
-    return make_item([cut(f) for f in scene.frames], scene.exposure_times, cut(scene.ground_truth),
-                     scene.reference_index)
+    crop = dataclasses.replace(scene, frames=[cut(f) for f in scene.frames],
+                               ground_truth=cut(scene.ground_truth))
+    return network_item(network_scene(crop, layout), layout)
+
+
+def network_item(scene, layout: InputLayout | None = None) -> dict:
+    """Item for a whole scene whose frames are already what the network sees."""
+    return make_item(scene.frames, scene.exposure_times, scene.ground_truth, scene.reference_index,
+                     layout)
 
 
 def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -121,8 +134,10 @@ class SceneCropDataset(_EpochDataset):
         augment: bool = True,
         seed: int = 0,
         cache: bool = True,
+        layout: InputLayout | None = None,
     ):
         self.folders = _scene_folders(roots)
+        self.layout = layout
         self.crop_size = int(crop_size)
         self.crops_per_scene = int(crops_per_scene)
         self.augment = augment
@@ -152,16 +167,18 @@ class SceneCropDataset(_EpochDataset):
         top = int(rng.integers(0, scene.height - self.crop_size + 1))
         left = int(rng.integers(0, scene.width - self.crop_size + 1))
         mode = int(rng.integers(AUGMENT_MODES)) if self.augment else 0
-        return scene_item(scene, top, left, self.crop_size, mode)
+        return scene_item(scene, top, left, self.crop_size, mode, self.layout)
 
 
 class PrecutCropDataset(_EpochDataset):
     """Crop folders written by ``gmodiff data crops`` (each one a small Kalantari-layout scene)."""
 
-    def __init__(self, roots: str | Path | Sequence[str | Path], augment: bool = True, seed: int = 0):
+    def __init__(self, roots: str | Path | Sequence[str | Path], augment: bool = True, seed: int = 0,
+                 layout: InputLayout | None = None):
         self.folders = _scene_folders(roots)
         self.augment = augment
         self.seed = seed
+        self.layout = layout
 
     def __len__(self) -> int:
         return len(self.folders)
@@ -170,14 +187,15 @@ class PrecutCropDataset(_EpochDataset):
         from gmodiff.io.scene import load_scene
 
         mode = int(_rng(self.seed, self.epoch, index).integers(AUGMENT_MODES)) if self.augment else 0
-        return scene_item(load_scene(self.folders[index]), mode=mode)
+        return scene_item(load_scene(self.folders[index]), mode=mode, layout=self.layout)
 
 
 class FullSceneDataset(Dataset):
     """Whole validation scenes, one item per scene folder (no crop, no augmentation)."""
 
-    def __init__(self, roots: str | Path | Sequence[str | Path]):
+    def __init__(self, roots: str | Path | Sequence[str | Path], layout: InputLayout | None = None):
         self.folders = _scene_folders(roots)
+        self.layout = layout
 
     def __len__(self) -> int:
         return len(self.folders)
@@ -185,7 +203,7 @@ class FullSceneDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         from gmodiff.io.scene import load_scene
 
-        item = scene_item(load_scene(self.folders[index]))
+        item = scene_item(load_scene(self.folders[index]), layout=self.layout)
         item["name"] = self.folders[index].name
         return item
 
@@ -204,6 +222,16 @@ def procedural_source() -> RadianceSource:
     return make
 
 
+def lamp_room_source() -> RadianceSource:
+    """Procedural rooms lit by small lamps (gmodiff.data.sources) as a :data:`RadianceSource`."""
+    from gmodiff.data.sources import lamp_room_radiance
+
+    def make(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+        return lamp_room_radiance(height, width, seed=int(rng.integers(2**31)))
+
+    return make
+
+
 def panorama_source(panorama: str | Path | np.ndarray) -> RadianceSource:
     """Random perspective views of one HDR panorama (path or array) as a :data:`RadianceSource`."""
     from gmodiff.data.sources import perspective_views
@@ -215,9 +243,14 @@ def panorama_source(panorama: str | Path | np.ndarray) -> RadianceSource:
             if isinstance(panorama, np.ndarray):
                 state["pano"] = panorama
             else:
-                from gmodiff.io.hdr import read_hdr
+                if str(panorama).endswith(".exr.js"):
+                    from gmodiff.data.sources import read_pmndrs_hdri
 
-                state["pano"] = read_hdr(panorama)
+                    state["pano"] = read_pmndrs_hdri(panorama)
+                else:
+                    from gmodiff.io.hdr import read_hdr
+
+                    state["pano"] = read_hdr(panorama)
         views = perspective_views(state["pano"], 1, size=(height, width), rng=rng)
         return np.asarray(views[0], dtype=np.float32)
 
@@ -238,6 +271,7 @@ class SimulatedDataset(_EpochDataset):
         crop_size: int = 128,
         seed: int = 0,
         simulation=None,
+        layout: InputLayout | None = None,
     ):
         if not sources:
             raise ValueError("SimulatedDataset needs at least one radiance source")
@@ -246,19 +280,26 @@ class SimulatedDataset(_EpochDataset):
         self.crop_size = int(crop_size)
         self.seed = seed
         self.simulation = simulation
+        self.layout = layout
 
     def __len__(self) -> int:
         return self.length
 
     def scene(self, index: int):
-        """The simulated :class:`~gmodiff.io.scene.Scene` behind item ``index``."""
-        from gmodiff.data.simulate import SimulationConfig, simulate_scene
+        """The simulated :class:`~gmodiff.io.scene.Scene` behind item ``index`` (canonical frames
+        when the dataset is, linearised with the true response bent slightly at random)."""
+        from gmodiff.data.simulate import SimulationConfig, simulate
 
         rng = _rng(self.seed, self.epoch, index)
         source = self.sources[int(rng.integers(len(self.sources)))]
         radiance = source(rng, self.crop_size, self.crop_size)
         config = self.simulation if self.simulation is not None else SimulationConfig()
-        return simulate_scene(radiance, config, rng)
+        simulation = simulate(radiance, config, rng)
+        if not (self.layout and self.layout.canonical_inputs):
+            return simulation.scene
+        from gmodiff.data.canonical import canonicalise_scene, jittered_inverse
+
+        return canonicalise_scene(simulation.scene, jittered_inverse(simulation.response.inverse, rng))
 
     def __getitem__(self, index: int) -> dict:
-        return scene_item(self.scene(index))
+        return network_item(self.scene(index), self.layout)

@@ -61,6 +61,9 @@ class SimulationConfig:
     """...to this linear level."""
     min_reference_median: float = 0.01
     """Floor on the reference frame's median linear level, so a tiny sun cannot black out a scene."""
+    exposure_shift_stops: float | Range = 0.0
+    """Extra exposure of the whole bracket after the highlight rule (a range varies where the
+    reference frame's level sits: negative keeps more highlights and deepens the shadows)."""
 
     def __post_init__(self) -> None:
         spacing = self.ev_spacing_stops
@@ -238,6 +241,7 @@ def simulate(radiance: np.ndarray, config: SimulationConfig | None = None,
     shot = _draw(rng, config.shot_noise)
     read = _draw(rng, config.read_noise)
     t1 = _choose_t1(radiance, config, float(times[ref]), rng)
+    t1 *= 2.0 ** _draw(rng, config.exposure_shift_stops)  # a fixed 0 draws nothing
 
     objects = _moving_objects(rng, radiance, config) if config.motion else []
     # Where objects sit in the reference: part of every non-reference frame's motion mask.

@@ -245,3 +245,118 @@ def perspective_views(panorama: np.ndarray, n: int, fov_deg: float = 70.0,
                          borderMode=cv2.BORDER_WRAP)
         views.append(np.maximum(view, 0.0).astype(np.float32))
     return views
+
+
+# ---------------------------------------------------------------------------------------------
+# Procedural interiors lit by small lamps (training source for deep shadows)
+
+
+def lamp_room_radiance(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A box room of textured walls lit by 1–3 small lamps, float32 (H, W, 3).
+
+    A pinhole camera looks into the room; each wall point gets the lamps' inverse-square,
+    cosine-weighted irradiance plus a faint bounce term. The lamps themselves are small, very
+    bright disks, so most of the frame lies 10^-2..10^-5 below the peak: the statistics of a
+    room at night that panoramas of daylight scenes lack.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    focal = max(h, w) / (2.0 * math.tan(math.radians(rng.uniform(30.0, 45.0))))
+    u = (xx - (w - 1) / 2 + rng.uniform(-0.1, 0.1) * w) / focal
+    v = (yy - (h - 1) / 2 + rng.uniform(-0.1, 0.1) * h) / focal
+    half_w, half_h, depth = rng.uniform(1.0, 3.0), rng.uniform(0.8, 1.6), rng.uniform(2.0, 8.0)
+    with np.errstate(divide="ignore"):
+        hits = np.stack([half_w / np.abs(u), half_h / np.abs(v), np.full_like(u, depth)])
+    surface = hits.argmin(axis=0)  # 0: side wall, 1: floor/ceiling, 2: back wall
+    distance = hits.min(axis=0)
+    points = np.stack([u * distance, v * distance, distance], axis=-1)
+    normals = np.zeros_like(points)
+    normals[..., 0] = np.where(surface == 0, -np.sign(u), 0.0)
+    normals[..., 1] = np.where(surface == 1, -np.sign(v), 0.0)
+    normals[..., 2] = np.where(surface == 2, -1.0, 0.0)
+
+    albedo = np.zeros((h, w, 3), np.float32)
+    for index in range(3):
+        # Each surface kind (and each side) gets its own material.
+        for side in (-1.0, 1.0):
+            region = (surface == index) & ((np.sign(u if index == 0 else v) == side) | (index == 2))
+            level = rng.uniform(0.05, 0.8)
+            albedo[region] = (level * _texture(rng, yy, xx)[..., None] * _colour(rng))[region]
+    irradiance = np.zeros((h, w), np.float32)
+    lamps = []
+    for _ in range(int(rng.integers(1, 4))):
+        lamp = np.array([rng.uniform(-0.8, 0.8) * half_w, rng.uniform(-0.9, 0.3) * half_h,
+                         rng.uniform(0.3, 0.9) * depth])
+        power = float(np.exp(rng.uniform(math.log(0.2), math.log(5.0))))
+        offset = lamp - points
+        dist2 = np.maximum((offset**2).sum(-1), 1e-3)
+        cosine = np.maximum((normals * offset).sum(-1) / np.sqrt(dist2), 0.0)
+        irradiance += power * cosine / dist2
+        lamps.append((lamp, power))
+    bounce = rng.uniform(0.002, 0.03) * float(irradiance.mean())
+    radiance = albedo * (irradiance + bounce)[..., None] / math.pi
+    for lamp, power in lamps:
+        if lamp[2] <= 0.05:
+            continue
+        cy, cx = lamp[1] / lamp[2] * focal + (h - 1) / 2, lamp[0] / lamp[2] * focal + (w - 1) / 2
+        radius = max(1.0, rng.uniform(0.01, 0.03) * min(h, w))
+        disk = _ellipse_mask(yy, xx, cy, cx, radius, radius * rng.uniform(0.6, 1.4))
+        glow = rng.uniform(20.0, 400.0) * power * _colour(rng, 0.3) * np.array([1.0, 0.85, 0.6])
+        radiance = radiance * (1.0 - disk[..., None]) + disk[..., None] * glow.astype(np.float32)
+    return np.maximum(radiance, 0.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# @pmndrs/assets HDRIs (npm): base64 EXR inside an ES module
+
+PMNDRS_HDRI_DIR = Path(__file__).resolve().parents[3] / "tools" / "node_modules" / "@pmndrs" / "assets" / "hdri"
+"""Where ``make install`` puts the npm package (tools/package.json); GMODIFF_PMNDRS_DIR overrides."""
+PMNDRS_TRAIN = ("apartment", "bridge", "city", "esplanade", "forest", "hall", "lab", "night",
+                "park", "sky", "studio", "warehouse")
+"""The HDRIs models may train and tune on; the rest (dawn, lobby, sunrise, sunset, venice,
+workshop) are held out for evaluation."""
+
+
+def pmndrs_hdri_path(name: str) -> Path:
+    """Path of one ``@pmndrs/assets`` HDRI module (``hdri/NAME.exr.js``)."""
+    import os
+
+    folder = Path(os.environ.get("GMODIFF_PMNDRS_DIR", PMNDRS_HDRI_DIR))
+    path = folder / f"{name}.exr.js"
+    if not path.is_file():
+        raise ConfigError(f"@pmndrs/assets HDRI {name!r} not found", path,
+                          "run `make install` (npm) or set GMODIFF_PMNDRS_DIR to its hdri/ folder")
+    return path
+
+
+def read_pmndrs_hdri(path: str | Path) -> np.ndarray:
+    """Decode an ``@pmndrs/assets`` ``*.exr.js`` module (a base64 EXR data URL) to radiance."""
+    import base64
+    import tempfile
+
+    text = Path(path).read_text(encoding="ascii", errors="replace")
+    start = text.find("base64,")
+    end = text.rfind("'") if "'" in text[start:] else text.rfind('"')
+    if start < 0 or end <= start:
+        raise HDRValueError("not an @pmndrs/assets HDRI module (no base64 EXR)", path)
+    payload = base64.b64decode(text[start + len("base64,"):end])
+    import OpenEXR
+
+    with tempfile.TemporaryDirectory() as folder:
+        exr = Path(folder) / "hdri.exr"
+        exr.write_bytes(payload)
+        try:
+            channels = OpenEXR.File(str(exr), separate_channels=True).parts[0].channels
+            radiance = np.stack([np.asarray(channels[c].pixels, np.float32) for c in "RGB"], -1)
+        except Exception as exc:
+            raise HDRValueError(f"cannot decode the embedded EXR ({exc})", path) from exc
+    # These files use lossy DWAB compression, which rings (even below zero) around the sun and
+    # lamps; a 5×5 median of the non-negative image replaces the rung pixels.
+    rung = (radiance < 0).any(axis=-1)
+    radiance = np.maximum(radiance, 0.0)
+    if rung.any():
+        smooth = cv2.medianBlur(np.ascontiguousarray(radiance), 5)
+        radiance[rung] = smooth[rung]
+    if not np.isfinite(radiance).all() or not np.any(radiance > 0):
+        raise HDRValueError("embedded EXR has no usable radiance", path)
+    return radiance

@@ -49,6 +49,15 @@ class DaRegConfig:
     as the reference code does)."""
     channel_order: str = "rgb"
     """Colour order the weights were trained on: "rgb" (ours) or "bgr" (the reference DaReg)."""
+    canonical_inputs: bool = False
+    """Frames are re-encoded with gamma 2.2 from a camera response estimated from the bracket
+    before the network sees them (``gmodiff.data.canonical``), so the network never has to
+    guess the camera curve. Off for the paper layout and the reference weights."""
+    merge_input: bool = False
+    """A fourth input slot carries a classical merge of the bracket (``concat(H, GM)``); its
+    features are added to the fused features and a learnt per-pixel gate blends the merge's gain
+    map with the network's. The merge stem starts at zero (a pretrained DaReg's own gain map is
+    unchanged) and the gate at an even blend."""
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -202,6 +211,13 @@ class DaReg(nn.Module):
         self.ending = nn.Conv2d(base, base, 3, padding=1)
         self.outconv = nn.Conv2d(base, 3, 3, padding=1)
 
+        if config.merge_input:
+            self.intro_merge = nn.Conv2d(config.in_channels, base, 3, padding=1)
+            self.merge_gate = nn.Conv2d(base, 1, 3, padding=1)
+            for layer in (self.intro_merge, self.merge_gate):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
         if config.mask_head:
             m = config.mask_channels
             self.encoder_adapt_convs = nn.ModuleList(nn.Conv2d(c, m, 1) for c in widths[:-1])
@@ -233,10 +249,18 @@ class DaReg(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------
 
+    @property
+    def input_slots(self) -> int:
+        """Input slots per item: the three frames, plus the classical merge with ``merge_input``."""
+        return 4 if self.config.merge_input else 3
+
     def forward(self, inputs: torch.Tensor, with_mask: bool = True) -> DaRegOutput:
-        """Run DaReg on ``inputs`` (B, 3, 6, H, W), frames short→long, any H and W."""
-        if inputs.ndim != 5 or inputs.shape[1] != 3 or inputs.shape[2] != self.config.in_channels:
-            raise ValueError(f"DaReg expects (B, 3, {self.config.in_channels}, H, W), got {tuple(inputs.shape)}")
+        """Run DaReg on ``inputs`` (B, S, 6, H, W): frames short→long (S = 3), then the classical
+        merge ``concat(H, GM)`` with ``merge_input`` (S = 4); any H and W."""
+        slots = self.input_slots
+        if inputs.ndim != 5 or inputs.shape[1] != slots or inputs.shape[2] != self.config.in_channels:
+            raise ValueError(f"DaReg expects (B, {slots}, {self.config.in_channels}, H, W), "
+                             f"got {tuple(inputs.shape)}")
         size = (inputs.shape[-2], inputs.shape[-1])
         if self.config.channel_order == "bgr":
             # Each frame is concat(linear RGB, LDR RGB): reverse both triplets.
@@ -247,6 +271,8 @@ class DaReg(nn.Module):
         f_ref = self.intro_1(padded[:, REFERENCE_INDEX])
         f_long = self.intro_2(padded[:, 2])
         x = self.fusion(f_short, f_ref, f_long)
+        if self.config.merge_input:
+            x = x + self.intro_merge(padded[:, 3])
 
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
@@ -259,7 +285,14 @@ class DaReg(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         # Residual to the reference stem features: the GM is a correction of the reference.
-        gain_map = crop(torch.sigmoid(self.outconv(self.ending(x) + f_ref)), size)
+        features = self.ending(x) + f_ref
+        gain_map = torch.sigmoid(self.outconv(features))
+        if self.config.merge_input:
+            # Where the merge is exact (static, well exposed somewhere) the gate can hand over
+            # to it; where frames disagree or clip, the network's own gain map speaks.
+            gate = torch.sigmoid(self.merge_gate(features))
+            gain_map = gate * padded[:, 3, 3:6] + (1.0 - gate) * gain_map
+        gain_map = crop(gain_map, size)
         if self.config.channel_order == "bgr":
             gain_map = gain_map[:, [2, 1, 0]]
 

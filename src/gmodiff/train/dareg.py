@@ -73,6 +73,9 @@ class DaRegTrainConfig(TrainDataConfig, RunConfig):
         preset = DaRegConfig.tiny if self.model == "tiny" else DaRegConfig.paper
         overrides = dict(self.model_overrides)
         overrides["mask_head"] = self.stage == 2
+        # The data config owns the input layout; the network must expect what the data gives.
+        overrides["canonical_inputs"] = self.canonical_inputs
+        overrides["merge_input"] = self.merge_input
         return preset(**overrides)
 
     @classmethod
@@ -136,7 +139,12 @@ def load_backbone_weights(model: DaReg, path: str | Path) -> None:
     path = Path(path)
     state, _ = _read_weights(path)
     expected = model.state_dict()
+    if not model.config.mask_head:  # stage-1 warm start from a bundle that has a mask head
+        state = {k: v for k, v in state.items()
+                 if not k.startswith(("encoder_adapt_convs.", "seg_conv_layers."))}
     head = {k for k in expected if k.startswith(("encoder_adapt_convs.", "seg_conv_layers."))}
+    # A merge-input DaReg may start from a plain one: its merge stem and gate start at zero.
+    head |= {k for k in expected if k.startswith(("intro_merge.", "merge_gate."))}
     missing, unexpected, mismatched = state_dict_differences(expected, state, optional=head)
     if missing or unexpected or mismatched:
         raise CheckpointError(
@@ -152,6 +160,10 @@ def build_model(config: DaRegTrainConfig) -> DaReg:
         _, stored = _read_weights(Path(config.init_weights))
         if stored:  # trust the stage-1 run's architecture over the preset
             model_config = DaRegConfig.from_dict({**stored, "mask_head": True})
+            if (model_config.canonical_inputs, model_config.merge_input) != (
+                    config.canonical_inputs, config.merge_input):
+                raise ConfigError("canonical_inputs / merge_input differ from the stage-1 weights",
+                                  fix="set them as the stage-1 run did")
     model = DaReg(model_config)
     if config.stage == 2:
         load_backbone_weights(model, config.init_weights)

@@ -28,7 +28,15 @@ class TrainDataConfig:
     """Simulated brackets per epoch (0: none)."""
     simulated_procedural: bool = True
     simulated_panoramas: list[str] = field(default_factory=list)
-    """HDR panoramas (paths, or "blender:I" for the I-th blender-data panorama) to cut views from."""
+    """HDR panoramas (paths, "blender:I" for the I-th blender-data panorama, or "pmndrs:NAME" for
+    an @pmndrs/assets HDRI) to cut views from."""
+    simulated_lamp_rooms: int = 0
+    """Sampling weight of procedural rooms lit by small lamps (deep shadows) among the sources:
+    the lamp-room source is listed this many times (0: none)."""
+    canonical_inputs: bool = False
+    """Frames re-encoded from their camera response (DaRegConfig.canonical_inputs)."""
+    merge_input: bool = False
+    """Items carry the classical-merge slot (DaRegConfig.merge_input)."""
     simulation: dict = field(default_factory=dict)
     """SimulationConfig overrides for the simulated training items (lists become (lo, hi)
     ranges), e.g. ``{ev_spacing_stops: [2, 3]}``; empty = the simulator's defaults."""
@@ -44,7 +52,12 @@ class TrainDataConfig:
 
 
 def panorama_path(entry: str) -> Path:
-    """A panorama entry of a config: a path, or "blender:I" for the I-th blender-data panorama."""
+    """A panorama entry of a config: a path, "blender:I" for the I-th blender-data panorama, or
+    "pmndrs:NAME" for an @pmndrs/assets HDRI module."""
+    if entry.startswith("pmndrs:"):
+        from gmodiff.data.sources import pmndrs_hdri_path
+
+        return pmndrs_hdri_path(entry.split(":", 1)[1])
     if entry.startswith("blender:"):
         from gmodiff.data.sources import blender_panoramas
 
@@ -57,10 +70,11 @@ def panorama_path(entry: str) -> Path:
     return Path(entry)
 
 
-def _sources(procedural: bool, panoramas: list[str]):
-    from gmodiff.data.datasets import panorama_source, procedural_source
+def _sources(procedural: bool, panoramas: list[str], lamp_rooms: int = 0):
+    from gmodiff.data.datasets import lamp_room_source, panorama_source, procedural_source
 
     sources = [procedural_source()] if procedural else []
+    sources += [lamp_room_source()] * int(lamp_rooms)
     sources += [panorama_source(panorama_path(p)) for p in panoramas]
     return sources
 
@@ -79,20 +93,29 @@ def simulation_config(overrides: dict):
                           fix="use SimulationConfig field names, e.g. ev_spacing_stops") from exc
 
 
+def input_layout(config: TrainDataConfig):
+    """The network input layout the config's data must follow."""
+    from gmodiff.preprocess import InputLayout
+
+    return InputLayout(config.canonical_inputs, config.merge_input)
+
+
 def build_train_dataset(config: TrainDataConfig) -> Dataset:
     """The mix of training sources the config names (ConcatDataset)."""
     from gmodiff.data.datasets import PrecutCropDataset, SceneCropDataset, SimulatedDataset
 
     parts: list[Dataset] = []
+    layout = {"layout": input_layout(config)}
     if config.train_scenes:
         parts.append(SceneCropDataset(config.train_scenes, config.crop_size, config.crops_per_scene,
-                                      seed=config.seed))
+                                      seed=config.seed, **layout))
     if config.train_crops:
-        parts.append(PrecutCropDataset(config.train_crops, seed=config.seed))
+        parts.append(PrecutCropDataset(config.train_crops, seed=config.seed, **layout))
     if config.simulated_items:
-        sources = _sources(config.simulated_procedural, config.simulated_panoramas)
+        sources = _sources(config.simulated_procedural, config.simulated_panoramas,
+                           config.simulated_lamp_rooms)
         parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed,
-                                      simulation=simulation_config(config.simulation)))
+                                      simulation=simulation_config(config.simulation), **layout))
     if not parts:
         raise ConfigError("no training data", fix="set train_scenes, train_crops or simulated_items")
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -103,13 +126,15 @@ def build_val_dataset(config: TrainDataConfig) -> Dataset | None:
     from gmodiff.data.datasets import FullSceneDataset, SimulatedDataset
 
     parts: list[Dataset] = []
+    layout = {"layout": input_layout(config)}
     if config.val_scenes:
-        parts.append(FullSceneDataset(config.val_scenes))
+        parts.append(FullSceneDataset(config.val_scenes, **layout))
     if config.val_simulated:
         sources = _sources(config.val_procedural, config.val_panoramas)
         if not sources:
             raise ConfigError("val_simulated needs val_panoramas or val_procedural: true")
-        parts.append(SimulatedDataset(sources, config.val_simulated, config.val_size, seed=config.val_seed))
+        parts.append(SimulatedDataset(sources, config.val_simulated, config.val_size, seed=config.val_seed,
+                                      **layout))
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)

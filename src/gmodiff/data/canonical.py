@@ -1,0 +1,73 @@
+"""Canonical inputs: frames re-encoded with gamma 2.2 and a classical merge as an extra input.
+
+A camera's response is unknown to the network; guessing it is what made the first default
+model overestimate deep shadows on real cameras. Here the frames are linearised with a curve
+estimated from the bracket itself (``gmodiff.calibration``), or with the simulator's true curve
+during training, and re-encoded as ``linear ** (1 / 2.2)``: exactly the encoding the spec §1
+inputs (``L ** 2.2 / t``) and the gain-map codec assume. The classical deghost merge of the
+canonical frames is then an input of its own (``merge_input`` DaRegs), so the network only has
+to correct it where frames move or clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from gmodiff.data.inputs import GAMMA
+from gmodiff.gainmap import encode_gain_map
+from gmodiff.io.scene import Scene
+
+Linearise = Callable[[np.ndarray], np.ndarray]
+"""A camera's inverse response: encoded values in [0, 1] → linear values in [0, 1]."""
+
+
+def canonical_frames(frames: list[np.ndarray], linearise: Linearise) -> list[np.ndarray]:
+    """Frames linearised by ``linearise`` and re-encoded with gamma 2.2, float32 in [0, 1]."""
+    out = []
+    for frame in frames:
+        linear = np.clip(linearise(np.clip(np.asarray(frame, np.float32), 0.0, 1.0)), 0.0, 1.0)
+        out.append(np.power(linear, 1.0 / GAMMA).astype(np.float32))
+    return out
+
+
+def canonicalise_scene(scene: Scene, linearise: Linearise | None = None) -> Scene:
+    """``scene`` with canonical frames; the curve is estimated from the bracket when not given.
+
+    Ground truth, exposures and reference stay as they are: the ground truth is linear already.
+    """
+    if linearise is None:
+        from gmodiff.calibration import estimate_response
+
+        linearise = estimate_response(scene.frames, scene.exposure_times).linearise
+    return dataclasses.replace(scene, frames=canonical_frames(scene.frames, linearise))
+
+
+def merge_slot(scene: Scene) -> np.ndarray:
+    """The ``merge_input`` slot for a (canonical) scene: ``concat(H, GM)`` as (H, W, 6) float32.
+
+    H is the deghost merge (linear, relative to t=1 like the frames' ``L**2.2 / t`` channels)
+    and GM its gain map relative to the reference frame, what the network's gate blends in.
+    """
+    from gmodiff.baselines.merge import deghost_merge
+
+    hdr = deghost_merge(scene)
+    gain_map = encode_gain_map(hdr, np.asarray(scene.reference, np.float32))
+    return np.concatenate([hdr, gain_map], axis=-1).astype(np.float32)
+
+
+def jittered_inverse(inverse: Linearise, rng: np.random.Generator,
+                     strength: float = 0.06) -> Linearise:
+    """A true inverse response bent by a random power ``1 ± strength`` (training only).
+
+    At run time the curve is estimated, never exact; training on slightly wrong curves keeps
+    the network from relying on a perfect linearisation.
+    """
+    power = float(np.exp(rng.uniform(-strength, strength)))
+
+    def linearise(encoded: np.ndarray) -> np.ndarray:
+        return np.power(np.clip(inverse(encoded), 0.0, 1.0), power)
+
+    return linearise
