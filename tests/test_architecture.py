@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gmodiff"
 FLOORS = {
     0: ["gainmap", "errors", "result"],
     1: ["io", "metrics"],
-    2: ["data", "preprocess", "baselines", "align", "brackets"],
+    2: ["data", "preprocess", "baselines", "align", "brackets", "calibration"],
     3: ["models"],
     4: ["pipeline"],
     5: ["reconstruct"],

@@ -43,10 +43,14 @@ def test_scene_inputs_refuse_brackets_the_networks_cannot_take():
         scene_inputs(two, DefaultSpec())
 
 
-@pytest.mark.parametrize("pad_mode", ["replicate", "constant", "reflect"])
-def test_dareg_and_gmodiff_without_refinement_give_the_same_gain_map(tmp_path, pad_mode):
+@pytest.mark.parametrize("overrides", [{"pad_mode": "replicate"}, {"pad_mode": "constant"},
+                                       {"pad_mode": "reflect"},
+                                       {"canonical_inputs": True, "merge_input": True}],
+                         ids=["replicate", "constant", "reflect", "canonical-merge"])
+def test_dareg_and_gmodiff_without_refinement_give_the_same_gain_map(tmp_path, overrides):
     """Same weights, same road: ``--method dareg`` and ``--method gmodiff --no-refine`` agree
-    bit for bit, whatever the DaReg's pad mode (40×50 needs padding to 64×64)."""
+    bit for bit, whatever the DaReg's pad mode (40×50 needs padding to 64×64) and input layout
+    (canonical frames + the classical-merge slot)."""
     from gmodiff.models.backbone import BackboneConfig
     from gmodiff.models.dareg import DaReg, DaRegConfig
     from gmodiff.models.refiner import RefinerConfig
@@ -55,7 +59,7 @@ def test_dareg_and_gmodiff_without_refinement_give_the_same_gain_map(tmp_path, p
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        dareg = DaReg(DaRegConfig.tiny(pad_mode=pad_mode))
+        dareg = DaReg(DaRegConfig.tiny(**overrides))
         with torch.no_grad():  # non-trivial weights so the padded border matters
             for p in dareg.parameters():
                 p.add_(0.05 * torch.randn_like(p))
