@@ -86,6 +86,9 @@ def selected_specs(count: int | None) -> list[ood_scenes.SceneSpec]:
 
 def load_pipeline(weights: str):
     """The pipeline at ``weights``, or exit 2 with the loader's one-line reason."""
+    if weights != "default" and not Path(weights).is_dir():
+        fail(f"--weights {weights}: no such folder; give a pipeline folder like "
+             "src/gmodiff/weights/default")
     from gmodiff.pipeline import GMODiffPipeline, resolve_weights
 
     try:

@@ -286,6 +286,9 @@ def dark_room(h: int, w: int, seed: int) -> np.ndarray:
         else:
             position = np.array([rng.uniform(-width / 2 + 0.3, width / 2 - 0.3),
                                  rng.uniform(0.3, height - 0.3), rng.uniform(-depth + 0.3, -1.0)])
+        for box in boxes[6:]:  # a lamp inside a cabinet would light nothing: stand it on top
+            if np.all(position > box.lo) and np.all(position < box.hi):
+                position[1] = box.hi[1] + 0.3
         lights.append(Light(position, rng.uniform(0.5, 3.0) * _warm(rng), rng.uniform(0.02, 0.05)))
     total = sum(float(light.intensity.mean()) for light in lights)
     # Inter-reflections, very roughly: a faint, even fill proportional to the lamps' power.

@@ -38,7 +38,7 @@ PISA_DIR = TOOLS_MODULES / "three-envmap-helper" / "assets"
 CACHE_DIR = REPO / "benchmarks" / ".cache" / "ood"
 PMNDRS_HELD_OUT = ("dawn", "lobby", "sunrise", "sunset", "venice", "workshop")
 BLENDER_HELD_OUT = ("sunrise", "sunset")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when scene construction changes, so stale cached brackets are not reused."""
 
 
