@@ -12,7 +12,9 @@ if [ ! -d /usr/share/blender/datafiles/studiolights/world ]; then
   fi
 fi
 # - tools/node_modules: @monogrid/gainmap-js (exact pin in tools/package-lock.json) for the
-#   independent Ultra HDR decode check; skipped (tests skip with a reason) when node is absent.
+#   independent Ultra HDR decode check, and the HDR images of @pmndrs/assets and
+#   three-envmap-helper (split into train / evaluation-only in docs/data.md; benchmarks/ood.py);
+#   skipped (tests skip with a reason) when node is absent.
 if command -v npm >/dev/null 2>&1 && [ -f tools/package-lock.json ]; then
   npm ci --prefix tools --no-audit --no-fund --loglevel=error >/dev/null 2>&1 \
     || npm install --prefix tools --no-audit --no-fund --loglevel=error >/dev/null 2>&1 \

@@ -50,8 +50,9 @@ class SimulationConfig:
     """Photon-noise variance per unit linear signal (1 / full-well capacity, saturation = 1)."""
     read_noise: Range = (2e-4, 2e-3)
     """Read-noise standard deviation, in units of saturation."""
-    response: str = "random"
-    """Camera response: ``random``, a family name, ``srgb`` or ``gammaX.Y`` (data.response)."""
+    response: str | Response = "random"
+    """Camera response: ``random``, a family name, ``srgb`` or ``gammaX.Y`` (data.response), or a
+    :class:`Response` instance (e.g. an evaluation-only curve outside the drawn families)."""
     bit_depth: int = 16
     size: tuple[int, int] | None = None
     """Output (height, width); the radiance is centre-cropped to the aspect and resampled."""
@@ -237,7 +238,8 @@ def simulate(radiance: np.ndarray, config: SimulationConfig | None = None,
 
     spacing = _draw(rng, config.ev_spacing_stops)
     times = 2.0 ** (spacing * np.arange(config.n_frames))
-    response = response_by_name(config.response, rng)
+    response = (config.response if isinstance(config.response, Response)
+                else response_by_name(config.response, rng))
     shot = _draw(rng, config.shot_noise)
     read = _draw(rng, config.read_noise)
     t1 = _choose_t1(radiance, config, float(times[ref]), rng)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gmodiff.metrics.exposure import (RADIANCE_BANDS, band_label, band_ratios, dark_fraction,
+                                      fit_log_gain, psnr_mu_gain_fitted)
 from gmodiff.metrics.external import MetricUnavailableError, available, cvvdp_jod, hdr_flip
 from gmodiff.metrics.pu21 import pu21_encode, pu21_psnr, pu21_ssim
 from gmodiff.metrics.quality import psnr, psnr_l, psnr_mu, ssim, ssim_l, ssim_mu
@@ -40,7 +42,8 @@ def evaluate_pair(pred: np.ndarray, gt: np.ndarray, extra: bool = False) -> dict
 
 
 __all__ = [
-    "CORE_METRICS", "MetricUnavailableError", "available", "cvvdp_jod", "evaluate_pair",
-    "hdr_flip", "psnr", "psnr_l", "psnr_mu", "pu21_encode", "pu21_psnr", "pu21_ssim", "ssim",
-    "ssim_l", "ssim_mu",
+    "CORE_METRICS", "MetricUnavailableError", "RADIANCE_BANDS", "available", "band_label",
+    "band_ratios", "cvvdp_jod", "dark_fraction", "evaluate_pair", "fit_log_gain", "hdr_flip",
+    "psnr", "psnr_l", "psnr_mu", "psnr_mu_gain_fitted", "pu21_encode", "pu21_psnr", "pu21_ssim",
+    "ssim", "ssim_l", "ssim_mu",
 ]
