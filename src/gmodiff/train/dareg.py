@@ -56,10 +56,15 @@ class DaRegTrainConfig(TrainDataConfig, RunConfig):
     """Halve (× lr_gamma) the learning rate every this many steps."""
     lr_gamma: float = 0.5
     max_steps: int = 1000
+    merge_lr_scale: float = 1.0
+    """Learning-rate factor for the merge stem and gate of a ``merge_input`` DaReg: new layers
+    learn where to trust the classical merge faster than the pretrained body is nudged."""
     mask_threshold: float = 0.02
     out_dir: str = "runs/dareg"
 
     def __post_init__(self) -> None:
+        if not 0 < self.merge_lr_scale <= 1000:
+            raise ConfigError(f"merge_lr_scale {self.merge_lr_scale} out of range", fix="use 1..1000")
         if self.stage not in (1, 2):
             raise ConfigError(f"stage must be 1 or 2, got {self.stage}")
         if self.model not in ("tiny", "paper"):
@@ -173,6 +178,18 @@ def build_model(config: DaRegTrainConfig) -> DaReg:
     return model
 
 
+def parameter_groups(model: DaReg, config: DaRegTrainConfig) -> list[dict]:
+    """Trainable parameters for the optimizer: the merge stem and gate at ``merge_lr_scale``×."""
+    merge, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (merge if name.startswith(("intro_merge.", "merge_gate.")) else rest).append(param)
+    groups = [{"params": rest, "lr": config.lr}] if rest else []
+    if merge:
+        groups.append({"params": merge, "lr": config.lr * config.merge_lr_scale})
+    return groups
+
+
 # -- validation --------------------------------------------------------------------------------
 
 
@@ -229,8 +246,7 @@ def train_dareg(
     if val_dataset is None and accelerator.is_main_process:
         val_dataset = build_val_dataset(config)
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, config), lr=config.lr)
     # Not passed to accelerator.prepare: its wrapper steps the scheduler once per process.
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
 
