@@ -132,3 +132,16 @@ def test_response_inverse_round_trip_used_by_training():
     values = np.linspace(0, 1, 11, dtype=np.float32)
     assert np.allclose(response.inverse(response.forward(values)), values, atol=1e-5)
     assert dataclasses.is_dataclass(SimulationConfig())
+
+
+def test_merge_layers_get_their_own_learning_rate():
+    from gmodiff.train.dareg import DaRegTrainConfig, parameter_groups
+
+    config = DaRegTrainConfig(merge_input=True, merge_lr_scale=50.0, lr=1e-4, simulated_items=1)
+    model = DaReg(config.model_config())
+    body, merge = parameter_groups(model, config)
+    assert merge["lr"] == pytest.approx(5e-3) and body["lr"] == pytest.approx(1e-4)
+    assert {id(p) for p in merge["params"]} == {id(p) for p in [
+        *model.intro_merge.parameters(), *model.merge_gate.parameters()]}
+    plain = DaRegTrainConfig(simulated_items=1)
+    assert len(parameter_groups(DaReg(plain.model_config()), plain)) == 1

@@ -12,7 +12,7 @@ import torch
 
 from gmodiff import pipeline as pipeline_module
 from gmodiff.data.datasets import SimulatedDataset, procedural_source
-from gmodiff.errors import CheckpointError
+from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.io.scene import load_scene
 from gmodiff.models.backbone import load_backbone
 from gmodiff.models.dareg import DaReg, DaRegConfig
@@ -163,3 +163,23 @@ def test_stage1_warm_start_loads_init_weights(tmp_path):
     model = build_model(DaRegTrainConfig(stage=1, init_weights=str(tmp_path / "w")))
     assert torch.equal(next(model.parameters()), next(source.parameters()))
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_bundle_swaps_in_a_retrained_dareg_with_another_input_layout(tmp_path):
+    pipe = GMODiffPipeline.tiny()
+    pipe.save_pretrained(tmp_path / "trained")
+    torch.manual_seed(3)
+    retrained = DaReg(DaRegConfig.tiny(mask_head=True, canonical_inputs=True, merge_input=True))
+    retrained.save_pretrained(tmp_path / "dareg")
+    bundled = bundle_pipeline(tmp_path / "trained", tmp_path / "bundle", refine=False,
+                              dareg=tmp_path / "dareg")
+    loaded = GMODiffPipeline.from_pretrained(bundled)
+    assert loaded.dareg.config.merge_input and loaded.dareg.config.canonical_inputs
+    assert torch.equal(loaded.dareg.merge_gate.weight, retrained.merge_gate.weight)
+    assert loaded.refine is False
+    result = loaded(_crop(load_scene(SAMPLE), 32))
+    assert result.hdr.shape == (32, 32, 3) and np.isfinite(result.hdr).all()
+    narrow = DaReg(DaRegConfig.tiny(channels=(16, 32, 64, 128, 64)))
+    narrow.save_pretrained(tmp_path / "narrow")
+    with pytest.raises(ConfigError, match="tokens"):
+        bundle_pipeline(tmp_path / "trained", tmp_path / "bundle2", dareg=tmp_path / "narrow")

@@ -83,8 +83,10 @@ def train_bundle_command(
     refine: bool | None = typer.Option(None, "--refine/--no-refine", help="Saved default: run the "
                                        "refiner, or return DaReg's gain map (a refiner that does "
                                        "not beat its DaReg yet). Default: as trained (refine)."),
+    dareg: Path | None = typer.Option(None, "--dareg", help="Replace the pipeline's DaReg by "
+                                      "this one (a stage-2 'final' folder of the same width)."),
 ) -> None:
     """Write a trained tiny pipeline as one self-contained folder (the bundled default model)."""
     from gmodiff.train.bundle import bundle_pipeline
 
-    typer.echo(f"wrote {bundle_pipeline(pipeline, out, refine=refine)}")
+    typer.echo(f"wrote {bundle_pipeline(pipeline, out, refine=refine, dareg=dareg)}")

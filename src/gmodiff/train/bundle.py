@@ -36,13 +36,20 @@ def _tiny_equivalent(pipeline: GMODiffPipeline) -> BackboneConfig | None:
 
 
 def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None = None,
-                    refine: bool | None = None) -> Path:
+                    refine: bool | None = None, dareg: str | Path | None = None) -> Path:
     """Save the pipeline at ``source`` to ``out`` with its tiny backbone embedded (one folder).
 
     ``refine`` (when not None) sets the saved default: False ships a pipeline whose refiner has
-    not yet caught up with its DaReg, so by default it returns DaReg's gain map.
+    not yet caught up with its DaReg, so by default it returns DaReg's gain map. ``dareg`` (a
+    ``save_pretrained`` folder) replaces the pipeline's DaReg by a retrained one of the same
+    token width, e.g. one with another input layout.
     """
     pipeline = GMODiffPipeline.from_pretrained(source)
+    if dareg is not None:
+        from gmodiff.models.dareg import DaReg
+        from gmodiff.train.refiner import compatible_dareg
+
+        pipeline.dareg = compatible_dareg(pipeline, DaReg.from_pretrained(dareg))
     if refine is not None:
         pipeline.refine = refine
     tiny = _tiny_equivalent(pipeline)
