@@ -4,8 +4,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# A second venv for ColorVideoVDP (torch + torchvision built together, no diffusers); see
+# requirements-metrics.txt. `gmodiff eval --extra cvvdp` runs cvvdp there in a subprocess.
+METRICS_VENV := .venv-metrics
+METRICS_STAMP := $(METRICS_VENV)/.installed
 
-.PHONY: install demo test bench clean train-default
+.PHONY: install metrics-env demo test bench clean train-default
 
 install: $(STAMP)
 
@@ -17,11 +21,23 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/install-s
 	bash scripts/install-system.sh
 	touch $(STAMP)
 
+# Rebuilt from scratch when requirements-metrics.txt changes; the self-test scores two tiny
+# pairs offline, so a broken install fails here and not in the middle of an evaluation.
+metrics-env: $(METRICS_STAMP)
+
+$(METRICS_STAMP): requirements-metrics.txt
+	rm -rf $(METRICS_VENV)
+	$(PYTHON) -m venv $(METRICS_VENV)
+	$(METRICS_VENV)/bin/python -m pip install --quiet -r requirements-metrics.txt
+	HF_HUB_OFFLINE=1 $(METRICS_VENV)/bin/python -I src/gmodiff/metrics/cvvdp_worker.py --self-test
+	touch $(METRICS_STAMP)
+
 demo: install
 	$(PY) -m gmodiff.demo --out demo-out
 
-test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
+# metrics-env: the cvvdp tests run in it (created once, about 2 minutes, then cached).
+test: install metrics-env
+	HF_HUB_OFFLINE=1 GMODIFF_REQUIRE_METRICS_ENV=1 $(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: install
 	$(PY) benchmarks/baselines.py

@@ -3,12 +3,14 @@
 Scenes are simulated (gmodiff.data.simulate) from perspective views of the two blender-data
 panoramas the default model never trained on (sunrise, sunset), under several conditions:
 exposure spacing, camera response and motion. For each method: PSNR-μ / PSNR-l / SSIM-μ /
-SSIM-l / PU21-PSNR / PU21-SSIM (and HDR-FLIP / cvvdp when installed), averaged per condition and
-overall. "DaReg alone" is the default pipeline's own coarse gain map (the same forward pass).
+SSIM-l / PU21-PSNR / PU21-SSIM, ColorVideoVDP JOD (in the metrics environment, ``make
+metrics-env``) and HDR-FLIP, averaged per condition and overall. "DaReg alone" is the default
+pipeline's own coarse gain map (the same forward pass).
 Then the time to load the default pipeline and reconstruct one 1000×700 scene on this CPU.
 
     python benchmarks/quality.py                      # → benchmarks/results/quality.md
     python benchmarks/quality.py --count 2 --size 256 # quicker
+    python benchmarks/quality.py --extra ""           # without JOD / FLIP (no metrics env)
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from gmodiff.data.simulate import SimulationConfig, simulate
 from gmodiff.data.sources import blender_panoramas, perspective_views, read_radiance_file
 from gmodiff.gainmap import decode_gain_map
 from gmodiff.io.atomic import atomic_path
-from gmodiff.metrics import evaluate_pair
+from gmodiff.evaluation import metric_label
+from gmodiff.metrics import ExtraMetrics, evaluate_pair, parse_extra
 
 HELD_OUT = (6, 7)
 CONDITIONS: dict[str, SimulationConfig] = {
@@ -55,7 +58,7 @@ def margin_line(means: dict[str, dict[str, float]], default_refines: bool) -> st
             f"{ours['psnr_mu'] - best['psnr_mu']:+.2f} dB PSNR-μ.")
 
 
-def score_condition(pipe, scenes: list, extra: bool) -> dict[str, list[dict]]:
+def score_condition(pipe, scenes: list, extra: ExtraMetrics | bool) -> dict[str, list[dict]]:
     """Per-method lists of metric dicts (plus seconds) over ``scenes``."""
     rows: dict[str, list[dict]] = {}
 
@@ -84,13 +87,18 @@ def mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
             for name, items in rows.items()}
 
 
+def cell(key: str, value: float) -> str:
+    """SSIMs and FLIP to 4 decimals; PSNRs and JOD to 2."""
+    return f"{value:.4f}" if "ssim" in key or key == "hdr_flip" else f"{value:.2f}"
+
+
 def table(means: dict[str, dict[str, float]]) -> list[str]:
-    """Markdown table rows, best PSNR-μ first."""
+    """Markdown table rows, best PSNR-μ first; columns headed as in ``gmodiff eval``."""
     keys = [k for k in next(iter(means.values())) if k != "seconds"]
-    header = "| method | " + " | ".join(keys) + " | s/scene |"
+    header = "| method | " + " | ".join(metric_label(k) for k in keys) + " | s/scene |"
     lines = [header, "|" + "---|" * (len(keys) + 2)]
     for name, row in sorted(means.items(), key=lambda kv: -kv[1]["psnr_mu"]):
-        cells = [f"{row[k]:.4f}" if "ssim" in k else f"{row[k]:.2f}" for k in keys]
+        cells = [cell(k, row[k]) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['seconds']:.3f} |")
     return lines
 
@@ -123,24 +131,28 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=8, help="scenes per condition")
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--extra", action="store_true", help="also HDR-FLIP/cvvdp when installed")
+    parser.add_argument("--extra", default="cvvdp,flip",
+                        help="optional metrics: cvvdp (needs `make metrics-env`), flip; '' for none")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality.md"))
     args = parser.parse_args()
     if len(blender_panoramas()) < 8:
         raise SystemExit("needs the 8 blender-data panoramas (apt-get install blender-data)")
     from gmodiff.pipeline import GMODiffPipeline
 
+    extra = ExtraMetrics(parse_extra(args.extra)).start()  # a missing metrics env fails here
     pipe = GMODiffPipeline.from_pretrained(args.weights)
     names = [Path(p).stem for p in blender_panoramas()]
     all_rows: dict[str, list[dict]] = {}
     sections = []
     for index, (label, config) in enumerate(CONDITIONS.items()):
         scenes = held_out_scenes(list(HELD_OUT), args.count, args.size, args.seed + index, config)
-        rows = score_condition(pipe, scenes, args.extra)
+        rows = score_condition(pipe, scenes, extra if extra.names else False)
         for name, items in rows.items():
             all_rows.setdefault(name, []).extend(items)
         sections += [f"### {label}", "", *table(mean_rows(rows)), ""]
         print(label, {k: round(v["psnr_mu"], 2) for k, v in mean_rows(rows).items()})
+    notes = extra.notes()
+    extra.close()
     timing = timing_1000x700(args.weights, args.seed)
     total = args.count * len(CONDITIONS)
     lines = [
@@ -149,12 +161,14 @@ def main() -> None:
         f"{total} scenes ({args.count} per condition, {args.size}×{args.size}) simulated from views "
         f"of the held-out blender-data panoramas {', '.join(names[i] for i in HELD_OUT)} "
         f"(seed {args.seed}); weights `{args.weights}`. Metrics on HDR relative to the t=1 exposure "
-        "(μ=5000 for -μ; PU21 with max(GT) scaled to 1000 cd/m²). s/scene: CPU seconds "
+        "(μ=5000 for -μ; PU21 and JOD with max(GT) scaled to 1000 cd/m²). s/scene: CPU seconds "
         f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}). "
         "The DaReg-stage row is the DaReg part of the same pipeline call as the refined row; "
         + ("the bundled model refines by default." if pipe.refine else
            "the bundled model returns it by default because its refiner does not beat it "
            "(src/gmodiff/weights/default/MODEL_CARD.md)."),
+        "",
+        *[f"- {note}" for note in notes],
         "",
         "## All conditions",
         "",

@@ -253,6 +253,31 @@ def test_nan_in_prediction_for_eval(capsys, tmp_path, scene):
     assert not report.exists()
 
 
+def _eval_argv(tmp_path, scene: Path, extra: str) -> list[str]:
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir(exist_ok=True)
+    write_hdr(pred_dir / "scene.exr", np.full((12, 16, 3), 0.1, np.float32), half=False)
+    return ["eval", "--pred", str(pred_dir), "--gt", str(scene), "--extra", extra,
+            "-o", str(tmp_path / "report.csv"), "--no-progress"]
+
+
+def test_metrics_env_missing_for_eval(capsys, tmp_path, scene, monkeypatch):
+    from gmodiff.errors import MetricsEnvError
+    from gmodiff.metrics import cvvdp_env
+
+    monkeypatch.delenv(cvvdp_env.METRICS_PYTHON_VAR, raising=False)
+    monkeypatch.setattr(cvvdp_env, "metrics_env_candidates", lambda: [tmp_path / ".venv-metrics"])
+    expect_user_error(capsys, _eval_argv(tmp_path, scene, "cvvdp,flip"), MetricsEnvError,
+                      ".venv-metrics", "make metrics-env")
+    assert not (tmp_path / "report.csv").exists()
+
+
+def test_unknown_extra_metric(capsys, tmp_path, scene):
+    expect_user_error(capsys, _eval_argv(tmp_path, scene, "flip,vdp"), ConfigError, "'vdp'",
+                      "cvvdp, flip")
+    assert not (tmp_path / "report.csv").exists()
+
+
 # ----------------------------------------------------------------------------------- outputs
 
 

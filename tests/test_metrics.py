@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -111,6 +112,8 @@ def test_evaluate_pair():
 def test_broken_optional_package_gives_clear_error(tmp_path, monkeypatch):
     (tmp_path / "flip_evaluator.py").write_text("raise RuntimeError('operator torchvision::nms')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # the real flip-evaluator (requirements.txt) may already be imported by an earlier test
+    monkeypatch.delitem(sys.modules, "flip_evaluator", raising=False)
     pred, gt = _pair()
     with pytest.raises(MetricUnavailableError, match="fails to import.*torchvision::nms"):
         hdr_flip(pred, gt)

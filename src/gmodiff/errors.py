@@ -57,3 +57,11 @@ class OutputError(GmodiffError):
 
 class OutOfMemoryError(GmodiffError):
     """The image does not fit in memory at these settings (tiling or a smaller image helps)."""
+
+
+class MetricUnavailableError(GmodiffError):
+    """An optional metric's package (HDR-FLIP) or environment (cvvdp) is not installed."""
+
+
+class MetricsEnvError(MetricUnavailableError):
+    """The environment that runs ColorVideoVDP (``make metrics-env``) is missing or broken."""

@@ -3,7 +3,9 @@
 Each scene folder under the ground-truth root (found with :func:`gmodiff.io.scene.find_scenes`)
 is matched to ``<scene name>.hdr`` or ``<scene name>.exr`` among the predictions. A report holds
 per-scene rows and their means, and is written as JSON or CSV (atomically). ``gmodiff eval``
-prints it; benchmarks call :func:`evaluate_folder` directly.
+prints it; benchmarks call :func:`evaluate_folder` directly. Several methods' reports, scored on
+the same scenes, are written side by side by :func:`write_comparison`. The optional metrics
+(``extra``: ColorVideoVDP JOD, HDR-FLIP) come from :class:`gmodiff.metrics.ExtraMetrics`.
 
 Save predictions as ``.exr`` for evaluation: Radiance RGBE shares one exponent per pixel and keeps
 8 mantissa bits, which alone caps PSNR-μ near 40 dB on content with dark channels (float EXR is
@@ -54,13 +56,9 @@ def find_prediction(pred_dir: Path, scene_name: str) -> Path | None:
     return None
 
 
-def evaluate_folder(pred_dir: Path, gt_root: Path, extra: bool = False,
-                    allow_missing: bool = False, progress: bool = True) -> EvalReport:
-    """Evaluate every scene under ``gt_root`` against its prediction in ``pred_dir``."""
-    from tqdm import tqdm
-
-    from gmodiff.metrics import CORE_METRICS, evaluate_pair
-
+def match_predictions(pred_dir: Path, gt_root: Path, allow_missing: bool = False
+                      ) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(scene folder, prediction) pairs under ``gt_root`` and the names with no prediction."""
     pred_dir, gt_root = Path(pred_dir), Path(gt_root)
     if not pred_dir.is_dir():
         raise SceneError("prediction folder not found", pred_dir,
@@ -84,8 +82,33 @@ def evaluate_folder(pred_dir: Path, gt_root: Path, extra: bool = False,
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise SceneError(f"{len(missing)} of {len(scenes)} predictions missing ({shown})",
                          pred_dir, "add <scene>.hdr/.exr for each scene, or set `allow_missing=True`")
+    return [(folder, pred) for folder, pred in pairs if pred is not None], missing
+
+
+def evaluate_folder(pred_dir: Path, gt_root: Path, extra=False, allow_missing: bool = False,
+                    progress: bool = True) -> EvalReport:
+    """Evaluate every scene under ``gt_root`` against its prediction in ``pred_dir``.
+
+    ``extra``: False, True (cvvdp/FLIP where they can run) or a started
+    :class:`gmodiff.metrics.ExtraMetrics` (the chosen metrics, required to run).
+    """
+    todo, missing = match_predictions(pred_dir, gt_root, allow_missing)
+    return score_pairs(todo, missing, extra=extra, progress=progress)
+
+
+def score_pairs(todo: list[tuple[Path, Path]], missing: list[str], extra=False,
+                progress: bool = True) -> EvalReport:
+    """Score (scene folder, prediction) pairs from :func:`match_predictions` into a report."""
+    from tqdm import tqdm
+
+    from gmodiff.metrics import CORE_METRICS, ExtraMetrics, evaluate_pair
+
+    if extra is True:  # one set-up for the whole folder, not one per pair
+        with ExtraMetrics(required=False) as session:
+            return score_pairs(todo, missing, extra=session, progress=progress)
     report = EvalReport(metric_names=list(CORE_METRICS), missing=missing)
-    todo = [(folder, pred) for folder, pred in pairs if pred is not None]
+    if isinstance(extra, ExtraMetrics):
+        extra.start()  # a missing metrics environment fails here, before any image is read
     # disable=None: tqdm shows the bar only on a terminal, keeping logs and pipes clean.
     for folder, pred_path in tqdm(todo, desc="eval", unit="scene", file=sys.stderr, leave=False,
                                   disable=None if progress else True):
@@ -104,12 +127,40 @@ def evaluate_folder(pred_dir: Path, gt_root: Path, extra: bool = False,
     return report
 
 
+METRIC_LABELS: dict[str, str] = {
+    "psnr_mu": "PSNR-μ", "psnr_l": "PSNR-l", "ssim_mu": "SSIM-μ", "ssim_l": "SSIM-l",
+    "pu21_psnr": "PU21-PSNR", "pu21_ssim": "PU21-SSIM", "cvvdp_jod": "JOD", "hdr_flip": "FLIP↓",
+}
+"""Column headings of the paper-layout tables; a metric not listed is headed by its key, so new
+metrics (region PSNRs, ...) need no change here to appear."""
+
+
+def metric_label(name: str) -> str:
+    """The paper-style heading of metric ``name`` (its key when it has none)."""
+    return METRIC_LABELS.get(name, name)
+
+
+def union_metric_names(reports: dict[str, EvalReport]) -> list[str]:
+    """Every metric any report has, in first-seen order."""
+    names: list[str] = []
+    for report in reports.values():
+        names += [n for n in report.metric_names if n not in names]
+    return names
+
+
+def method_names(pred_dirs: list[Path]) -> list[str]:
+    """Row names for prediction folders: the folder name, or the whole path when names clash."""
+    short = [Path(d).name or str(d) for d in pred_dirs]
+    return [name if short.count(name) == 1 else str(d) for name, d in zip(short, pred_dirs)]
+
+
 def _json_value(value: float):
     return value if math.isfinite(value) else None  # strict JSON has no Infinity
 
 
-def write_report(path: Path, report: EvalReport, pred_dir: Path, gt_root: Path) -> None:
-    """Write the report as JSON (rows, mean, missing) or CSV (rows, then "mean"); atomic."""
+def write_report(path: Path, report: EvalReport, pred_dir: Path, gt_root: Path,
+                 notes: list[str] | None = None) -> None:
+    """Write the report as JSON (rows, mean, missing, notes) or CSV (rows, then "mean"); atomic."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
@@ -119,6 +170,7 @@ def write_report(path: Path, report: EvalReport, pred_dir: Path, gt_root: Path) 
                        for r in report.rows],
             "mean": {k: _json_value(v) for k, v in report.mean.items()},
             "missing": report.missing,
+            "notes": list(notes or []),
         }
         data = json.dumps(payload, indent=2).encode("utf-8")
     elif suffix == ".csv":
@@ -131,6 +183,44 @@ def write_report(path: Path, report: EvalReport, pred_dir: Path, gt_root: Path) 
             writer.writerow(["mean", *(repr(float(report.mean[n])) for n in report.metric_names)])
         for name in report.missing:
             writer.writerow([name, *("missing" for _ in report.metric_names)])
+        data = buffer.getvalue().encode("utf-8")
+    else:
+        raise OutputError(f"unsupported report extension '{path.suffix}'", path,
+                          "use .json or .csv")
+    write_bytes_atomic(path, data)
+
+
+def write_comparison(path: Path, reports: dict[str, EvalReport], pred_dirs: dict[str, Path],
+                     gt_root: Path, notes: list[str]) -> None:
+    """Write several methods' reports: CSV rows (method, scene, metrics...) and a mean row per
+    method, or JSON {methods: {name: {pred, scenes, mean, missing}}, notes}; atomic."""
+    path = Path(path)
+    names = union_metric_names(reports)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        payload = {"gt": str(gt_root), "metrics": names, "notes": notes, "methods": {
+            method: {"pred": str(pred_dirs[method]),
+                     "scenes": [{k: (_json_value(v) if k != "scene" else v) for k, v in r.items()}
+                                for r in report.rows],
+                     "mean": {k: _json_value(v) for k, v in report.mean.items()},
+                     "missing": report.missing}
+            for method, report in reports.items()}}
+        data = json.dumps(payload, indent=2).encode("utf-8")
+    elif suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["method", "scene", *names])
+
+        def cells(row: dict) -> list[str]:
+            return [repr(float(row[n])) if n in row else "" for n in names]
+
+        for method, report in reports.items():  # per method, as write_report: scenes, mean, missing
+            for row in report.rows:
+                writer.writerow([method, row["scene"], *cells(row)])
+            if report.rows:
+                writer.writerow([method, "mean", *cells(report.mean)])
+            for name in report.missing:
+                writer.writerow([method, name, *("missing" for _ in names)])
         data = buffer.getvalue().encode("utf-8")
     else:
         raise OutputError(f"unsupported report extension '{path.suffix}'", path,
