@@ -35,8 +35,8 @@ def evaluate_pair(pred: np.ndarray, gt: np.ndarray, extra: bool | ExtraMetrics =
                   ) -> dict[str, float]:
     """All core metrics of ``pred`` against ``gt``, plus ``extra``'s optional ones.
 
-    ``extra=True`` adds cvvdp/FLIP where they can run (a cvvdp worker per call: slow for many
-    pairs); pass one started :class:`ExtraMetrics` to score many pairs.
+    ``extra=True`` adds cvvdp/FLIP where they can run (cvvdp through the process's shared
+    worker); an :class:`ExtraMetrics` adds exactly its chosen metrics, which must run.
     """
     pred = np.asarray(pred)
     gt = np.asarray(gt)
