@@ -14,26 +14,24 @@ skip the rendering and simulation.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 import ood_render  # same folder: benchmarks run as scripts
 from gmodiff.data.response import GammaResponse, Response, SRGBResponse
 from gmodiff.data.simulate import SimulationConfig, fit_size, simulate
-from gmodiff.data.sources import BLENDER_WORLD_DIR, perspective_views, read_radiance_file
+from gmodiff.data.sources import (BLENDER_WORLD_DIR, PMNDRS_TRAIN, perspective_views,
+                                  pmndrs_hdri_path, read_pmndrs_hdri, read_radiance_file)
+from gmodiff.errors import GmodiffError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.io.scene import Scene
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS_MODULES = REPO / "tools" / "node_modules"
-PMNDRS_DIR = TOOLS_MODULES / "@pmndrs" / "assets" / "hdri"
 PISA_DIR = TOOLS_MODULES / "three-envmap-helper" / "assets"
 CACHE_DIR = REPO / "benchmarks" / ".cache" / "ood"
 PMNDRS_HELD_OUT = ("dawn", "lobby", "sunrise", "sunset", "venice", "workshop")
@@ -179,7 +177,10 @@ def scene_specs() -> list[SceneSpec]:
 def missing_sources() -> list[str]:
     """Install hints for the radiance sources that are not on this machine (empty: all there)."""
     missing = []
-    if not all((PMNDRS_DIR / f"{n}.exr.js").is_file() for n in PMNDRS_HELD_OUT):
+    try:
+        for name in PMNDRS_HELD_OUT:
+            pmndrs_hdri_path(name)
+    except GmodiffError:
         missing.append("@pmndrs/assets (npm ci --prefix tools, or scripts/install-system.sh)")
     if not all((PISA_DIR / f"{f}.hdr").is_file() for f in ("px", "nz")):
         missing.append("three-envmap-helper (npm ci --prefix tools, or scripts/install-system.sh)")
@@ -189,22 +190,10 @@ def missing_sources() -> list[str]:
 
 
 def read_pmndrs(name: str) -> np.ndarray:
-    """Decode ``@pmndrs/assets/hdri/NAME.exr.js`` (an ES module holding a base64 EXR)."""
-    import OpenEXR
-
-    text = (PMNDRS_DIR / f"{name}.exr.js").read_text(encoding="ascii")
-    payload = base64.b64decode(text.split("base64,", 1)[1].rsplit("'", 1)[0])
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{name}.exr"
-        path.write_bytes(payload)
-        channels = OpenEXR.File(str(path), separate_channels=True).parts[0].channels
-        radiance = np.stack([np.asarray(channels[c].pixels, np.float32) for c in "RGB"], -1)
-    # Lossy EXR compression rings below zero next to the sun; take those pixels from a median.
-    negative = (radiance < 0).any(axis=-1)
-    radiance = np.maximum(radiance, 0.0)
-    if negative.any():
-        radiance[negative] = cv2.medianBlur(np.ascontiguousarray(radiance), 5)[negative]
-    return radiance
+    """Decode the held-out ``@pmndrs/assets/hdri/NAME.exr.js`` (an ES module holding a base64 EXR)."""
+    if name in PMNDRS_TRAIN:
+        raise ValueError(f"{name!r} is a training HDRI (docs/data.md); the benchmark uses held-out ones")
+    return read_pmndrs_hdri(pmndrs_hdri_path(name))
 
 
 def _pisa_face(face: str, size: tuple[int, int]) -> np.ndarray:
