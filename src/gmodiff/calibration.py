@@ -47,7 +47,7 @@ HINTS = ("srgb", "gamma2.2")
 WORK_PIXELS = 256 * 256
 DARK_LEVEL = 0.03
 """Encoded values below this are near-black: noise and black-level offsets dominate them."""
-CLIP_MARGIN = 0.985
+CLIP_MARGIN = 0.995
 """Fraction of a frame's saturation level above which its values are treated as clipped."""
 TAIL_PROBABILITY = 0.002
 """Histogram ranks this close to 0 or 1 are ignored (a few stray pixels move them)."""
@@ -79,6 +79,9 @@ NOISE_STOPS = 0.1
 """Per-pixel noise (in stops, short and long frame together) at which a sample's weight halves."""
 MAX_NOISE_STOPS = 0.35
 """Samples noisier than this are dropped: histogram blur biases their ranks."""
+TOE_SLOPES = (1.0, 2.6)
+"""Log–log slope range of the power law that continues f⁻¹ below the darkest sample: from a
+linear toe (sRGB-like, slope 1) to a steep gamma; a steeper fit there is noise, not a camera."""
 MIN_ROWS = 12
 """Fewer usable sample points than this and the bracket is deemed uninformative."""
 HINT_TOLERANCE_STOPS = 0.01
@@ -527,7 +530,7 @@ def _lut_from_nodes(nodes: np.ndarray, h: np.ndarray, prior: np.ndarray | None) 
     else:
         span = min(4, nodes.size - 1)
         slope = (h[span] - h[0]) / (nodes[span] - nodes[0])
-    slope = float(np.clip(slope, 0.5, 5.0))
+    slope = float(np.clip(slope, *TOE_SLOPES))
     log_g[below] = h[0] + slope * (log_grid[below] - nodes[0])
     lut = np.exp(log_g)
     lut[0], lut[-1] = 0.0, 1.0
