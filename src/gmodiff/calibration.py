@@ -82,6 +82,11 @@ MAX_NOISE_STOPS = 0.35
 TOE_SLOPES = (1.0, 2.6)
 """Log–log slope range of the power law that continues f⁻¹ below the darkest sample: from a
 linear toe (sRGB-like, slope 1) to a steep gamma; a steeper fit there is noise, not a camera."""
+NOISE_QUANTILE, NOISE_QUANTILE_SCALE = 0.25, 0.319
+"""Low quantile of |noise operator| per value bin, and that quantile of |N(0, 1)|."""
+MAX_MOVING_FRACTION = 0.5
+"""If more than this disagrees after mapping, it is texture the registration cannot fit
+(rotation, parallax), not moving objects: keep those pixels rather than lose the pair."""
 MIN_ROWS = 12
 """Fewer usable sample points than this and the bracket is deemed uninformative."""
 HINT_TOLERANCE_STOPS = 0.01
@@ -192,17 +197,19 @@ _RESIDUAL_RANGE = (math.log(1e-6), math.log(0.3))
 
 
 def _noise_profile(image: np.ndarray) -> np.ndarray:
-    """Noise std as a function of encoded value, from each pixel's difference to its neighbours.
+    """Noise std as a function of encoded value, from each pixel's difference to its 3×3 mean.
 
     Texture inflates such differences, so each value bin takes a low quantile of them (flat
-    areas dominate it): 0.319 σ is the 25th percentile of |N(0, σ)|, and a pixel minus its 3×3
+    areas dominate it): the 25th percentile of |N(0, σ)| is 0.319 σ, and a pixel minus its 3×3
     mean has std σ·√(8/9). Quantiles come from a joint (value, log residual) histogram of every
-    other pixel, which is plenty for a smooth profile.
+    other pixel. Heavily textured scenes (foliage) still read noisier than they are, which only
+    costs their shadow samples some weight.
     """
     blurred = cv2.blur(image, (3, 3), borderType=cv2.BORDER_REFLECT)
+    residual = np.abs(image - blurred) / math.sqrt(8.0 / 9.0)
     if blurred.ndim == 2:
-        blurred = blurred[..., None]
-    residual = np.abs(image[::2, ::2] - blurred[::2, ::2]).reshape(-1)
+        blurred, residual = blurred[..., None], residual[..., None]
+    residual = residual[::2, ::2].reshape(-1)
     values = blurred[::2, ::2].reshape(-1)
     value_bin = np.searchsorted(NOISE_BINS, values)
     lo, hi = _RESIDUAL_RANGE
@@ -212,9 +219,9 @@ def _noise_profile(image: np.ndarray) -> np.ndarray:
                         minlength=(NOISE_BINS.size + 1) * _RESIDUAL_BINS)
     joint = joint.reshape(NOISE_BINS.size + 1, _RESIDUAL_BINS)[:NOISE_BINS.size]
     totals = joint.sum(axis=1)
-    quarter = np.argmax(np.cumsum(joint, axis=1) >= 0.25 * totals[:, None], axis=1)
-    residual_at = np.exp(lo + (quarter + 0.5) * (hi - lo) / (_RESIDUAL_BINS - 1))
-    noise = np.where(totals >= 16, residual_at / 0.319 / math.sqrt(8.0 / 9.0), np.nan)
+    low = np.argmax(np.cumsum(joint, axis=1) >= NOISE_QUANTILE * totals[:, None], axis=1)
+    residual_at = np.exp(lo + (low + 0.5) * (hi - lo) / (_RESIDUAL_BINS - 1))
+    noise = np.where(totals >= 16, residual_at / NOISE_QUANTILE_SCALE, np.nan)
     known = np.isfinite(noise)
     if not known.any():
         return np.zeros(NOISE_BINS.size)
@@ -363,6 +370,8 @@ def _pair_samples(short_frame: _WorkingFrame, long_frame: _WorkingFrame, log_rat
         disagreement = cv2.GaussianBlur(difference, (0, 0), 1.0)
         moving = cv2.dilate((disagreement > MOTION_THRESHOLD).astype(np.uint8),
                             np.ones((3, 3), np.uint8)) > 0
+        if np.count_nonzero(moving & keep) > MAX_MOVING_FRACTION * np.count_nonzero(keep):
+            moving[:] = False
         keep = border & ~clipped & ~moving
         if keep.sum() < 64:
             return empty
@@ -384,7 +393,9 @@ def _pair_samples(short_frame: _WorkingFrame, long_frame: _WorkingFrame, log_rat
         # noisy ranks are biased (the histogram is blurred), so noisy samples count less.
         noise_stops = DEFAULT_GAMMA / math.log(2.0) * np.hypot(short_frame.noise_at(x) / x,
                                                                long_frame.noise_at(y) / y)
-        quiet = noise_stops < MAX_NOISE_STOPS
+        # Texture can make a whole frame read noisy; its quietest samples are still the best.
+        limit = max(MAX_NOISE_STOPS, float(np.quantile(noise_stops, 0.3))) if x.size else 0.0
+        quiet = noise_stops <= limit
         xs.append(x[quiet])
         ys.append(y[quiet])
         ws.append(np.sqrt(mass[usable][quiet]) / (1.0 + (noise_stops[quiet] / NOISE_STOPS) ** 2))
