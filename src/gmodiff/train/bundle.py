@@ -57,11 +57,16 @@ def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None
         raise CheckpointError("only pipelines on the tiny backbone architecture can be bundled",
                               source, "train stage 3 on the tiny prior (configs/default-refiner.yaml)")
     origin = pipeline.refiner.backbone_config.to_dict()
+    # Re-bundling a bundle (e.g. to swap its DaReg) keeps where its backbone was trained.
+    earlier = {}
+    source_config = Path(source) / PIPELINE_CONFIG
+    if source_config.is_file():
+        earlier = json.loads(source_config.read_text()).get("provenance") or {}
     pipeline.refiner.backbone_config = tiny
     out = Path(out)
     pipeline.save_pretrained(out)
     config = json.loads((out / PIPELINE_CONFIG).read_text())
-    config["provenance"] = {"trained_on_backbone": origin, **(provenance or {})}
+    config["provenance"] = {"trained_on_backbone": origin, **earlier, **(provenance or {})}
     with atomic_path(out / PIPELINE_CONFIG) as tmp:
         Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
     for path in out.rglob("*"):  # atomic temp files are 0600; package data must be world-readable
