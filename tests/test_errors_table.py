@@ -638,6 +638,11 @@ def test_out_of_memory_suggests_tile(capsys, tmp_path, scene, tiny_pipeline, mon
                                         *tile])
 
 
+def test_memory_budget_too_small_for_the_image(capsys, tmp_path, scene):
+    reconstruct_error(capsys, tmp_path, scene, errors.OutOfMemoryError, "scene", "--max-memory",
+                      extra=["--method", "gmodiff", "--max-memory", "64M"])
+
+
 # --------------------------------------------------------------------------- the table itself
 
 

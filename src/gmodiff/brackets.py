@@ -18,13 +18,17 @@ Which frames are used (the network takes exactly three: short, reference, long):
    sees the exposure ordering it was trained on.
 5. Frames that are blank (≥ 99% of pixels white, or black) carry nothing to merge: they are
    never picked in steps 2-3 (an explicit ``reference`` is still honoured).
+6. Usable frames darker than the chosen short frame or brighter than the chosen long one are
+   kept as *extras*: after reconstruction they fill the highlights/shadows the network's frames
+   lack (:mod:`gmodiff.bracket_extras`); frames between the chosen ones add nothing and are not
+   used. A bracket with a reused slot gets its output level anchored to the reference frame.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +60,13 @@ class BracketSelection:
     exposure_source: str
     blank: tuple[int, ...] = ()
     """Sorted indices of frames skipped as entirely white or black."""
+    extra: tuple[int, ...] = ()
+    """Sorted indices of usable frames beyond the chosen short/long ones (merged classically)."""
+
+    @property
+    def reused(self) -> bool:
+        """True when the reference fills a side that has no frame of its own."""
+        return self.used[0] == self.reference or self.used[2] == self.reference
 
     @property
     def stops(self) -> np.ndarray:
@@ -70,8 +81,11 @@ class BracketSelection:
             note = " (reference reused: no frame on this side)" if (
                 role != "reference" and index == self.reference) else ""
             lines.append(f"{role}: {self.paths[index].name} ({self.stops[index]:+.1f} EV){note}")
+        if self.extra:
+            lines.append("merged into the result's highlights/shadows: " + ", ".join(
+                f"{self.paths[i].name} ({self.stops[i]:+.1f} EV)" for i in self.extra))
         unused = [self.paths[i].name + (" (blank)" if i in self.blank else "")
-                  for i in range(len(self.paths)) if i not in self.used]
+                  for i in range(len(self.paths)) if i not in self.used and i not in self.extra]
         if unused:
             lines.append(f"not used: {', '.join(unused)}")
         return "\n".join(lines)
@@ -208,7 +222,9 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
            else int(np.flatnonzero(order == reference - 1)[0]))
     used = select_triplet(stops, ref, usable)
     skipped = tuple(i for i, ok in enumerate(usable) if not ok)
-    selection = BracketSelection(sorted_paths, sorted_exposures, ref, used, source, skipped)
+    extra = tuple(i for i, ok in enumerate(usable)
+                  if ok and i not in used and (i < used[0] or i > used[2]))
+    selection = BracketSelection(sorted_paths, sorted_exposures, ref, used, source, skipped, extra)
 
     times_used = sorted_exposures[list(used)]
     scene = Scene(
@@ -229,6 +245,17 @@ class PreparedBracket:
     scene: Scene
     selection: BracketSelection
     alignment: AlignmentResult
+    extras: list = field(default_factory=list)
+    """:class:`gmodiff.bracket_extras.ExtraFrame` per frame beyond the network's three."""
+
+    def finish(self, hdr: np.ndarray) -> np.ndarray:
+        """The reconstruction with the extras merged in and, after a reused slot, its level
+        anchored to the reference frame (see :mod:`gmodiff.bracket_extras`)."""
+        from gmodiff.bracket_extras import anchor_level, extend_range
+
+        if self.selection.reused:
+            hdr = anchor_level(hdr, self.scene)
+        return extend_range(hdr, self.scene, self.extras)
 
     def messages(self) -> list[str]:
         """Lines for the user: which frames were used, and any alignment warnings."""
@@ -242,6 +269,19 @@ def prepare_bracket(paths: Sequence[str | Path], ev: str | None = None, times: s
     if align not in ALIGN_METHODS:  # checked before any image is read
         raise ConfigError(f"unknown alignment method '{align}'", None,
                           f"use one of: {', '.join(ALIGN_METHODS)}")
+    from gmodiff.align import align_frames
+    from gmodiff.bracket_extras import ExtraFrame
+
     scene, selection = load_bracket(paths, ev=ev, times=times, reference=reference)
     aligned, alignment = align_scene(scene, align)
-    return PreparedBracket(aligned, selection, alignment)
+    extras = []
+    unit = float(selection.exposures[selection.used[0]])  # the scene's shortest frame is 1
+    t_ref = float(aligned.exposure_times[aligned.reference_index])
+    for index in selection.extra:
+        exposure = float(selection.exposures[index]) / unit
+        pair = align_frames([aligned.reference, read_ldr(selection.paths[index]).pixels],
+                            [t_ref, exposure], 0, align)
+        alignment.warnings.extend(w.replace("frame 2", selection.paths[index].name)
+                                  for w in pair.warnings)
+        extras.append(ExtraFrame(pair.frames[1], exposure, selection.paths[index]))
+    return PreparedBracket(aligned, selection, alignment, extras)

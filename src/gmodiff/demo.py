@@ -80,7 +80,7 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
              compare: bool = True) -> dict:
     """Run the demo end to end and return the metrics; prints what it does."""
     from gmodiff.io.hdr import write_hdr
-    from gmodiff.io.preview import auto_exposure, write_preview
+    from gmodiff.io.preview import preview_gain, write_preview
     from gmodiff.io.scene import save_scene
     from gmodiff.jobs import write_maps
     from gmodiff.metrics import evaluate_pair
@@ -110,7 +110,10 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
     written = [out / "hdr.hdr", out / "hdr.exr", out / "preview.png"]
     write_hdr(out / "hdr.hdr", result.hdr)
     write_hdr(out / "hdr.exr", result.hdr)
-    exposure = auto_exposure(scene.ground_truth)
+    # The same rendition as `gmodiff reconstruct --preview` (reference exposure), one gain for both
+    # pictures so they compare.
+    exposure = preview_gain(scene.ground_truth, "reference",
+                            float(scene.exposure_times[scene.reference_index]))
     write_preview(out / "preview.png", result.hdr, exposure)
     write_preview(out / "ground_truth.png", scene.ground_truth, exposure)
     written += write_maps(result, out / "gain_map.png", out / "mask.png")

@@ -99,32 +99,61 @@ def ground_truth_scores(scene: Scene, hdr: np.ndarray) -> dict[str, float]:
 
 def write_reconstruction(scene: Scene, output: Path, method: str, options: ReconstructOptions,
                          preview: Path | None = None, float_exr: bool = False,
-                         debug_maps: bool = False) -> dict:
-    """Reconstruct a loaded scene and write the HDR (and preview, debug maps); return a summary."""
+                         debug_maps: bool = False, preview_exposure: str | float = "reference",
+                         finish=None) -> dict:
+    """Reconstruct a loaded scene and write the HDR (and preview, debug maps); return a summary.
+
+    ``finish(hdr) -> hdr`` post-processes the result (a plain bracket's extra frames); the
+    preview and the Ultra HDR SDR picture share one gain (``preview_exposure``); the reference
+    frame's EXIF goes into .jpg/.exr outputs.
+    """
+    import time
+
+    from gmodiff.io.metadata import read_metadata
     from gmodiff.io.output import write_output
+    from gmodiff.io.preview import preview_gain
 
     result = reconstruct_scene(scene, method, options)
-    # Ultra HDR: SDR white at the reference exposure, so the base image looks like that photo.
-    write_output(output, result.hdr, float_exr=float_exr,
-                 radiance_scale=float(scene.exposure_times[scene.reference_index]))
+    if finish is not None:
+        result.hdr = finish(result.hdr)
+    if options.progress is not None:
+        options.progress.stage(f"writing {output.name}")
+    writing = time.perf_counter()
+    gain = preview_gain(result.hdr, preview_exposure,
+                        float(scene.exposure_times[scene.reference_index]))
+    reference_path = (scene.frame_paths[scene.reference_index]
+                      if len(scene.frame_paths) > scene.reference_index else None)
+    write_output(output, result.hdr, float_exr=float_exr, radiance_scale=gain,
+                 metadata=read_metadata(reference_path))
     if preview is not None:
         from gmodiff.io.preview import write_preview
 
-        write_preview(preview, result.hdr)
+        write_preview(preview, result.hdr, gain)
     if debug_maps:
         write_debug_maps(output, result)
+    if options.progress is not None:
+        options.progress.close()
+    timings = {k: v for k, v in result.timings.items() if k != "total"}
+    timings["write"] = time.perf_counter() - writing
     return {"scene": scene.name, "method": result.method, "seconds": result.timings["total"],
-            **ground_truth_scores(scene, result.hdr)}
+            "timings": timings, **ground_truth_scores(scene, result.hdr)}
 
 
 def reconstruct_one(folder: Path, output: Path, method: str, options: ReconstructOptions,
                     preview: Path | None = None, float_exr: bool = False,
-                    debug_maps: bool = False) -> dict:
+                    debug_maps: bool = False, preview_exposure: str | float = "reference") -> dict:
     """Load one scene folder, reconstruct it and write it; return a summary dict."""
+    import time
+
     from gmodiff.io.scene import load_scene
 
-    return write_reconstruction(load_scene(folder), output, method, options, preview, float_exr,
-                                debug_maps)
+    start = time.perf_counter()
+    scene = load_scene(folder)
+    read_s = time.perf_counter() - start
+    summary = write_reconstruction(scene, output, method, options, preview, float_exr, debug_maps,
+                                   preview_exposure)
+    summary["timings"] = {"read": read_s, **summary["timings"]}
+    return summary
 
 
 def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,

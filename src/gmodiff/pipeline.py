@@ -19,6 +19,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,8 +33,12 @@ from gmodiff.models.backbone import BackboneConfig, load_backbone
 from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
-from gmodiff.preprocess import NetworkInputs, crop, network_scene, scene_inputs, to_image
+from gmodiff.preprocess import NetworkInputs, crop, network_scene, pad, scene_inputs, to_image
 from gmodiff.result import Reconstruction
+
+if TYPE_CHECKING:
+    from gmodiff.memory import MemoryPlan
+    from gmodiff.progress import Progress
 
 PIPELINE_CONFIG = "gmodiff_pipeline.json"
 REFINER_WEIGHTS = "refiner.safetensors"
@@ -237,13 +242,16 @@ class GMODiffPipeline:
     @torch.no_grad()
     def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
                  tile: TileOptions | bool | None = True, steps: int = 1,
-                 refine: bool | None = None) -> Reconstruction:
+                 refine: bool | None = None, plan: MemoryPlan | None = None,
+                 progress: Progress | None = None) -> Reconstruction:
         """Reconstruct one scene.
 
         ``tile=True`` (default) uses the pipeline's tile options, which only split latents larger
         than the tile (96 latent px); a ``TileOptions`` sets them; None/False never tiles.
         ``refine`` None follows ``self.refine``; False returns DaReg's gain map (no refiner run).
-        Timings are ``dareg_s``, ``refiner_s`` and ``total_s``.
+        Timings are ``dareg_s``, ``refiner_s`` and ``total_s``. ``plan``
+        (:func:`gmodiff.memory.plan_memory`) tiles DaReg too and sets the refiner's tiles when
+        ``tile`` is True; ``progress`` (:mod:`gmodiff.progress`) reports stages and tiles.
         """
         refine = self.refine if refine is None else refine
         if steps < 1:
@@ -254,16 +262,32 @@ class GMODiffPipeline:
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         tile_options = self.tile if tile is True else (tile or None)
+        if plan is not None and tile is True:
+            tile_options = TileOptions(latent_tile=plan.latent_tile, latent_overlap=plan.latent_overlap,
+                                       vae_tile=plan.vae_tile, vae_overlap=self.tile.vae_overlap)
+        from gmodiff.progress import SILENT
+
+        progress = progress or SILENT
         start = time.perf_counter()
         scene = network_scene(scene, self.dareg.config)
-        batch = scene_inputs(scene, self.dareg.config)
         timings: dict[str, float] = {}
-        if refine:
-            gain_map, coarse = self.predict(batch, steps=steps, tile=tile_options,
-                                            generator=generator, timings=timings)
-        else:
-            coarse = self.predict_coarse(batch, timings)
-            gain_map = coarse.gain_map
+        self.refiner.on_tile = progress.tile
+        try:
+            if plan is not None and plan.dareg_tile is not None:
+                gain_map, coarse = self._predict_tiled(scene, plan, refine, steps, tile_options,
+                                                       generator, progress, timings)
+            else:
+                progress.stage("DaReg" + (" + refiner" if refine else ""))
+                batch = scene_inputs(scene, self.dareg.config)
+                if refine:
+                    gain_map, coarse = self.predict(batch, steps=steps, tile=tile_options,
+                                                    generator=generator, timings=timings)
+                else:
+                    coarse = self.predict_coarse(batch, timings)
+                    gain_map = coarse.gain_map
+        finally:
+            self.refiner.on_tile = None
+        progress.stage("decoding the gain map")
         gain_map_image = to_image(gain_map)
         hdr = decode_gain_map(gain_map_image, np.asarray(scene.reference, dtype=np.float32))
         timings["total_s"] = time.perf_counter() - start
@@ -272,6 +296,35 @@ class GMODiffPipeline:
             hdr=hdr.astype(np.float32), gain_map=gain_map_image,
             mask=to_image(coarse.mask) if coarse.mask is not None else None,
             coarse_gain_map=to_image(coarse.gain_map), timings=timings, method=name, refined=refine)
+
+
+    def _predict_tiled(self, scene: Scene, plan: MemoryPlan, refine: bool, steps: int,
+                       tile: TileOptions | None, generator: torch.Generator | None,
+                       progress: Progress, timings: dict[str, float]):
+        """DaReg over tiles straight from the frames (``gmodiff.tiled_dareg``), then the refiner."""
+        from gmodiff.tiled_dareg import dareg_tiled
+
+        size = (scene.height, scene.width)
+        progress.stage(f"DaReg ({plan.dareg_tile}-px tiles)")
+        start = time.perf_counter()
+        coarse = dareg_tiled(self.dareg, scene.frames, scene.exposure_times, plan.dareg_tile,
+                             plan.dareg_overlap, self.dareg.config.multiple, on_tile=progress.tile)
+        timings["dareg_s"] = time.perf_counter() - start
+        timings["refiner_s"] = 0.0
+        gain_map = coarse.gain_map
+        if refine:
+            progress.stage("refiner")
+            start = time.perf_counter()
+            short = np.ascontiguousarray(np.asarray(scene.frames[0], np.float32).transpose(2, 0, 1))
+            short = pad(torch.from_numpy(short)[None], self.dareg.config).to(self.device)
+            mask = coarse.mask if coarse.mask is not None else torch.zeros_like(gain_map[:, :1])
+            refined = self.refiner(to_signed(gain_map).to(self.device), to_signed(short),
+                                   mask.to(self.device), coarse.tokens.to(self.device), steps=steps,
+                                   tile=tile, generator=generator)
+            _sync(self.device)
+            gain_map = from_signed(refined.float()).cpu()
+            timings["refiner_s"] = time.perf_counter() - start
+        return crop(gain_map, size), _cropped(coarse, size)
 
 
 def _cropped(output: DaRegOutput, size: tuple[int, int]) -> DaRegOutput:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -61,6 +61,11 @@ class ReconstructOptions:
     fuse_lora: bool = False
     channel_order: str | None = None
     """DaReg only: override the stored colour order ("bgr" for the reference .pth)."""
+    max_memory: int | None = None
+    """gmodiff: bytes the run may use (sets DaReg's and the refiner's tiles, ``gmodiff.memory``);
+    None: a share of the memory free now."""
+    progress: Any = field(default=None, compare=False, repr=False)
+    """gmodiff: a :class:`gmodiff.progress.Progress` for stages and tiles; None: silent."""
 
     def __post_init__(self) -> None:
         for name in ("weights", "backbone"):
@@ -212,18 +217,24 @@ class GMODiffMethod(Method):
 
     def reconstruct(self, scene: Scene, options: ReconstructOptions) -> Reconstruction:
         """Run the pipeline; out of memory becomes an error that suggests a tile size."""
-        import torch
+        from gmodiff.memory import is_allocation_failure, out_of_memory, plan_memory
+        from gmodiff.models.refiner import TileOptions
 
+        refine = self.pipeline.refine if options.refine is None else options.refine
+        plan = plan_memory(scene.height, scene.width, options.max_memory, refine=refine,
+                           source=scene.root)
         tile = self.tile_options(options)
+        if isinstance(tile, TileOptions):
+            tile.vae_tile = plan.vae_tile
         try:
             out = self.pipeline(scene, seed=options.seed, tile=tile, steps=options.steps,
-                                refine=options.refine)
-        except (MemoryError, torch.OutOfMemoryError) as exc:
-            raise OutOfMemoryError(
-                f"out of memory reconstructing {scene.width}x{scene.height} on {options.device} "
-                f"({type(exc).__name__})", scene.root,
-                f"retry with `tile={self.smaller_tile(scene, tile)}` (smaller tiles use less memory)",
-            ) from exc
+                                refine=options.refine, plan=plan, progress=options.progress)
+        except Exception as exc:  # every allocation failure (torch's CPU allocator: RuntimeError)
+            if not is_allocation_failure(exc):
+                raise
+            raise out_of_memory(exc, scene.height, scene.width, scene.root, plan, options.device,
+                                also=f"`tile={self.smaller_tile(scene, tile)}` (smaller tiles use "
+                                     "less memory)") from exc
         out.timings = {"dareg": out.timings["dareg_s"], "refiner": out.timings["refiner_s"],
                        "total": out.timings["total_s"]}
         return out

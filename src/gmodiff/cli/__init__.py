@@ -53,6 +53,9 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping user errors to one stderr line and exit code 2."""
+    from gmodiff.progress import mark_command_start
+
+    mark_command_start()
     try:
         # Standalone mode: typer/click print usage errors themselves and raise SystemExit;
         # our own errors are not click exceptions, so they propagate to here.
@@ -60,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     except GmodiffError as err:
         print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return err.exit_code
+    except (MemoryError, RuntimeError, OSError) as exc:
+        # Any allocation failure the method layer did not already explain (reading, aligning,
+        # a classical merge, writing): one line, exit 2; outputs are atomic, so none is left.
+        from gmodiff.memory import is_allocation_failure, out_of_memory
+
+        if not is_allocation_failure(exc):
+            raise
+        print(f"error: {as_flags(str(out_of_memory(exc, 0, 0, None)))}", file=sys.stderr)
+        return 2
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

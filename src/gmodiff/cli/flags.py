@@ -10,7 +10,7 @@ import re
 
 OPTION_FLAGS = {"weights": "--weights", "backbone": "--backbone", "tile": "--tile", "steps": "--steps",
                 "seed": "--seed", "device": "--device", "dtype": "--dtype", "fuse_lora": "--fuse-lora",
-                "refine": "--refine", "allow_missing": "--allow-missing"}
+                "refine": "--refine", "allow_missing": "--allow-missing", "max_memory": "--max-memory"}
 """Library option names (``ReconstructOptions`` fields) → the flags that set them."""
 _OPTION = re.compile(r"`(\w+)(?:=([^`]*))?`")
 

@@ -13,6 +13,7 @@ processes (GPUs, machines); the main process prints the summary for all.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -46,7 +47,17 @@ def _check_learned_flags(method: str, options: ReconstructOptions, debug_maps: b
 
 
 def _describe(summary: dict, output: Path) -> str:
-    text = f"wrote {output} ({summary['method']}, {summary['seconds']:.2f} s"
+    from gmodiff.progress import command_seconds, describe_timings
+
+    # The whole command's wall time (interpreter start-up and imports included), with a split.
+    wall = command_seconds()
+    if wall is None:
+        text = f"wrote {output} ({summary['method']}, {summary['seconds']:.2f} s"
+    else:
+        timings = dict(summary.get("timings", {}))
+        startup = max(wall - sum(timings.values()), 0.0)
+        text = (f"wrote {output} ({summary['method']}, "
+                f"{describe_timings(wall, {'start-up': startup, **timings})}")
     if "psnr_mu" in summary:
         text += f"; vs ground truth PSNR-μ {summary['psnr_mu']:.2f} dB, " \
                 f"PSNR-l {summary['psnr_l']:.2f} dB"
@@ -88,7 +99,7 @@ def reconstruct_command(
     steps: int = typer.Option(1, "--steps", min=1, help="gmodiff: refinement steps (1 = the "
                               "one-step model; N>1 runs a DDIM chain from the same start)."),
     tile: int = typer.Option(0, "--tile", min=0, help="gmodiff: latent tile size in latent px "
-                             "(e.g. 64); 0 = automatic (96-px tiles, only when the latent is larger)."),
+                             "(e.g. 64); 0 = automatic (from the memory plan, see --max-memory)."),
     device: str = typer.Option("cpu", "--device", help="dareg/gmodiff: cpu or cuda[:N]."),
     dtype: str = typer.Option("fp32", "--dtype", help=f"gmodiff: refiner precision, one of "
                               f"{', '.join(DTYPES)} (fp16/bf16 need a GPU)."),
@@ -96,6 +107,16 @@ def reconstruct_command(
     refine: bool | None = typer.Option(None, "--refine/--no-refine", help="gmodiff: run the "
                                        "refiner, or return DaReg's gain map; default: what the "
                                        "pipeline's config says (the bundled model's card explains)."),
+    max_memory: str | None = typer.Option(None, "--max-memory", help="gmodiff: memory the run "
+                                          "may use, e.g. 6G; it picks the tile sizes of DaReg "
+                                          "and the refiner. Default: 60% of the memory free now."),
+    preview_exposure: str = typer.Option("reference", "--preview-exposure", help="Exposure of "
+                                         "the SDR pictures (--preview PNG and the Ultra HDR "
+                                         "JPEG's SDR image, one rendition): reference (default: "
+                                         "like the reference frame), auto (brightest 1% near "
+                                         "white), or stops from the reference, e.g. +1."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (stages and "
+                               "tiles on stderr: a bar on a terminal, plain lines otherwise)."),
     seed: int = typer.Option(0, "--seed", help="Seed of gmodiff's VAE posterior sampling (only "
                              "pipelines trained with sample_latents draw; the default takes the "
                              "posterior mode). Other methods have no randomness."),
@@ -104,16 +125,24 @@ def reconstruct_command(
     from gmodiff.io.output import check_output_path
     from gmodiff.io.scene import find_scenes
 
+    from gmodiff.io.preview import parse_preview_exposure
+    from gmodiff.memory import parse_size
+    from gmodiff.progress import Progress
+
+    exposure_choice = parse_preview_exposure(preview_exposure)
     _check_method(method)
     if method == "auto" and weights is not None:
         method = "gmodiff"  # --weights names a GMODiff pipeline
+    single = len(inputs) > 1 or inputs[0].is_file() or (inputs[0] / "exposure.txt").is_file()
     options = ReconstructOptions(weights=weights, backbone=backbone, tile=tile or None,
                                  refine=refine, steps=steps, seed=seed, device=device, dtype=dtype,
-                                 fuse_lora=fuse_lora)
+                                 fuse_lora=fuse_lora,
+                                 max_memory=parse_size(max_memory) if max_memory else None,
+                                 progress=Progress(quiet=quiet or not progress) if single else None)
     _check_learned_flags(method, options, debug_maps)
     if len(inputs) > 1 or inputs[0].is_file():
         _reconstruct_bracket(inputs, output, method, options, preview, float_exr, ev, times,
-                             reference, align, debug_maps)
+                             reference, align, debug_maps, exposure_choice)
         return
     if ev is not None or times is not None or reference is not None:
         raise ConfigError("--ev/--times/--reference apply to image files, not scene folders",
@@ -127,7 +156,7 @@ def reconstruct_command(
         check_output_path(output)
         jobs.check_preview(preview)
         summary = jobs.reconstruct_one(scene_dir, output, method, options, preview, float_exr,
-                                       debug_maps)
+                                       debug_maps, exposure_choice)
         typer.echo(_describe(summary, output))
         if preview is not None:
             typer.echo(f"wrote {preview}")
@@ -138,7 +167,8 @@ def reconstruct_command(
 
 def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: ReconstructOptions,
                          preview: Path | None, float_exr: bool, ev: str | None, times: str | None,
-                         reference: int | None, align: str, debug_maps: bool = False) -> None:
+                         reference: int | None, align: str, debug_maps: bool = False,
+                         preview_exposure: str | float = "reference") -> None:
     """Several image files: one bracket → one HDR file; every check runs before any write."""
     from gmodiff.brackets import prepare_bracket
     from gmodiff.io.output import check_output_path
@@ -151,12 +181,15 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
     jobs.check_preview(preview)
     if output.resolve() in {p.resolve() for p in paths}:
         raise OutputError("would overwrite one of the input frames", output, "choose another -o name")
+    reading = time.perf_counter()
     prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align)
+    read_s = time.perf_counter() - reading
     typer.echo("\n".join(prepared.selection.describe().splitlines()))
     for warning in prepared.alignment.warnings:
         typer.echo(f"warning: {warning}", err=True)
     summary = jobs.write_reconstruction(prepared.scene, output, method, options, preview, float_exr,
-                                        debug_maps)
+                                        debug_maps, preview_exposure, finish=prepared.finish)
+    summary["timings"] = {"read + align": read_s, **summary["timings"]}
     typer.echo(_describe(summary, output))
     if preview is not None:
         typer.echo(f"wrote {preview}")

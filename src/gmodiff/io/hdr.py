@@ -293,8 +293,10 @@ def read_exr(path: str | Path) -> np.ndarray:
     return check_hdr_values(rgb, path, "fix or re-export the HDR image")
 
 
-def write_exr(path: str | Path, rgb: np.ndarray, half: bool = True) -> None:
-    """Write float RGB as ZIP-compressed OpenEXR (half, or float32 if ``half=False``); atomic."""
+def write_exr(path: str | Path, rgb: np.ndarray, half: bool = True,
+              attributes: dict | None = None) -> None:
+    """Write float RGB as ZIP-compressed OpenEXR (half, or float32 if ``half=False``); atomic.
+    ``attributes`` (str/float) are added to the header (camera metadata)."""
     import OpenEXR
 
     path = Path(path)
@@ -303,7 +305,8 @@ def write_exr(path: str | Path, rgb: np.ndarray, half: bool = True) -> None:
         raise HDRValueError(f"values above {HALF_MAX:g} overflow half floats", path,
                             "write with half=False or rescale")
     pixels = np.ascontiguousarray(rgb.astype(np.float16 if half else np.float32))
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    header = {**(attributes or {}), "compression": OpenEXR.ZIP_COMPRESSION,
+              "type": OpenEXR.scanlineimage}
     with atomic_path(path) as tmp:
         OpenEXR.File(header, {"RGB": pixels}).write(str(tmp))
 

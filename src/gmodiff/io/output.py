@@ -45,15 +45,21 @@ def check_writable_folder(folder: Path, target: Path | None = None) -> None:
 
 
 def write_output(path: str | Path, hdr: np.ndarray, float_exr: bool = False,
-                 radiance_scale: float | None = None) -> None:
+                 radiance_scale: float | None = None, metadata=None) -> None:
     """Write linear HDR by extension: .hdr Radiance, .exr OpenEXR (half unless ``float_exr``),
     .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto). Atomic: a folder that
-    turned unwritable since :func:`check_output_path` is the atomic writer's OutputError."""
+    turned unwritable since :func:`check_output_path` is the atomic writer's OutputError.
+    ``metadata`` (:class:`gmodiff.io.metadata.CarriedMetadata`) goes into .jpg and .exr files."""
     path = _supported(Path(path))
     suffix = path.suffix.lower()
     if suffix in ULTRAHDR_SUFFIXES:
         from gmodiff.io.ultrahdr import write_ultrahdr
 
-        write_ultrahdr(path, hdr, radiance_scale=radiance_scale)
+        write_ultrahdr(path, hdr, radiance_scale=radiance_scale,
+                       exif=metadata.exif if metadata is not None else None)
+    elif suffix in (".exr",) and metadata is not None and metadata.attributes:
+        from gmodiff.io.hdr import write_exr
+
+        write_exr(path, hdr, half=not float_exr, attributes=metadata.attributes)
     else:
         write_hdr(path, hdr, half=not float_exr)

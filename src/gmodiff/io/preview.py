@@ -1,4 +1,11 @@
-"""Tone-mapped 8-bit previews of HDR images, for eyeballing results (not for metrics)."""
+"""Tone-mapped 8-bit previews of HDR images, for eyeballing results (not for metrics).
+
+One rendition serves every SDR picture the tool makes: the ``--preview`` PNG, the SDR base image
+of an Ultra HDR JPEG and the demo previews: a linear gain, Reinhard x/(1+x), sRGB. The gain is
+chosen by :func:`preview_gain` from ``--preview-exposure``: ``reference`` (the default: exposed
+like the bracket's reference frame), ``auto`` (99th-percentile luminance to ``AUTO_TARGET``) or a
+number of stops relative to the reference exposure (``+1`` one stop brighter).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +37,44 @@ def auto_exposure(hdr: np.ndarray) -> float:
     finite = luminance[np.isfinite(luminance)]
     level = float(np.percentile(finite, AUTO_PERCENTILE)) if finite.size else 0.0
     return AUTO_TARGET / level if level > 0 else 1.0
+
+
+PREVIEW_EXPOSURES = ("reference", "auto")
+DEFAULT_PREVIEW_EXPOSURE = "reference"
+
+
+def parse_preview_exposure(text: str | float | None) -> str | float:
+    """``reference``, ``auto`` or stops (float) from ``--preview-exposure``; ConfigError else."""
+    from gmodiff.errors import ConfigError
+
+    if text is None:
+        return DEFAULT_PREVIEW_EXPOSURE
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        word = str(text).strip().lower()
+        if word in PREVIEW_EXPOSURES:
+            return word
+        try:
+            value = float(word.removesuffix("ev"))
+        except ValueError:
+            value = float("nan")
+    if not (np.isfinite(value) and abs(value) <= 20):
+        raise ConfigError(f"--preview-exposure {text!r}",
+                          fix="use reference, auto, or stops from -20 to 20 (e.g. +1 or -0.5)")
+    return value
+
+
+def preview_gain(hdr: np.ndarray, exposure: str | float = DEFAULT_PREVIEW_EXPOSURE,
+                 reference_scale: float | None = None) -> float:
+    """Linear gain for :func:`tonemap_preview`: ``reference`` = ``reference_scale`` (the reference
+    frame's relative exposure time; auto when unknown), ``auto``, or stops × the reference."""
+    if exposure == "auto" or (reference_scale is None and exposure == "reference"):
+        return auto_exposure(hdr)
+    base = float(reference_scale) if reference_scale is not None else auto_exposure(hdr)
+    if exposure == "reference":
+        return base
+    return base * float(2.0 ** float(exposure))
 
 
 def tonemap_preview(hdr: np.ndarray, exposure: float | None = None) -> np.ndarray:

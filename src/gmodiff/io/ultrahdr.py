@@ -313,8 +313,10 @@ def _check_hdr(hdr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
-                    config: UltraHDRConfig | None = None, path: Path | None = None) -> bytes:
-    """The bytes of an Ultra HDR JPEG for linear ``hdr`` (radiance units × ``radiance_scale``)."""
+                    config: UltraHDRConfig | None = None, path: Path | None = None,
+                    exif: bytes | None = None) -> bytes:
+    """The bytes of an Ultra HDR JPEG for linear ``hdr`` (radiance units × ``radiance_scale``);
+    ``exif`` (``Exif\\0\\0`` + TIFF block) goes first in the primary image."""
     config = config or UltraHDRConfig()
     hdr = _check_hdr(hdr, path)
     scale = auto_exposure(hdr) if radiance_scale is None else float(radiance_scale)
@@ -332,6 +334,7 @@ def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
         make_segment(APP2, ISO_NAMESPACE + encode_iso_metadata(metadata)),
     ])
     head = [
+        *([make_segment(APP1, exif)] if exif else []),
         make_segment(APP1, _primary_xmp(len(gm_jpeg), scale)),
         make_segment(APP2, ISO_NAMESPACE + struct.pack(">HH", 0, 0)),  # version-only block
     ]
@@ -348,10 +351,10 @@ def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
 
 
 def write_ultrahdr(path: str | Path, hdr: np.ndarray, radiance_scale: float | None = None,
-                   config: UltraHDRConfig | None = None) -> None:
-    """Write ``hdr`` (linear radiance) as an Ultra HDR JPEG, atomically."""
+                   config: UltraHDRConfig | None = None, exif: bytes | None = None) -> None:
+    """Write ``hdr`` (linear radiance) as an Ultra HDR JPEG, atomically (with ``exif``)."""
     path = Path(path)
-    write_bytes_atomic(path, encode_ultrahdr(hdr, radiance_scale, config, path))
+    write_bytes_atomic(path, encode_ultrahdr(hdr, radiance_scale, config, path, exif))
 
 
 # --- reader -----------------------------------------------------------------------------------

@@ -306,14 +306,18 @@ def gaussian_weights(height: int, width: int, sigma: float = 0.1) -> torch.Tenso
 
 
 def blend_tiles(height: int, width: int, tile: int, overlap: int, scale: float,
-                fn: Callable[[int, int, int, int], torch.Tensor]) -> torch.Tensor:
+                fn: Callable[[int, int, int, int], torch.Tensor],
+                on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Run ``fn(y0, y1, x0, x1)`` on overlapping tiles of an h×w grid and Gaussian-blend the outputs.
 
-    ``fn`` returns a (B, C, (y1-y0)·scale, (x1-x0)·scale) tensor for its tile.
+    ``fn`` returns a (B, C, (y1-y0)·scale, (x1-x0)·scale) tensor for its tile; ``on_tile(done,
+    total)`` is called after each tile (progress).
     """
     out = weight_sum = None
-    for y0 in _tile_starts(height, tile, overlap):
-        for x0 in _tile_starts(width, tile, overlap):
+    ys, xs = _tile_starts(height, tile, overlap), _tile_starts(width, tile, overlap)
+    done = 0
+    for y0 in ys:
+        for x0 in xs:
             y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
             piece = fn(y0, y1, x0, x1)
             if out is None:
@@ -326,6 +330,9 @@ def blend_tiles(height: int, width: int, tile: int, overlap: int, scale: float,
             w = gaussian_weights(oy1 - oy0, ox1 - ox0).to(piece.device)
             out[:, :, oy0:oy1, ox0:ox1] += piece.float() * w
             weight_sum[oy0:oy1, ox0:ox1] += w
+            done += 1
+            if on_tile is not None:
+                on_tile(done, len(ys) * len(xs))
     return (out / weight_sum).to(piece.dtype)
 
 
@@ -341,6 +348,9 @@ class TileOptions:
 
 class GMRefiner(nn.Module):
     """GM VAE + condition VAE + 8-channel UNet with LoRA + prior projection + DA decoder."""
+
+    on_tile: Callable[[int, int], None] | None = None
+    """Called as ``on_tile(done, total)`` after each UNet/VAE tile (progress reports)."""
 
     def __init__(self, backbone: Backbone, config: RefinerConfig | None = None):
         super().__init__()
@@ -444,7 +454,7 @@ class GMRefiner(nn.Module):
         h, w = x.shape[-2:]
         if tile is None or (h <= tile.latent_tile and w <= tile.latent_tile):
             return run(0, h, 0, w)
-        return blend_tiles(h, w, tile.latent_tile, tile.latent_overlap, 1.0, run)
+        return blend_tiles(h, w, tile.latent_tile, tile.latent_overlap, 1.0, run, self.on_tile)
 
     def x0_estimate(self, noise: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
         """The scheduler's x0 estimate ``(x_t − √(1−ᾱ)·ε)/√ᾱ`` (``pred_original_sample``)."""
@@ -489,7 +499,7 @@ class GMRefiner(nn.Module):
             _, skips = encode_with_skips(self.vae, gm_signed[:, :, y0 * 8:y1 * 8, x0 * 8:x1 * 8])
             return self.decode(latent[:, :, y0:y1, x0:x1], skips, context)
         h, w = latent.shape[-2:]
-        return blend_tiles(h, w, tile.vae_tile, tile.vae_overlap, 8.0, run)
+        return blend_tiles(h, w, tile.vae_tile, tile.vae_overlap, 8.0, run, self.on_tile)
 
     def _encode_tiled(self, vae: AutoencoderKL, image: torch.Tensor, tile: TileOptions,
                       generator=None) -> torch.Tensor:
@@ -497,7 +507,8 @@ class GMRefiner(nn.Module):
             moments, _ = encode_with_skips(vae, image[:, :, y0:y1, x0:x1])
             return self._latent(vae, moments, generator)
         h, w = image.shape[-2:]
-        return blend_tiles(h, w, tile.vae_tile * 8, tile.vae_overlap * 8, 1 / 8, run)
+        return blend_tiles(h, w, tile.vae_tile * 8, tile.vae_overlap * 8, 1 / 8, run,
+                           self.on_tile)
 
     def forward(self, gm_signed: torch.Tensor, short_ldr: torch.Tensor, mask: torch.Tensor,
                 tokens: torch.Tensor, steps: int = 1, tile: TileOptions | None = None,

@@ -1,0 +1,217 @@
+"""How much memory a reconstruction may use, how to tile it to fit, and what to say when it fails.
+
+The plan is a simple model of peak resident memory, with figures measured on the bundled model
+(``benchmarks/memory.py``, float32 on CPU):
+
+    peak ≈ BASE + IMAGE_BYTES_PER_PX · pixels + max(DaReg's tile, the refiner's tiles)
+
+DaReg's activations cost ~1.5 kB per pixel of the region it runs on, so it runs on the whole
+image only while that fits and the image is small (then the output is exactly the untiled one),
+else on the largest tile that fits, at most ``MAX_DAREG_TILE`` (bigger tiles are not faster).
+The refiner's VAE is tiled beyond ``MAX_VAE_SIDE`` and its UNet tile is sized so one tile's
+cross-attention to the whole image's prior tokens stays small.
+
+The budget is ``max_memory`` (``--max-memory``) when given, else ``DEFAULT_FRACTION`` of the memory the machine
+has free now (MemAvailable, capped by a cgroup limit or ``ulimit -v``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+from gmodiff.errors import ConfigError, OutOfMemoryError
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+BASE_BYTES = 700 * MIB
+"""Python, torch and the bundled models, before any image is read."""
+IMAGE_BYTES_PER_PX = 220
+"""Whole-image arrays alive during a run: frames (+ aligned copies), blended maps, HDR, writer."""
+DAREG_BYTES_PER_PX = 1700
+"""DaReg's activations per pixel of the region it runs on (measured 1.45-1.65 kB)."""
+REFINER_BYTES_PER_PX = 700
+"""The refiner untiled (VAE activations dominate), per pixel."""
+REFINER_TILED_BYTES = 300 * MIB
+"""The refiner with a tiled VAE: tile activations, independent of the image size."""
+ATTENTION_BYTES = 16
+"""Bytes per (latent query, prior token) pair of the UNet's cross-attention."""
+ATTENTION_BUDGET = 512 * MIB
+MAX_WHOLE_IMAGE_PX = 1536 * 1536
+"""Above this DaReg always tiles (whole-image runs only cost memory, they are not faster)."""
+MAX_DAREG_TILE = 768
+MIN_DAREG_TILE = 256
+MAX_VAE_SIDE = 1024
+"""Images with a longer (padded) side run the refiner's VAE in tiles."""
+VAE_TILE = 32
+"""Refiner VAE tile in latent px (256 image px), overlap 8."""
+DEFAULT_FRACTION = 0.6
+MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Tile sizes for one image under a memory budget (None = whole image)."""
+
+    budget: int
+    """Bytes the run may use."""
+    dareg_tile: int | None
+    dareg_overlap: int
+    latent_tile: int
+    latent_overlap: int
+    vae_tile: int | None
+    estimate: int
+    """Expected peak resident bytes with these tiles."""
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``DaReg tiles 1024 px, refiner VAE tiles 256 px``."""
+        dareg = "whole image" if self.dareg_tile is None else f"{self.dareg_tile}-px tiles"
+        vae = "whole image" if self.vae_tile is None else f"{self.vae_tile * 8}-px tiles"
+        return (f"memory plan: DaReg {dareg}, refiner VAE {vae}, UNet {self.latent_tile * 8}-px "
+                f"tiles; ~{format_bytes(self.estimate)} of {format_bytes(self.budget)}")
+
+
+def format_bytes(n: float) -> str:
+    """``3.2 GB`` / ``512 MB``."""
+    return f"{n / GIB:.1f} GB" if n >= GIB else f"{n / MIB:.0f} MB"
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``6G``, ``6GB``, ``512M``, ``1.5g`` or a plain byte count."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*", str(text).lower())
+    if not match:
+        raise ConfigError(f"`max_memory` {text!r} is not a size", fix="write e.g. 6G or 512M")
+    value = float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " ")
+    if value < 64 * MIB:
+        raise ConfigError(f"`max_memory` {text!r} is too small", fix="give at least 64M, e.g. 4G")
+    return int(value)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    # cgroup v2: the limit minus what the group already uses.
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        current = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(int(limit) - current, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int:
+    """Bytes this process can still get: MemAvailable, capped by cgroup and ``ulimit -v``."""
+    candidates = [v for v in (_meminfo_available(), _cgroup_room()) if v is not None]
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft not in (resource.RLIM_INFINITY, -1):
+        candidates.append(int(soft))
+    return min(candidates) if candidates else 8 * GIB
+
+
+def default_budget() -> int:
+    """``DEFAULT_FRACTION`` of :func:`available_memory` (room for the rest of the machine)."""
+    return int(available_memory() * DEFAULT_FRACTION)
+
+
+def _padded(n: int) -> int:
+    return -(-n // MULTIPLE) * MULTIPLE
+
+
+def minimum_bytes(height: int, width: int, refine: bool = True) -> int:
+    """The least any plan needs for an h×w image (smallest tiles)."""
+    pixels = _padded(height) * _padded(width)
+    tiles = DAREG_BYTES_PER_PX * MIN_DAREG_TILE ** 2
+    if refine:
+        tiles = max(tiles, REFINER_TILED_BYTES + ATTENTION_BYTES * 32 ** 2 * (pixels // MULTIPLE ** 2))
+    return BASE_BYTES + IMAGE_BYTES_PER_PX * pixels + tiles
+
+
+def plan_memory(height: int, width: int, budget: int | None = None, refine: bool = True,
+                source: str | Path | None = None) -> MemoryPlan:
+    """Tile sizes for an h×w image within ``budget`` bytes (None: :func:`default_budget`).
+
+    Raises :class:`OutOfMemoryError` (before any compute) when even the smallest tiles do not fit.
+    """
+    budget = default_budget() if budget is None else int(budget)
+    pixels = _padded(height) * _padded(width)
+    fixed = BASE_BYTES + IMAGE_BYTES_PER_PX * pixels
+    room = budget - fixed
+    if room < (need := minimum_bytes(height, width, refine)) - fixed:
+        raise OutOfMemoryError(
+            f"a {width}x{height} image needs about {format_bytes(need)}, but only "
+            f"{format_bytes(budget)} may be used", source,
+            f"free memory or raise `max_memory={math.ceil(need / GIB * 10) / 10:g}G` "
+            "(or downscale the frames)")
+    if pixels <= MAX_WHOLE_IMAGE_PX and DAREG_BYTES_PER_PX * pixels <= room:
+        dareg_tile, dareg_cost = None, DAREG_BYTES_PER_PX * pixels
+    else:
+        side = int(math.sqrt(room / DAREG_BYTES_PER_PX)) // MULTIPLE * MULTIPLE
+        dareg_tile = max(MIN_DAREG_TILE, min(MAX_DAREG_TILE, side))
+        dareg_cost = DAREG_BYTES_PER_PX * dareg_tile ** 2
+    overlap = max(64, dareg_tile // 8 // MULTIPLE * MULTIPLE) if dareg_tile else 0
+    long_side = max(_padded(height), _padded(width))
+    vae_tile = None if long_side <= MAX_VAE_SIDE and REFINER_BYTES_PER_PX * pixels <= room else VAE_TILE
+    tokens = pixels // MULTIPLE ** 2
+    vae_cost = REFINER_BYTES_PER_PX * pixels if vae_tile is None else REFINER_TILED_BYTES
+    attention_room = min(ATTENTION_BUDGET, max(room - vae_cost, 0))
+    latent_tile = 96
+    while latent_tile > 32 and ATTENTION_BYTES * latent_tile ** 2 * tokens > attention_room:
+        latent_tile -= 16
+    refiner_cost = vae_cost + ATTENTION_BYTES * latent_tile ** 2 * tokens if refine else 0
+    return MemoryPlan(budget=budget, dareg_tile=dareg_tile, dareg_overlap=overlap,
+                      latent_tile=latent_tile, latent_overlap=min(32, latent_tile // 3),
+                      vae_tile=vae_tile, estimate=fixed + max(dareg_cost, refiner_cost))
+
+
+# ------------------------------------------------------------------------------------------------
+# allocation failures
+
+_ALLOCATOR_MESSAGES = ("can't allocate memory", "cannot allocate memory", "out of memory",
+                       "defaultcpuallocator", "failed to allocate", "std::bad_alloc")
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """True for any "could not get memory" error: MemoryError (numpy's too), torch's OOM, the
+    CPU allocator's RuntimeError, OpenCV's insufficient-memory error."""
+    if isinstance(exc, MemoryError):
+        return True
+    oom = getattr(__import__("sys").modules.get("torch"), "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    if isinstance(exc, (RuntimeError, OSError)) or type(exc).__name__ == "error":  # cv2.error
+        text = str(exc).lower()
+        return any(m in text for m in _ALLOCATOR_MESSAGES) or "insufficient memory" in text
+    return False
+
+
+def out_of_memory(exc: BaseException, height: int, width: int, source: str | Path | None,
+                  plan: MemoryPlan | None = None, device: str = "cpu",
+                  also: str | None = None) -> OutOfMemoryError:
+    """The one-line error for an allocation failure, with a fix that lowers the peak (``also``
+    adds a method-specific one)."""
+    if plan is not None:
+        smaller = max(minimum_bytes(height, width), int(plan.estimate * 0.6))
+        if smaller < plan.estimate:
+            fix = (f"retry with `max_memory={math.floor(smaller / GIB * 10) / 10:g}G` "
+                   "(smaller tiles), or close other programs")
+        else:
+            fix = "close other programs, or downscale the frames"
+    else:
+        fix = "close other programs, or downscale the frames"
+    if also:
+        fix = f"{fix}; {also}"
+    what = f" reconstructing {width}x{height} on {device}" if height and width else ""
+    return OutOfMemoryError(f"out of memory{what} ({type(exc).__name__})", source, fix)

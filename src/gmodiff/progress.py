@@ -1,0 +1,114 @@
+"""Progress of one long reconstruction: stages and tiles, on stderr.
+
+On a terminal a tqdm bar per tiled stage; otherwise (a log file, a pipe) one plain line per stage
+and about every 10% of its tiles, so logs stay short. ``quiet`` prints nothing. Library code calls
+the reporter it is given and never prints itself; :data:`SILENT` is the default.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Reports stages (``stage``) and tile counts (``tile``) of one run."""
+
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None, tty: bool | None = None):
+        self.quiet = quiet
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._bar = None
+        self._stage = ""
+        self._last_step = -1
+        self._start = time.perf_counter()
+
+    def _write(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stream, flush=True)
+
+    def stage(self, name: str) -> None:
+        """A new stage starts (closes the previous stage's bar)."""
+        self.close()
+        self._stage = name
+        self._last_step = -1
+        if not self.tty:
+            self._write(f"[{time.perf_counter() - self._start:6.1f} s] {name}")
+        elif not self.quiet:
+            self._write(name)
+
+    def tile(self, done: int, total: int) -> None:
+        """``done`` of ``total`` tiles of the current stage are finished."""
+        if self.quiet or total <= 1:
+            return
+        if self.tty:
+            if self._bar is not None and (total != self._bar.total or done < self._bar.n):
+                self.close()  # a new pass over tiles (e.g. the refiner's VAE, then its UNet)
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc=f"  {self._stage}", unit="tile",
+                                 file=self.stream, leave=False)
+            self._bar.update(done - self._bar.n)
+            return
+        if done == 1:
+            self._last_step = -1
+        step = done * 10 // total
+        if step != self._last_step or done == total:
+            self._last_step = step
+            self._write(f"[{time.perf_counter() - self._start:6.1f} s]   {self._stage}: "
+                        f"tile {done}/{total}")
+
+    def close(self) -> None:
+        """Close any open bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class _Silent(Progress):
+    def __init__(self) -> None:
+        super().__init__(quiet=True, tty=False)
+
+
+SILENT: Progress = _Silent()
+"""The reporter used when none is given."""
+
+
+def process_seconds() -> float | None:
+    """Wall seconds since this process started (imports included), or None off Linux."""
+    import os
+
+    try:
+        fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time after boot
+        uptime = float(open("/proc/uptime").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(uptime - started, 0.0)
+
+
+_command_start: float | None = None
+_first_command = True
+
+
+def mark_command_start() -> None:
+    """Note that a command starts now; the first one in a process counts from process start."""
+    global _command_start, _first_command
+    now = time.perf_counter()
+    age = process_seconds() if _first_command else None
+    _command_start = now - (age or 0.0)
+    _first_command = False
+
+
+def command_seconds() -> float | None:
+    """Wall seconds since :func:`mark_command_start` (None if it was not called)."""
+    return None if _command_start is None else time.perf_counter() - _command_start
+
+
+def describe_timings(wall: float, timings: dict[str, float]) -> str:
+    """``41.2 s: start-up 6.1, read 1.3, load 0.4, dareg 28.0, write 4.1`` (stages > 0 only)."""
+    parts = [f"{name} {seconds:.1f}" for name, seconds in timings.items()
+             if name != "total" and seconds >= 0.05]
+    return f"{wall:.2f} s" + (f": {', '.join(parts)}" if parts else "")

@@ -1,0 +1,71 @@
+"""DaReg over overlapping tiles of a bracket, so a 12-MP photo never holds full-size features.
+
+Each tile's network input is built (``gmodiff.preprocess.encode_bracket``) from crops of the frames (the full 18-channel input stack is
+never made either). Tiles start on multiples of DaReg's total down-sampling, so every tile's prior
+tokens sit on the whole image's token grid; gain map, DA mask and tokens are then blended with the
+same feathered weights (:mod:`gmodiff.tiling`). The image is padded to that multiple by repeating
+its last row/column, as the untiled pipeline does, so the outputs have the padded size.
+
+Differences from the untiled output come only from context a tile cannot see: DaReg's channel
+attention pools over the whole tile, and the deepest level's receptive field is wider than the
+overlap. ``tests/test_tiling.py`` and ``benchmarks/results/memory.md`` bound the effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from gmodiff.models.dareg import DaReg, DaRegOutput
+from gmodiff.preprocess import encode_bracket
+from gmodiff.tiling import Box, TileGrid, run_tiled
+
+
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """(H, W) rounded up to a multiple of ``multiple``."""
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+
+
+def crop_replicate(frame: np.ndarray, box: Box) -> np.ndarray:
+    """``frame[y0:y1, x0:x1]`` where rows/columns past the edge repeat the last one."""
+    y0, y1, x0, x1 = box
+    height, width = frame.shape[:2]
+    if y1 <= height and x1 <= width:
+        return frame[y0:y1, x0:x1]
+    rows = np.minimum(np.arange(y0, y1), height - 1)
+    cols = np.minimum(np.arange(x0, x1), width - 1)
+    return frame[rows][:, cols]
+
+
+def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequence[float],
+                tile: int, overlap: int, multiple: int = 32,
+                on_tile: Callable[[int, int], None] | None = None) -> DaRegOutput:
+    """DaReg outputs (gain map, mask, tokens) of the padded image, from ``tile``-px tiles."""
+    multiple = max(multiple, dareg.config.multiple)
+    if tile % multiple or overlap % multiple:
+        raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {multiple}")
+    height, width = frames[0].shape[:2]
+    grid = TileGrid(*padded_size(height, width, multiple), tile=tile, overlap=overlap,
+                    align=multiple)
+    parameter = next(dareg.parameters())
+    times = [float(t) for t in exposure_times]
+
+    def run(box: Box) -> dict[str, tuple[torch.Tensor, float]]:
+        crops = [crop_replicate(frame, box) for frame in frames]
+        inputs = encode_bracket(crops, times, dareg.config)[None].to(parameter.device, parameter.dtype)
+        with torch.no_grad():
+            out = dareg(inputs)
+        y0, y1, x0, x1 = box
+        grid_h, grid_w = (y1 - y0) // multiple, (x1 - x0) // multiple
+        token_map = out.tokens.transpose(1, 2).reshape(out.tokens.shape[0], -1, grid_h, grid_w)
+        pieces = {"gain_map": (out.gain_map, 1.0), "tokens": (token_map, 1.0 / multiple)}
+        if out.mask is not None:
+            pieces["mask"] = (out.mask, 1.0)
+        return pieces
+
+    with torch.no_grad():
+        blended = run_tiled(grid, run, on_tile)
+    tokens = blended["tokens"].flatten(2).transpose(1, 2).contiguous()
+    return DaRegOutput(gain_map=blended["gain_map"], mask=blended.get("mask"), tokens=tokens)

@@ -1,0 +1,69 @@
+"""Plain brackets keep every useful frame: frames beyond the network's three fill highlights and
+shadows, and two-frame brackets come out at the right level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bracket_helpers import exif_bytes, expose, save_jpeg, scene_radiance
+from gmodiff.brackets import load_bracket, prepare_bracket
+from gmodiff.io.hdr import read_hdr
+
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+
+def _bracket(folder, stops, radiance):
+    return [save_jpeg(folder / f"f{i}.jpg", expose(radiance, 2.0 ** s), exif_bytes(2.0 ** s / 100))
+            for i, s in enumerate(stops)]
+
+
+def test_frames_beyond_the_chosen_three_are_kept_as_extras(tmp_path):
+    radiance = scene_radiance(32, 48)
+    paths = _bracket(tmp_path, [-6, -3, 0, 3, 6], radiance)
+    _, selection = load_bracket(paths)
+    assert selection.used == (1, 2, 3) and selection.extra == (0, 4)
+    text = selection.describe()
+    assert "f0.jpg (-6.0 EV)" in text and "f4.jpg (+6.0 EV)" in text and "not used" not in text
+    prepared = prepare_bracket(paths, align="none")
+    assert [e.exposure for e in prepared.extras] == pytest.approx([1 / 8, 512], rel=1e-2)
+
+
+def test_a_darker_extra_frame_restores_clipped_highlights(tmp_path, capsys):
+    from gmodiff.cli import main
+
+    radiance = scene_radiance(48, 64, seed=5) * 0.5
+    radiance[10:20, 10:30] = 40.0  # a light source the -3 EV frame clips (40/8 = 5 > 1)
+    paths = _bracket(tmp_path, [-6, -3, 0, 3, 6], radiance)
+    out = tmp_path / "o.exr"
+    assert main(["reconstruct", *map(str, paths), "-o", str(out), "--method", "merge",
+                 "--align", "none", "--quiet"]) == 0
+    hdr = read_hdr(out)
+    truth = radiance / 8  # relative to the -3 EV frame, the scene's shortest
+    spot = (slice(12, 18), slice(12, 28))
+    assert np.median(hdr[spot] / truth[spot]) == pytest.approx(1.0, rel=0.1)
+    (tmp_path / "three").mkdir()
+    three = _bracket(tmp_path / "three", [-3, 0, 3], radiance)
+    assert main(["reconstruct", *map(str, three), "-o", str(tmp_path / "t.exr"), "--method",
+                 "merge", "--align", "none", "--quiet"]) == 0
+    clipped = read_hdr(tmp_path / "t.exr")
+    assert np.median(clipped[spot] / truth[spot]) < 0.5  # without the extra frame: clipped
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_two_frame_brackets_come_out_at_the_right_level(tmp_path, capsys, seed):
+    """Simulated two-frame sets: median level within ±0.1 stop of the truth (default method)."""
+    from gmodiff.cli import main
+    from gmodiff.pipeline import bundled_pipeline
+
+    if bundled_pipeline() is None:
+        pytest.skip("bundled model not installed")
+    radiance = scene_radiance(64, 96, seed=seed)
+    paths = _bracket(tmp_path, [0, 2], radiance)
+    out = tmp_path / "o.exr"
+    assert main(["reconstruct", *map(str, paths), "-o", str(out), "--align", "none",
+                 "--quiet"]) == 0
+    assert "gmodiff" in capsys.readouterr().out
+    hdr = read_hdr(out)
+    level = np.median(hdr @ _LUMA) / np.median(radiance @ _LUMA)  # relative to the 0 EV frame
+    assert abs(np.log2(level)) <= 0.1, f"{np.log2(level):+.2f} stops"
