@@ -24,12 +24,12 @@ def test_12_megapixels_fits_6_gb_with_tiles_and_small_images_run_whole():
     small = plan_memory(384, 512, budget=6 * GIB, refine=True)
     assert small.dareg_tile is None and small.vae_tile is None
     # A tighter budget gives smaller DaReg tiles, never a bigger estimate.
-    tight = plan_memory(3000, 4000, budget=int(4.5 * GIB), refine=True)
-    assert tight.dareg_tile < plan.dareg_tile and tight.estimate <= 4.5 * GIB
+    tight = plan_memory(3000, 4000, budget=4 * GIB, refine=True)
+    assert tight.dareg_tile < plan.dareg_tile and tight.estimate <= 4 * GIB
 
 
 def test_a_budget_below_the_minimum_is_refused_before_any_compute():
-    with pytest.raises(errors.OutOfMemoryError, match="--max-memory"):
+    with pytest.raises(errors.OutOfMemoryError, match="max_memory="):
         plan_memory(3000, 4000, budget=1 * GIB)
 
 
@@ -140,7 +140,7 @@ def test_cli_reports_stages_and_the_whole_wall_time(tmp_path, capsys):
     assert main(["reconstruct", str(scene), "-o", str(out), "--method", "gmodiff",
                  "--max-memory", "2G"]) == 0
     captured = capsys.readouterr()
-    assert "loading the model" in captured.err and "DaReg" in captured.err
+    assert "DaReg" in captured.err and "writing o.exr" in captured.err
     summary = captured.out.strip().splitlines()[-1]
     assert "dareg" in summary and " s: " in summary  # wall time, then the split
     shutil.rmtree(tmp_path / "scenes")
