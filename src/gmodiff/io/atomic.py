@@ -2,9 +2,10 @@
 
 Temp files are named ``.<stem>.gm<host>p<pid>-<random>.part<suffix>``: the writer's host and
 process id are in the name, so a later write into the same folder recognises the leftovers of a
-writer that was killed (SIGKILL, power loss) and removes them. A SIGTERM / SIGINT handler
+writer that was killed (SIGKILL, power loss) and removes them. A SIGTERM / SIGHUP handler
 (:func:`install_signal_cleanup`, installed by the command line) removes the temp files of the
-writes in flight before the process dies.
+writes in flight before the process dies; Ctrl-C (KeyboardInterrupt) unwinds through
+:func:`atomic_path`, which removes its temp file itself.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from pathlib import Path
 from gmodiff.errors import OutputError
 
 _HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
-_TEMP_NAME = re.compile(r"^\..*\.gm(?P<host>[0-9a-f]{6})p(?P<pid>\d+)-[A-Za-z0-9_]+\.part(\.[^.]*)?$")
+_TEMP_NAME = re.compile(
+    r"^\..*\.gm(?P<host>[0-9a-f]{6})p(?P<pid>\d+)-[A-Za-z0-9_]+\.part(\.[^.]*)?$")
 _SAFE_STEM = re.compile(r"[^A-Za-z0-9_+-]")
 _MAX_STEM = 40
 
 _LIVE: set[Path] = set()
 """Temp files of writes in flight in this process (removed by the signal handler)."""
-_LIVE_LOCK = threading.Lock()
+_LIVE_LOCK = threading.RLock()
+"""Re-entrant: the signal handler runs on the main thread, possibly while it holds the lock."""
 _GROUP: contextvars.ContextVar[list | None] = contextvars.ContextVar("atomic_group", default=None)
 
 
