@@ -14,11 +14,11 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "gmodiff"
 
 FLOORS = {
-    0: ["gainmap", "errors", "result"],
+    0: ["gainmap", "errors", "result", "devices", "progress", "tiling", "memory"],
     1: ["io", "metrics"],
-    2: ["data", "preprocess", "baselines", "align", "brackets", "calibration"],
+    2: ["data", "preprocess", "baselines", "align", "brackets", "calibration", "bracket_extras"],
     3: ["models"],
-    4: ["pipeline"],
+    4: ["pipeline", "pipeline_config", "tiled_dareg"],
     5: ["reconstruct"],
     6: ["jobs", "evaluation", "train"],
     7: ["cli", "demo", "__main__"],

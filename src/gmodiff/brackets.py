@@ -37,6 +37,7 @@ from gmodiff.align import ALIGN_METHODS, AlignmentResult, align_scene
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
 from gmodiff.io.ldr import read_ldr
+from gmodiff.io.memory import check_fits_in_memory
 from gmodiff.io.scene import MAX_EXPOSURE_SPAN_STOPS, Scene
 
 TARGET_GAP_STOPS = 3.0
@@ -203,6 +204,7 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
     if reference is not None and not 1 <= reference <= len(paths):
         raise SceneError(f"--reference {reference} is out of range", None,
                          f"give a number from 1 to {len(paths)} (the position of the file)")
+    check_fits_in_memory(paths)  # from the headers, before decoding
     frames = [read_ldr(p).pixels for p in paths]
     _check_sizes(paths, frames)
     if all(_saturated(f) for f in frames):

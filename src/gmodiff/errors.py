@@ -6,7 +6,22 @@ Every error a user can fix by changing their input has its own type here. The CL
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of non-UTF-8 file names (held as surrogates) shown as U+FFFD, so
+    ``print`` cannot fail with UnicodeEncodeError."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as printable text (see :func:`printable`)."""
+    return printable(os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path))
 
 
 class GmodiffError(Exception):
@@ -17,10 +32,12 @@ class GmodiffError(Exception):
     def __init__(self, message: str, path: str | Path | None = None, fix: str | None = None):
         self.path = Path(path) if path is not None else None
         self.fix = fix
-        parts = [f"{path}: {message}" if path is not None else message]
+        parts = [f"{display_path(path)}: {message}" if path is not None else message]
         if fix:
             parts.append(fix)
-        super().__init__(" — ".join(parts).replace("\n", " "))
+        text = " — ".join(parts).replace("\n", " ")
+        # Messages quote paths too (e.g. "the file '…'"): keep the whole line printable.
+        super().__init__(printable(text))
 
 
 class ImageReadError(GmodiffError):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError
+from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError, display_path
 from gmodiff.io.scene import Scene
 from gmodiff.reconstruct import ReconstructOptions, reconstruct_scene
 from gmodiff.result import Reconstruction
@@ -77,15 +77,35 @@ def write_maps(result: Reconstruction, gain_map_path: Path, mask_path: Path) -> 
 
 def write_debug_maps(output: Path, result: Reconstruction) -> list[Path]:
     """Write the maps next to ``output`` as ``<output stem>.gain_map.png`` / ``.mask.png``."""
+    return write_maps(result, *debug_map_paths(output))
+
+
+def debug_map_paths(output: Path) -> tuple[Path, Path]:
+    """Where :func:`write_debug_maps` puts the gain map and the DA mask for ``output``."""
     base = output.with_suffix("")
-    return write_maps(result, base.parent / f"{base.name}.gain_map.png",
-                      base.parent / f"{base.name}.mask.png")
+    return base.parent / f"{base.name}.gain_map.png", base.parent / f"{base.name}.mask.png"
 
 
 def check_preview(path: Path | None) -> None:
-    """Refuse a preview name that is not a PNG (before any compute)."""
-    if path is not None and path.suffix.lower() != ".png":
-        raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
+    """Refuse a preview name that is not a PNG, or a folder we cannot write (before any compute)."""
+    if path is not None:
+        from gmodiff.io.preview import check_preview_path
+
+        check_preview_path(path)
+
+
+def check_outputs_spare_inputs(output: Path, preview: Path | None, debug_maps: bool,
+                               inputs: list[Path]) -> None:
+    """No output of a run (HDR, preview, debug maps) may replace one of its input files, by any
+    name (relative path, symlink, hard link). Run before any compute."""
+    from gmodiff.io.output import check_not_an_input
+
+    check_not_an_input(output, inputs)
+    if preview is not None:
+        check_not_an_input(preview, inputs, "preview")
+    if debug_maps:
+        for path in debug_map_paths(output):
+            check_not_an_input(path, inputs, "debug map")
 
 
 def ground_truth_scores(scene: Scene, hdr: np.ndarray) -> dict[str, float]:
@@ -105,10 +125,11 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
 
     ``finish(hdr) -> hdr`` post-processes the result (a plain bracket's extra frames); the
     preview and the Ultra HDR SDR picture share one gain (``preview_exposure``); the reference
-    frame's EXIF goes into .jpg/.exr outputs.
+    frame's EXIF goes into .jpg/.exr outputs. The files appear together or not at all.
     """
     import time
 
+    from gmodiff.io.atomic import atomic_group
     from gmodiff.io.metadata import read_metadata
     from gmodiff.io.output import write_output
     from gmodiff.io.preview import preview_gain
@@ -123,14 +144,15 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
                         float(scene.exposure_times[scene.reference_index]))
     reference_path = (scene.frame_paths[scene.reference_index]
                       if len(scene.frame_paths) > scene.reference_index else None)
-    write_output(output, result.hdr, float_exr=float_exr, radiance_scale=gain,
-                 metadata=read_metadata(reference_path))
-    if preview is not None:
-        from gmodiff.io.preview import write_preview
+    with atomic_group():  # the HDR, preview and debug maps appear together or not at all
+        write_output(output, result.hdr, float_exr=float_exr, radiance_scale=gain,
+                     metadata=read_metadata(reference_path))
+        if preview is not None:
+            from gmodiff.io.preview import write_preview
 
-        write_preview(preview, result.hdr, gain)
-    if debug_maps:
-        write_debug_maps(output, result)
+            write_preview(preview, result.hdr, gain)
+        if debug_maps:
+            write_debug_maps(output, result)
     if options.progress is not None:
         options.progress.close()
     timings = {k: v for k, v in result.timings.items() if k != "total"}
@@ -157,7 +179,7 @@ def reconstruct_one(folder: Path, output: Path, method: str, options: Reconstruc
 
 
 def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,
-                output_format: str) -> str:
+                output_format: str, debug_maps: bool = False) -> str:
     """Every check a batch needs before compute; returns the output suffix (".exr"/".hdr")."""
     from gmodiff.io.output import check_writable_folder
 
@@ -177,6 +199,14 @@ def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,
     for folder in (out_dir, preview_dir):
         if folder is not None:
             check_writable_folder(folder)
+    from gmodiff.io.scene import scene_input_paths
+
+    inputs = [path for folder in scenes for path in scene_input_paths(folder)]
+    for folder in scenes:
+        check_outputs_spare_inputs(
+            out_dir / f"{folder.name}{suffix}",
+            preview_dir / f"{folder.name}.png" if preview_dir is not None else None,
+            debug_maps, inputs)
     return suffix
 
 
@@ -206,7 +236,7 @@ def reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: Re
             report.failed[index] = str(err)
         except (MemoryError, RuntimeError, ValueError, OSError, ArithmeticError) as exc:
             # A bug or an unforeseen input in one scene must not cost the rest of the batch.
-            report.failed[index] = (f"{folder}: internal error ({type(exc).__name__}: {exc}) — "
+            report.failed[index] = (f"{display_path(folder)}: internal error ({type(exc).__name__}: {exc}) — "
                                     "please report it with this scene")
     return report
 

@@ -33,6 +33,7 @@ from gmodiff.models.backbone import BackboneConfig, load_backbone
 from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
+from gmodiff.pipeline_config import FORMAT
 from gmodiff.preprocess import NetworkInputs, crop, network_scene, pad, scene_inputs, to_image
 from gmodiff.result import Reconstruction
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 PIPELINE_CONFIG = "gmodiff_pipeline.json"
 REFINER_WEIGHTS = "refiner.safetensors"
-FORMAT = "gmodiff-pipeline"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUNDLED = ("default",)
 """Pipelines shipped inside the package (``gmodiff/weights/<name>``), loadable by name."""
@@ -154,34 +154,33 @@ class GMODiffPipeline:
                         backbone: str | Path | None = None) -> GMODiffPipeline:
         """Load a folder written by :meth:`save_pretrained` (or a bundled name such as
         ``"default"``); ``backbone`` overrides the SD folder."""
-        from safetensors.torch import load_file
+        from gmodiff.pipeline_config import (
+            build_refiner,
+            check_token_width,
+            read_pipeline_config,
+            read_refiner_weights,
+        )
 
         directory = resolve_weights(directory)
         config_path = directory / PIPELINE_CONFIG
         if not config_path.is_file():
             raise CheckpointError(f"no {PIPELINE_CONFIG} here", directory,
                                   "point at a folder written by GMODiffPipeline.save_pretrained")
-        try:
-            config = json.loads(config_path.read_text())
-            if config.get("format") != FORMAT:
-                raise ValueError("wrong format tag")
-            backbone_config = BackboneConfig(**config["backbone"])
-            refiner_config = RefinerConfig.from_dict(config["refiner"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"unreadable pipeline config ({exc})", config_path,
-                                  "re-save the pipeline") from exc
+        # Every field is bound-checked before anything is built (see gmodiff.pipeline_config).
+        config = read_pipeline_config(config_path)
+        backbone_config = config.backbone
         if backbone is not None:
             backbone_config = BackboneConfig.from_path(backbone)
-        dareg = DaReg.from_pretrained(directory / "dareg")
-        refiner = GMRefiner(load_backbone(backbone_config), refiner_config)
         weights_path = directory / REFINER_WEIGHTS
         if not weights_path.is_file():
             raise CheckpointError(f"missing {REFINER_WEIGHTS}", directory, "re-save the pipeline")
-        state = load_file(str(weights_path))
-        load_refiner_state(refiner, state, full=config.get("refiner_weights") == "full",
+        dareg = DaReg.from_pretrained(directory / "dareg")
+        check_token_width(config.refiner, dareg.config.channels[-1], config_path)
+        state = read_refiner_weights(weights_path)
+        refiner = build_refiner(load_backbone(backbone_config), config.refiner, config_path)
+        load_refiner_state(refiner, state, full=config.refiner_weights == "full",
                            source=weights_path)
-        tile = TileOptions(**config.get("tile", {}))
-        return cls(dareg, refiner, tile, refine=bool(config.get("refine", True)))
+        return cls(dareg, refiner, config.tile, refine=config.refine)
 
     # ----- device, dtype, speed ---------------------------------------------------------------
     def to(self, device: str | torch.device | None = None,

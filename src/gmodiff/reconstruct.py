@@ -74,9 +74,17 @@ class ReconstructOptions:
                 object.__setattr__(self, name, Path(value))
         if self.steps < 1:
             raise ConfigError(f"steps must be ≥ 1, got {self.steps}", fix="use `steps=1`")
-        if self.tile is not None and self.tile < 1:
-            raise ConfigError(f"tile must be ≥ 1 latent px, got {self.tile}",
-                              fix="give a size such as `tile=64`, or leave `tile` automatic")
+        if self.tile is not None:
+            from gmodiff.models.refiner import MIN_LATENT_TILE
+
+            if self.tile < MIN_LATENT_TILE:  # tiny tiles multiply the tile count (and run time)
+                raise ConfigError(f"tile must be ≥ {MIN_LATENT_TILE} latent px, got {self.tile}",
+                                  fix=f"use `tile={MIN_LATENT_TILE}` or more, or leave `tile` "
+                                  "automatic")
+        if self.device != "cpu":  # checked before any weights are loaded onto it
+            from gmodiff.devices import check_device
+
+            check_device(self.device)
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype {self.dtype!r}", fix=f"use `dtype` {', '.join(DTYPES)}")
 
@@ -247,7 +255,9 @@ class GMODiffMethod(Method):
         if tile is True and latent_side <= self.pipeline.tile.latent_tile:
             return self.pipeline.tile.latent_tile  # automatic tiling did not split this image
         used = self.pipeline.tile if tile is True else tile
-        return max(8, used.latent_tile // 2)
+        from gmodiff.models.refiner import MIN_LATENT_TILE
+
+        return max(MIN_LATENT_TILE, used.latent_tile // 2)
 
 
 def _classical(merge: str) -> type[Method]:

@@ -53,9 +53,11 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping user errors to one stderr line and exit code 2."""
+    from gmodiff.io.atomic import install_signal_cleanup
     from gmodiff.progress import mark_command_start
 
     mark_command_start()
+    install_signal_cleanup()  # a terminated run leaves no temp files behind
     try:
         # Standalone mode: typer/click print usage errors themselves and raise SystemExit;
         # our own errors are not click exceptions, so they propagate to here.

@@ -21,7 +21,7 @@ import typer
 from gmodiff.cli import app
 from gmodiff.cli.flags import as_flags
 from gmodiff import jobs
-from gmodiff.errors import ConfigError, OutputError, SceneError
+from gmodiff.errors import ConfigError, SceneError, display_path
 from gmodiff.reconstruct import DTYPES, ReconstructOptions
 
 
@@ -52,11 +52,11 @@ def _describe(summary: dict, output: Path) -> str:
     # The whole command's wall time (interpreter start-up and imports included), with a split.
     wall = command_seconds()
     if wall is None:
-        text = f"wrote {output} ({summary['method']}, {summary['seconds']:.2f} s"
+        text = f"wrote {display_path(output)} ({summary['method']}, {summary['seconds']:.2f} s"
     else:
         timings = dict(summary.get("timings", {}))
         startup = max(wall - sum(timings.values()), 0.0)
-        text = (f"wrote {output} ({summary['method']}, "
+        text = (f"wrote {display_path(output)} ({summary['method']}, "
                 f"{describe_timings(wall, {'start-up': startup, **timings})}")
     if "psnr_mu" in summary:
         text += f"; vs ground truth PSNR-μ {summary['psnr_mu']:.2f} dB, " \
@@ -153,13 +153,16 @@ def reconstruct_command(
         raise SceneError("no scene folders (with exposure.txt) found", scene_dir,
                          "pass a scene folder or a folder of scene folders")
     if scenes == [scene_dir]:
+        from gmodiff.io.scene import scene_input_paths
+
         check_output_path(output)
         jobs.check_preview(preview)
+        jobs.check_outputs_spare_inputs(output, preview, debug_maps, scene_input_paths(scene_dir))
         summary = jobs.reconstruct_one(scene_dir, output, method, options, preview, float_exr,
                                        debug_maps, exposure_choice)
         typer.echo(_describe(summary, output))
         if preview is not None:
-            typer.echo(f"wrote {preview}")
+            typer.echo(f"wrote {display_path(preview)}")
         return
     _reconstruct_many(scenes, output, method, options, preview, output_format, float_exr,
                       progress, debug_maps)
@@ -179,8 +182,7 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
                          "bracket", folders[0])
     check_output_path(output)
     jobs.check_preview(preview)
-    if output.resolve() in {p.resolve() for p in paths}:
-        raise OutputError("would overwrite one of the input frames", output, "choose another -o name")
+    jobs.check_outputs_spare_inputs(output, preview, debug_maps, paths)
     reading = time.perf_counter()
     prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align)
     read_s = time.perf_counter() - reading
@@ -192,19 +194,19 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
     summary["timings"] = {"read + align": read_s, **summary["timings"]}
     typer.echo(_describe(summary, output))
     if preview is not None:
-        typer.echo(f"wrote {preview}")
+        typer.echo(f"wrote {display_path(preview)}")
 
 
 def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: ReconstructOptions,
                       preview_dir: Path | None, output_format: str, float_exr: bool,
                       progress: bool, debug_maps: bool = False) -> None:
     """A folder of scene folders → one file per scene; broken scenes listed, exit code 1."""
-    suffix = jobs.check_batch(scenes, out_dir, preview_dir, output_format)
+    suffix = jobs.check_batch(scenes, out_dir, preview_dir, output_format, debug_maps)
     report = jobs.reconstruct_sharded(scenes, out_dir, method, options, suffix, preview_dir,
                                       float_exr, debug_maps, progress=progress)
     if not report.main_process:  # under accelerate launch, the main process reports for all
         raise typer.Exit(1 if report.failures else 0)
-    typer.echo(f"wrote {report.written} of {report.total} HDR image(s) to {out_dir}")
+    typer.echo(f"wrote {report.written} of {report.total} HDR image(s) to {display_path(out_dir)}")
     if report.failures:
         typer.echo(f"{len(report.failures)} scene(s) failed:", err=True)
         for line in report.failures:

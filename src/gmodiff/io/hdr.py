@@ -15,6 +15,7 @@ import numpy as np
 
 from gmodiff.errors import HDRValueError, ImageReadError, OutputError
 from gmodiff.io.atomic import atomic_path
+from gmodiff.io.native import captured_native_output, with_native_detail
 
 MAX_SIDE = 20000
 """Largest accepted HDR width or height in pixels."""
@@ -264,10 +265,32 @@ def _pick_rgb_channels(names: list[str]) -> list[str] | None:
     return None
 
 
+def _exr_source(path: Path):
+    """What OpenEXR opens: the path as ``str``, or the file's bytes when the name is not valid
+    UTF-8 (OpenEXR refuses such names)."""
+    import io
+
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return io.BytesIO(path.read_bytes())
+    return name
+
+
+def _exr_header_size(path: Path) -> tuple[int, int]:
+    import OpenEXR
+
+    header = OpenEXR.File(_exr_source(path), header_only=True).parts[0].header
+    (x0, y0), (x1, y1) = header["dataWindow"]
+    return int(y1) - int(y0) + 1, int(x1) - int(x0) + 1
+
+
 def read_exr(path: str | Path) -> np.ndarray:
     """Read an OpenEXR file (half, float or uint channels) as float32 (H, W, 3) RGB.
 
     Uses the first part; takes R, G, B (or the first ``layer.R/G/B`` set, or grey ``Y``).
+    What OpenEXR prints on stderr is captured and folded into the error message.
     """
     import OpenEXR
 
@@ -275,16 +298,15 @@ def read_exr(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ImageReadError("file not found", path, "check the path")
     try:
-        header = OpenEXR.File(str(path), header_only=True).parts[0].header
-        (x0, y0), (x1, y1) = header["dataWindow"]
-        _check_size(path, int(y1) - int(y0) + 1, int(x1) - int(x0) + 1)
-        exr = OpenEXR.File(str(path), separate_channels=True)
-        channels = exr.parts[0].channels
+        with captured_native_output() as said:
+            _check_size(path, *_exr_header_size(path))
+            exr = OpenEXR.File(_exr_source(path), separate_channels=True)
+            channels = exr.parts[0].channels
     except ImageReadError:
         raise
     except Exception as exc:
-        raise ImageReadError(f"not a readable OpenEXR file ({exc})", path,
-                             "re-export the HDR image") from exc
+        raise ImageReadError(with_native_detail(f"not a readable OpenEXR file ({exc})", said),
+                             path, "re-export the HDR image") from exc
     picked = _pick_rgb_channels(list(channels))
     if picked is None:
         raise ImageReadError(f"no RGB or Y channels (found {sorted(channels)})", path,
@@ -293,22 +315,62 @@ def read_exr(path: str | Path) -> np.ndarray:
     return check_hdr_values(rgb, path, "fix or re-export the HDR image")
 
 
+def encode_exr(rgb: np.ndarray, half: bool = True, attributes: dict | None = None) -> bytes:
+    """The bytes of a ZIP-compressed OpenEXR file holding ``rgb`` (checked by the caller);
+    ``attributes`` (str/float) are added to the header (camera metadata)."""
+    import io
+
+    import OpenEXR
+
+    pixels = np.ascontiguousarray(rgb.astype(np.float16 if half else np.float32))
+    header = {**(attributes or {}), "compression": OpenEXR.ZIP_COMPRESSION,
+              "type": OpenEXR.scanlineimage}
+    buffer = io.BytesIO()
+    with captured_native_output():
+        OpenEXR.File(header, {"RGB": pixels}).write(buffer)
+    return buffer.getvalue()
+
+
 def write_exr(path: str | Path, rgb: np.ndarray, half: bool = True,
               attributes: dict | None = None) -> None:
     """Write float RGB as ZIP-compressed OpenEXR (half, or float32 if ``half=False``); atomic.
-    ``attributes`` (str/float) are added to the header (camera metadata)."""
-    import OpenEXR
+    ``attributes`` (str/float) are added to the header (camera metadata).
 
+    Encoded in memory and written by Python: OpenEXR's own file writer ignores write errors (a
+    full disk gave a truncated file) and refuses names that are not UTF-8.
+    """
     path = Path(path)
     rgb = check_hdr_values(_check_shape(rgb), path, "fix the radiance before saving")
     if half and rgb.size and float(rgb.max()) > HALF_MAX:
         raise HDRValueError(f"values above {HALF_MAX:g} overflow half floats", path,
                             "write with half=False or rescale")
-    pixels = np.ascontiguousarray(rgb.astype(np.float16 if half else np.float32))
-    header = {**(attributes or {}), "compression": OpenEXR.ZIP_COMPRESSION,
-              "type": OpenEXR.scanlineimage}
+    data = encode_exr(rgb, half=half, attributes=attributes)
     with atomic_path(path) as tmp:
-        OpenEXR.File(header, {"RGB": pixels}).write(str(tmp))
+        tmp.write_bytes(data)
+
+
+def hdr_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of a ``.hdr`` or ``.exr`` file from its header, without decoding pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError("file not found", path, "check the path")
+    suffix = path.suffix.lower()
+    if suffix in EXR_SUFFIXES:
+        try:
+            with captured_native_output() as said:
+                height, width = _exr_header_size(path)
+        except Exception as exc:
+            raise ImageReadError(with_native_detail(f"not a readable OpenEXR file ({exc})", said),
+                                 path, "re-export the HDR image") from exc
+        _check_size(path, height, width)
+        return height, width
+    if suffix in RADIANCE_SUFFIXES:
+        with open(path, "rb") as handle:
+            head = handle.read(_MAX_HEADER_BYTES + 128)
+        height, width, *_ = _parse_radiance_header(path, head)
+        return height, width
+    raise ImageReadError(f"unsupported HDR extension '{path.suffix}'", path,
+                         "use a .hdr or .exr file")
 
 
 # --------------------------------------------------------------------------------------------

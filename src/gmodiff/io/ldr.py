@@ -6,6 +6,7 @@ pixels, so a malformed or hostile header cannot make us allocate unbounded memor
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +14,12 @@ import numpy as np
 
 from gmodiff.errors import ImageReadError, OutputError
 from gmodiff.io.atomic import atomic_path
+from gmodiff.io.native import captured_native_output, with_native_detail
 
 MAX_SIDE = 20000
 """Largest accepted image width or height in pixels (checked from the header before decoding)."""
+
+_PIL_LOCK = threading.Lock()
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -31,6 +35,22 @@ class LDRImage:
     pixels: np.ndarray
     bit_depth: int
     path: Path
+
+
+def _pillow_size(path: Path) -> tuple[int, int]:
+    """(height, width) from a PNG/JPEG header. Pillow's decompression-bomb check is off for this
+    header read only: our own caps (``MAX_SIDE``, the memory estimate) judge the size, so a big
+    valid frame gets our message with the memory it needs, not "decompression bomb"."""
+    from PIL import Image
+
+    with _PIL_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(path) as im:  # lazy: reads the header only
+                return int(im.height), int(im.width)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_size(path: Path, height: int, width: int) -> None:
@@ -67,20 +87,23 @@ def _normalise(path: Path, pixels: np.ndarray) -> tuple[np.ndarray, int]:
                          "save the frame as 8-bit or 16-bit integer RGB")
 
 
+def _tiff_size(path: Path, tif) -> tuple[int, int]:
+    if not tif.pages:
+        raise ImageReadError("TIFF has no pages", path, "re-export the frame")
+    shape = tif.pages[0].shape
+    if len(shape) == 3 and shape[0] in (3, 4) and shape[2] not in (3, 4):
+        height, width = shape[1], shape[2]  # planar (C, H, W)
+    else:
+        height, width = shape[0], (shape[1] if len(shape) > 1 else 1)
+    return int(height), int(width)
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if not tif.pages:
-            raise ImageReadError("TIFF has no pages", path, "re-export the frame")
-        page = tif.pages[0]
-        shape = page.shape
-        if len(shape) == 3 and shape[0] in (3, 4) and shape[2] not in (3, 4):
-            height, width = shape[1], shape[2]  # planar (C, H, W)
-        else:
-            height, width = shape[0], (shape[1] if len(shape) > 1 else 1)
-        _check_size(path, int(height), int(width))
-        pixels = page.asarray()
+        _check_size(path, *_tiff_size(path, tif))
+        pixels = tif.pages[0].asarray()
     if pixels.ndim == 3 and pixels.shape[0] in (3, 4) and pixels.shape[2] not in (3, 4):
         pixels = np.moveaxis(pixels, 0, -1)
     return pixels
@@ -133,6 +156,40 @@ def _read_jpeg(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _header_size(path: Path) -> tuple[int, int]:
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return _tiff_size(path, tif)
+    if suffix in LDR_SUFFIXES:
+        return _pillow_size(path)
+    raise ImageReadError(f"unsupported LDR extension '{path.suffix}'", path,
+                         "use .tif, .png or .jpg frames")
+
+
+def ldr_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an LDR frame from its header, without decoding the pixels.
+
+    Applies the same ``MAX_SIDE`` check as :func:`read_ldr`; failures are ``ImageReadError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError("file not found", path, "check the path")
+    try:
+        with captured_native_output() as said:
+            height, width = _header_size(path)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # decoders raise many types on corrupt headers
+        raise ImageReadError(with_native_detail(
+            f"not a readable image ({type(exc).__name__}: {exc})", said), path,
+            "replace the file with a valid image") from exc
+    _check_size(path, height, width)
+    return height, width
+
+
 def read_ldr(path: str | Path) -> LDRImage:
     """Read a 16-bit TIFF, 8/16-bit PNG or JPEG frame as float32 (H, W, 3) RGB in [0, 1].
 
@@ -145,20 +202,26 @@ def read_ldr(path: str | Path) -> LDRImage:
         raise ImageReadError("file not found", path, "check the path")
     suffix = path.suffix.lower()
     try:
-        if suffix in TIFF_SUFFIXES:
-            raw = _read_tiff(path)
-        elif suffix in PNG_SUFFIXES:
-            raw = _read_png(path)
-        elif suffix in JPEG_SUFFIXES:
-            raw = _read_jpeg(path)
-        else:
-            raise ImageReadError(f"unsupported LDR extension '{path.suffix}'", path,
-                                 "use .tif, .png or .jpg frames")
+        # Decoders print warnings of their own (tifffile, libpng): captured, not shown.
+        with captured_native_output() as said:
+            if suffix in TIFF_SUFFIXES:
+                raw = _read_tiff(path)
+            elif suffix in PNG_SUFFIXES:
+                raw = _read_png(path)
+            elif suffix in JPEG_SUFFIXES:
+                raw = _read_jpeg(path)
+            else:
+                raise ImageReadError(f"unsupported LDR extension '{path.suffix}'", path,
+                                     "use .tif, .png or .jpg frames")
     except ImageReadError:
         raise
+    except MemoryError as exc:  # the size fits the caps but not this machine's memory
+        raise ImageReadError("image too large to decode in the available memory", path,
+                             "downscale or crop the frame first") from exc
     except Exception as exc:  # decoders raise many types on corrupt data
-        raise ImageReadError(f"not a readable image ({type(exc).__name__}: {exc})", path,
-                             "replace the file with a valid image") from exc
+        raise ImageReadError(with_native_detail(
+            f"not a readable image ({type(exc).__name__}: {exc})", said), path,
+            "replace the file with a valid image") from exc
     pixels, bit_depth = _normalise(path, _to_rgb(path, np.asarray(raw)))
     return LDRImage(pixels=np.ascontiguousarray(pixels), bit_depth=bit_depth, path=path)
 

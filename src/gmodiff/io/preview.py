@@ -91,6 +91,17 @@ def tonemap_preview(hdr: np.ndarray, exposure: float | None = None) -> np.ndarra
     return np.clip(np.rint(display * 255.0), 0, 255).astype(np.uint8)
 
 
+def check_preview_path(path: str | Path) -> Path:
+    """Fail early (before any compute) on a preview name or folder we cannot write."""
+    from gmodiff.io.output import check_writable_folder
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
+    check_writable_folder(path.parent, path)
+    return path
+
+
 def write_preview(path: str | Path, hdr: np.ndarray, exposure: float | None = None) -> None:
     """Write :func:`tonemap_preview` of ``hdr`` as an 8-bit PNG, atomically."""
     import cv2

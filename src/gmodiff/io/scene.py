@@ -21,6 +21,7 @@ from gmodiff.errors import ExposureError, OutputError, SceneError
 from gmodiff.io.atomic import write_bytes_atomic
 from gmodiff.io.hdr import read_hdr, write_hdr
 from gmodiff.io.ldr import LDR_SUFFIXES, read_ldr, write_ldr
+from gmodiff.io.memory import check_fits_in_memory
 
 EXPOSURE_FILE = "exposure.txt"
 GROUND_TRUTH_NAMES = ("HDRImg.hdr", "label.hdr", "HDRImg.exr", "label.exr")
@@ -153,6 +154,10 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
         raise ExposureError(f"exposures span {stops.max() - stops.min():.4g} stops, more than "
                             f"{MAX_EXPOSURE_SPAN_STOPS:g}", exposure_path,
                             "write exposure values in stops (EV), e.g. 0 2 4")
+    gt_path = find_ground_truth(folder) if load_ground_truth else None
+    # From the headers, before any pixel is decoded: a valid but huge bracket is refused here
+    # with the memory it would need, instead of failing (or swapping) half-way through decoding.
+    check_fits_in_memory(frame_paths, [gt_path] if gt_path is not None else [])
     images = [read_ldr(p) for p in frame_paths]
     first = images[0]
     for image in images[1:]:
@@ -166,7 +171,6 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
                              f"{first.path.name}", image.path,
                              "convert all frames to the same bit depth")
     ground_truth = None
-    gt_path = find_ground_truth(folder) if load_ground_truth else None
     if gt_path is not None:
         ground_truth = read_hdr(gt_path)
         if ground_truth.shape != first.pixels.shape:
@@ -182,6 +186,17 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
         root=folder,
         frame_paths=list(frame_paths),
     )
+
+
+def scene_input_paths(folder: str | Path) -> list[Path]:
+    """Every file a run reads from the scene folder ``folder``: frames, exposure.txt and any
+    ground-truth candidate (outputs must never replace one of these)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    paths = [*scene_frame_paths(folder), folder / EXPOSURE_FILE]
+    paths += [folder / name for name in GROUND_TRUTH_NAMES]
+    return paths
 
 
 def find_scenes(root: str | Path) -> list[Path]:

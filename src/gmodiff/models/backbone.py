@@ -94,6 +94,9 @@ TINY_VAE_CONFIG: dict[str, Any] = {
     "scaling_factor": VAE_SCALING_FACTOR,
 }
 
+MAX_VAE_WIDTH = 1024
+"""Widest level a tiny VAE may have (SD-2.1's widest is 512): bounds what a config allocates."""
+
 # What a backbone folder must hold: sub-folder → (config file, accepted weight-file stems).
 _REQUIRED = {
     "unet": "config.json",
@@ -115,6 +118,12 @@ class BackboneConfig:
     The VAE caps what the refiner can reconstruct, so the bundled prior uses a wider one."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not (self.path is None or isinstance(self.path, str)) \
+                or not isinstance(self.seed, int) or isinstance(self.seed, bool) \
+                or not 0 <= self.seed < 2**63:
+            raise BackboneError(
+                f"backbone config invalid (kind {self.kind!r}, seed {self.seed!r})", None,
+                "kind is a name, path a folder name or null, seed a whole number ≥ 0")
         if self.kind not in BACKBONE_KINDS:
             raise BackboneError(
                 f"unknown backbone kind {self.kind!r}", None, f"use one of {', '.join(BACKBONE_KINDS)}"
@@ -123,11 +132,14 @@ class BackboneConfig:
             raise BackboneError("backbone kind 'folder' needs a path", None, "set `backbone` to a folder")
         if self.vae_widths is not None:
             groups = TINY_VAE_CONFIG["norm_num_groups"]
-            if (self.kind != "tiny" or len(self.vae_widths) != 4
-                    or any(w <= 0 or w % groups for w in self.vae_widths)):
+            if (self.kind != "tiny" or not isinstance(self.vae_widths, (list, tuple))
+                    or len(self.vae_widths) != 4
+                    or any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 or w % groups
+                           or w > MAX_VAE_WIDTH for w in self.vae_widths)):
                 raise BackboneError(
                     f"vae_widths {self.vae_widths!r} invalid", None,
-                    f"give 4 widths, multiples of {groups}, with the tiny backbone only",
+                    f"give 4 widths, multiples of {groups} up to {MAX_VAE_WIDTH}, with the tiny "
+                    "backbone only",
                 )
             self.vae_widths = tuple(int(w) for w in self.vae_widths)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
+from gmodiff.errors import ConfigError
 from gmodiff.models.backbone import Backbone
 
 UNET_ADAPTERS = ("default_encoder", "default_decoder", "default_others")
@@ -45,6 +46,38 @@ _VAE_LORA_LEAVES = (
     "conv_in", "conv1", "conv2", "conv_shortcut", "conv", "conv_out",
     "to_q", "to_k", "to_v", "to_out.0",
 )
+
+
+MAX_LORA_RANK = 256
+"""Largest accepted LoRA rank (the paper uses 16): bounds what a config can make us allocate."""
+MAX_TOKEN_CHANNELS = 4096
+"""Largest prior-token width (DaReg's widest level is bounded by the same number)."""
+MAX_MASK_CHANNELS = 2048
+"""Largest width of the mask branch's convs (the paper uses 256 and 1024)."""
+MAX_LORA_ALPHA = 4096.0
+NUM_TIMESTEPS = 1000
+"""The DDPM schedule's length: the refinement timestep must lie in [0, 1000)."""
+MAX_TARGET_NAMES = 20000
+"""Most LoRA target-module names a config may list (SD-2.1 has a few hundred)."""
+TARGET_GROUPS = ("unet_default_encoder", "unet_default_decoder", "unet_default_others",
+                 "vae_default_encoder", "vae_default_decoder", "vae_cond_default_encoder")
+"""Keys of ``RefinerConfig.target_modules``."""
+MIN_LATENT_TILE = 16
+"""Smallest latent tile (latent px) a user may ask for: below it the tile count, and the run
+time, grow without bound (``--tile 1`` on 384×256 ran for minutes) while quality drops."""
+MAX_TILE = 4096
+MIN_VAE_TILE = 8
+"""Smallest VAE tile (latent px) a saved pipeline may ask for."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value, low: int, high: int) -> int:
+    if not _is_int(value) or not low <= value <= high:
+        raise ConfigError(f"{name} {value!r} out of range", fix=f"use a whole number {low}..{high}")
+    return value
 
 
 @dataclass
@@ -68,6 +101,45 @@ class RefinerConfig:
     target_modules: dict[str, list[str]] | None = field(default=None)
     """Explicit LoRA target lists (official checkpoints); None = derive from module names."""
 
+    def __post_init__(self) -> None:
+        # Bounds far above the paper's sizes, checked before anything is built, so a corrupt or
+        # hostile gmodiff_pipeline.json cannot make loading allocate gigabytes (as DaRegConfig).
+        for name in ("rank_unet", "rank_vae", "rank_vae_cond"):
+            _check_int(name, getattr(self, name), 1, MAX_LORA_RANK)
+        alpha = self.lora_alpha
+        if (not isinstance(alpha, (int, float)) or isinstance(alpha, bool)
+                or not math.isfinite(alpha) or not 0 < alpha <= MAX_LORA_ALPHA):
+            raise ConfigError(f"lora_alpha {alpha!r} out of range",
+                              fix=f"use a number above 0 and at most {MAX_LORA_ALPHA:g}")
+        self.lora_alpha = float(alpha)
+        _check_int("timestep", self.timestep, 0, NUM_TIMESTEPS - 1)
+        _check_int("token_channels", self.token_channels, 1, MAX_TOKEN_CHANNELS)
+        widths = self.mask_channels
+        if not isinstance(widths, (tuple, list)) or len(widths) != 2:
+            raise ConfigError(f"mask_channels {widths!r} invalid", fix="give two widths")
+        self.mask_channels = tuple(_check_int("mask_channels", w, 1, MAX_MASK_CHANNELS)
+                                   for w in widths)
+        if not isinstance(self.sample_latents, bool):
+            raise ConfigError(f"sample_latents {self.sample_latents!r} invalid", fix="use true or false")
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        self._check_targets()
+
+    def _check_targets(self) -> None:
+        targets = self.target_modules
+        if targets is None:
+            return
+        fix = f"map {', '.join(TARGET_GROUPS)} to lists of module names, or leave it null"
+        if not isinstance(targets, dict) or set(targets) - set(TARGET_GROUPS):
+            raise ConfigError("target_modules invalid", fix=fix)
+        total = 0
+        for names in targets.values():
+            if not isinstance(names, list) or not all(
+                    isinstance(n, str) and 0 < len(n) <= 512 for n in names):
+                raise ConfigError("target_modules invalid", fix=fix)
+            total += len(names)
+        if total > MAX_TARGET_NAMES:
+            raise ConfigError(f"target_modules lists {total} names", fix=f"at most {MAX_TARGET_NAMES}")
+
     @classmethod
     def tiny(cls, token_channels: int = 64) -> RefinerConfig:
         """Toy widths for the tiny backbone (same code path)."""
@@ -87,9 +159,17 @@ class RefinerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RefinerConfig:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; unknown keys and out-of-range values are a ConfigError."""
+        if not isinstance(data, dict):
+            raise ConfigError("refiner config is not a mapping", fix="re-save the pipeline")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(map(str, set(data) - known))
+        if unknown:
+            raise ConfigError(f"unknown refiner config keys {unknown[:5]}",
+                              fix=f"use only {sorted(known)}")
         data = dict(data)
-        data["mask_channels"] = tuple(data.get("mask_channels", (256, 1024)))
+        if isinstance(data.get("mask_channels"), list):
+            data["mask_channels"] = tuple(data["mask_channels"])
         return cls(**data)
 
 
@@ -344,6 +424,40 @@ class TileOptions:
     latent_overlap: int = 32
     vae_tile: int | None = None
     vae_overlap: int = 8
+
+    def __post_init__(self) -> None:
+        # Programmatic callers (tests) may use tiny tiles; user-facing minimums are
+        # MIN_LATENT_TILE / MIN_VAE_TILE, applied by check_user_tiles.
+        _check_int("latent_tile", self.latent_tile, 1, MAX_TILE)
+        _check_int("latent_overlap", self.latent_overlap, 0, self.latent_tile - 1)
+        if self.vae_tile is not None:
+            _check_int("vae_tile", self.vae_tile, 1, MAX_TILE)
+            _check_int("vae_overlap", self.vae_overlap, 0, self.vae_tile - 1)
+        else:
+            _check_int("vae_overlap", self.vae_overlap, 0, MAX_TILE)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TileOptions:
+        """Tile options from saved JSON, refusing unknown keys and tiles below the minimums."""
+        if not isinstance(data, dict):
+            raise ConfigError("tile options are not a mapping", fix="re-save the pipeline")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(map(str, set(data) - known))
+        if unknown:
+            raise ConfigError(f"unknown tile options {unknown[:5]}", fix=f"use only {sorted(known)}")
+        options = cls(**data)
+        options.check_user_tiles()
+        return options
+
+    def check_user_tiles(self) -> TileOptions:
+        """Refuse tiles smaller than ``MIN_LATENT_TILE`` / ``MIN_VAE_TILE``."""
+        if self.latent_tile < MIN_LATENT_TILE:
+            raise ConfigError(f"latent_tile {self.latent_tile} is below the minimum",
+                              fix=f"use {MIN_LATENT_TILE} or more latent px")
+        if self.vae_tile is not None and self.vae_tile < MIN_VAE_TILE:
+            raise ConfigError(f"vae_tile {self.vae_tile} is below the minimum",
+                              fix=f"use {MIN_VAE_TILE} or more latent px, or null")
+        return self
 
 
 class GMRefiner(nn.Module):

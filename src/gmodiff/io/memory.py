@@ -1,0 +1,101 @@
+"""Will these images fit in memory? An estimate from their headers, checked before decoding.
+
+The per-side caps (``MAX_SIDE``) stop corrupt headers; this stops a valid but huge bracket
+(three 20000×20000 frames need tens of GB) from being decoded until the machine runs out, by
+comparing what decoding and merging will hold against the memory this process can still get.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gmodiff.errors import ImageReadError
+
+BYTES_PER_FRAME_PIXEL = 24
+"""Held per pixel of each frame while loading and merging: the float32 RGB frame (12 B) plus
+the decoder's buffer and the frame's share of the working copies and result (12 B)."""
+BYTES_PER_HDR_PIXEL = 12
+"""A float32 RGB radiance image (ground truth)."""
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available() -> int | None:
+    # A container's limit can be far below the host's free memory.
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit_text = Path(limit_file).read_text().strip()
+            if limit_text == "max":
+                return None
+            limit = int(limit_text)
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit >= 1 << 60:  # "no limit" in cgroup v1
+            return None
+        return max(limit - usage, 0)
+    return None
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate (the smaller of free RAM and the container limit),
+    or None when the platform does not say."""
+    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    if not found:
+        try:
+            found = [os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
+        except (ValueError, OSError, AttributeError):
+            return None
+    return min(found)
+
+
+def _format_bytes(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def estimate_bytes(frame_sizes: Sequence[tuple[int, int]],
+                   hdr_sizes: Sequence[tuple[int, int]] = ()) -> int:
+    """Bytes needed to load and merge frames of these (height, width) plus HDR images."""
+    frames = sum(h * w for h, w in frame_sizes) * BYTES_PER_FRAME_PIXEL
+    return frames + sum(h * w for h, w in hdr_sizes) * BYTES_PER_HDR_PIXEL
+
+
+def check_fits_in_memory(frame_paths: Sequence[Path], hdr_paths: Sequence[Path] = (),
+                         available: int | None = None) -> int:
+    """Refuse, before decoding, images whose estimated footprint exceeds the available memory.
+
+    Sizes come from the file headers (the per-side caps apply too). Returns the estimate in
+    bytes; raises ``ImageReadError`` naming the largest frame and the memory it would need.
+    """
+    from gmodiff.io.hdr import hdr_size
+    from gmodiff.io.ldr import ldr_size
+
+    frame_paths = [Path(p) for p in frame_paths]
+    frame_sizes = [ldr_size(p) for p in frame_paths]
+    hdr_sizes = [hdr_size(p) for p in hdr_paths]
+    needed = estimate_bytes(frame_sizes, hdr_sizes)
+    available = available_memory() if available is None else available
+    if available is not None and needed > available and frame_paths:
+        largest = max(range(len(frame_paths)), key=lambda i: frame_sizes[i][0] * frame_sizes[i][1])
+        height, width = frame_sizes[largest]
+        raise ImageReadError(
+            f"{len(frame_paths)} frames of {width}x{height} need about {_format_bytes(needed)} "
+            f"of memory, only {_format_bytes(available)} is available", frame_paths[largest],
+            "downscale or crop the frames, or free memory")
+    return needed
