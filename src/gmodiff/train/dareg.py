@@ -8,31 +8,21 @@ prediction.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
-from gmodiff.io.atomic import atomic_path
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.checkpoints import state_dict_differences
-from gmodiff.train.checkpointing import (
-    latest_checkpoint,
-    load_checkpoint,
-    load_payload,
-    resolve_checkpoint_file,
-    save_checkpoint,
-)
-from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
+from gmodiff.train.checkpointing import load_payload, resolve_checkpoint_file
+from gmodiff.train.data import TrainDataConfig
+from gmodiff.train.loop import RunConfig, Stage, load_yaml_config, run_stage
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -222,6 +212,51 @@ def validate(model: DaReg, dataset: Dataset, device, stage: int, threshold: floa
 # -- the loop ----------------------------------------------------------------------------------
 
 
+class DaRegStage(Stage):
+    """Stage 1 (backbone + GM head) or stage 2 (DA-mask head) of DaReg for :func:`run_stage`."""
+
+    def __init__(self, config: DaRegTrainConfig):
+        self.config = config
+        self.description = f"DaReg stage {config.stage}"
+
+    def build(self, device: torch.device) -> None:
+        """The network (stage-1 weights loaded in stage 2), Adam and a step decay."""
+        self.module = build_model(self.config)
+        self.optimizer = torch.optim.Adam(parameter_groups(self.module, self.config), lr=self.config.lr)
+        # Not passed to accelerator.prepare: its wrapper steps the scheduler once per process.
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=self.config.lr_step,
+                                                         gamma=self.config.lr_gamma)
+
+    def prepare(self, accelerator) -> None:
+        """DDP-wrap the network; keep the unwrapped one for validation and checkpoints."""
+        super().prepare(accelerator)
+        self.module = accelerator.unwrap_model(self.train_module)
+
+    def train_step(self, batch: dict, step: int, accelerator) -> tuple[torch.Tensor, dict]:
+        """Stage-1 or stage-2 loss on the batch, one Adam step."""
+        out = self.train_module(batch["inputs"])
+        if self.config.stage == 1:
+            loss, parts = stage1_loss(out.gain_map, batch)
+        else:
+            loss, parts = stage2_loss(out.gain_map, out.mask, batch, self.config.mask_threshold)
+        self.optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        self.optimizer.step()
+        return loss, parts
+
+    def validate(self, dataset: Dataset, step: int, device: torch.device) -> dict:
+        """PSNRs over full scenes (and mask BCE/accuracy in stage 2)."""
+        return validate(self.module, dataset, device, self.config.stage, self.config.mask_threshold)
+
+    def checkpoint_extra(self, step: int) -> dict:
+        """The architecture, so stage 2 can rebuild the stage-1 network from a checkpoint."""
+        return {"model_config": self.module.config.to_dict()}
+
+    def save_final(self, path: Path) -> None:
+        """``DaReg.save_pretrained``."""
+        self.module.save_pretrained(path)
+
+
 def train_dareg(
     config: DaRegTrainConfig,
     resume: bool = False,
@@ -234,93 +269,4 @@ def train_dareg(
     Writes ``<out_dir>/log.jsonl``, ``<out_dir>/checkpoints/checkpoint-*.pt`` and, at the end,
     ``<out_dir>/final`` (``DaReg.save_pretrained``). Datasets default to those the config names.
     """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    accelerator = Accelerator()
-    out_dir = Path(config.out_dir)
-    checkpoints = out_dir / "checkpoints"
-    seed_everything(config.seed)
-    model = build_model(config)
-    train_dataset = train_dataset if train_dataset is not None else build_train_dataset(config)
-    if val_dataset is None and accelerator.is_main_process:
-        val_dataset = build_val_dataset(config)
-
-    optimizer = torch.optim.Adam(parameter_groups(model, config), lr=config.lr)
-    # Not passed to accelerator.prepare: its wrapper steps the scheduler once per process.
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
-
-    start_step = 0
-    if resume:
-        if latest_checkpoint(checkpoints) is None:
-            raise CheckpointError("nothing to resume", checkpoints, "run once without --resume first")
-        start_step = load_checkpoint(checkpoints, model, optimizer, scheduler).step
-
-    sampler = ResumableBatchSampler(len(train_dataset), config.batch_size, config.seed,
-                                    accelerator.process_index, accelerator.num_processes)
-    loader = DataLoader(train_dataset, batch_sampler=sampler, num_workers=config.num_workers)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    log = JsonlLog(out_dir / "log.jsonl", resume_step=start_step) if accelerator.is_main_process else None
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with_config = {"config": dataclasses.asdict(config), "processes": accelerator.num_processes}
-        with atomic_path(out_dir / "train_config.json") as tmp:
-            tmp.write_text(json.dumps(with_config, indent=2) + "\n")
-
-    steps_per_epoch = len(sampler)
-    step = start_step
-    out_of_time = False
-    last: dict = {}
-    bar = tqdm(total=config.max_steps, initial=step, desc=f"DaReg stage {config.stage}",
-               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
-    started = time.perf_counter()
-    model.train()
-    while step < config.max_steps:
-        epoch = step // steps_per_epoch
-        sampler.set_epoch(epoch, start_batch=step % steps_per_epoch)
-        set_epoch(train_dataset, epoch)
-        for batch in loader:
-            batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            out = model(batch["inputs"])
-            if config.stage == 1:
-                loss, parts = stage1_loss(out.gain_map, batch)
-            else:
-                loss, parts = stage2_loss(out.gain_map, out.mask, batch, config.mask_threshold)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            out_of_time = config.time_is_up(started, accelerator)
-            final_step = step >= config.max_steps or out_of_time
-            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
-            bar.update(1)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if log is not None and (step % config.log_every == 0 or final_step):
-                log.append({"step": step, "split": "train", "loss": mean_loss,
-                            "lr": scheduler.get_last_lr()[0], **parts})
-            if (config.val_every and step % config.val_every == 0) or final_step:
-                if accelerator.is_main_process and val_dataset is not None and len(val_dataset):
-                    last = validate(accelerator.unwrap_model(model), val_dataset, accelerator.device,
-                                    config.stage, config.mask_threshold)
-                    log.append({"step": step, "split": "val", **last})
-                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
-                accelerator.wait_for_everyone()
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or final_step:
-                if accelerator.is_main_process:
-                    unwrapped = accelerator.unwrap_model(model)
-                    save_checkpoint(checkpoints, step, unwrapped, optimizer.optimizer
-                                    if hasattr(optimizer, "optimizer") else optimizer, scheduler,
-                                    extra={"model_config": unwrapped.config.to_dict()},
-                                    keep_last=config.keep_last)
-                accelerator.wait_for_everyone()
-            if final_step:
-                break
-        if out_of_time:
-            break
-    bar.close()
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(out_dir / "final")
-    accelerator.wait_for_everyone()
-    return {"steps": step, "seconds": time.perf_counter() - started, "last_val": last,
-            "final": str(out_dir / "final"), "loss": mean_loss if step > start_step else math.nan}
+    return run_stage(DaRegStage(config), resume, train_dataset, val_dataset, progress)

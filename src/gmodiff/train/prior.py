@@ -22,25 +22,20 @@ The result is saved as a diffusers folder (``unet/``, ``vae/``, ``scheduler/``) 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from gmodiff.errors import CheckpointError, ConfigError
+from gmodiff.errors import ConfigError
 from gmodiff.gainmap import decode_gain_map, from_signed, to_signed, tonemap
-from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import BackboneConfig, load_backbone, save_backbone_folder
-from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
-from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
+from gmodiff.train.data import TrainDataConfig
+from gmodiff.train.loop import RunConfig, Stage, load_yaml_config, run_stage
 
 
 @dataclass
@@ -218,86 +213,77 @@ def _load_dareg(path: str | None):
     return dareg.requires_grad_(False).eval()
 
 
+class PriorStage(Stage):
+    """Stage 0 for :func:`run_stage`: the tiny VAE, then the tiny UNet at t = 499."""
+
+    description = "tiny prior (stage 0)"
+
+    def __init__(self, config: PriorTrainConfig):
+        self.config = config
+
+    def build(self, device: torch.device) -> None:
+        """The tiny backbone, the optional DaReg, Adam and a private noise generator."""
+        self.module = TinyPrior(self.config.seed, self.config.vae_widths)
+        self.dareg = _load_dareg(self.config.dareg_weights)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.config.lr)
+        # A private generator for the noise/degradations, saved in checkpoints: exact resume.
+        self.generators = {"noise": torch.Generator().manual_seed(self.config.seed + 1)}
+
+    def prepare(self, accelerator) -> None:
+        """One process only: the losses call the VAE and UNet directly, not through DDP."""
+        if accelerator.num_processes > 1:
+            raise ConfigError("the tiny prior trains on one process",
+                              fix="run `gmodiff train prior` without accelerate launch")
+        super().prepare(accelerator)
+
+    def phase(self, step: int) -> str:
+        """"vae" for the first ``vae_steps`` steps, then "unet"."""
+        return "vae" if step < self.config.vae_steps else "unet"
+
+    def train_step(self, batch: dict, step: int, accelerator) -> tuple[torch.Tensor, dict]:
+        """The phase's loss on the batch, a clipped Adam step."""
+        generator = self.generators["noise"]
+        prior = self.train_module
+        if self.phase(step) == "vae":
+            loss, parts = vae_loss(prior.vae, batch, self.config.kl_weight, generator)
+        else:
+            if self.dareg is not None:
+                with torch.no_grad():
+                    coarse = self.dareg(batch["inputs"]).gain_map
+            else:
+                coarse = degrade_gain_map(batch["gt_gain_map"], generator)
+            loss, parts = unet_loss(prior, batch, coarse, self.config.noise_fraction, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_([p for p in self.module.parameters() if p.grad is not None],
+                                    self.config.grad_clip)
+        self.optimizer.step()
+        return loss, parts
+
+    def validate(self, dataset: Dataset, step: int, device: torch.device) -> dict:
+        """VAE reconstruction PSNR, and DaReg vs DaReg + one step once the UNet trains."""
+        return validate(self.module, dataset, self.dareg if step > self.config.vae_steps else None)
+
+    def boundary(self, step: int) -> bool:
+        """The switch from the VAE phase to the UNet phase."""
+        return step == self.config.vae_steps
+
+    def log_extra(self, step: int) -> dict:
+        """The phase of the step about to run."""
+        return {"phase": self.phase(step)}
+
+    def checkpoint_extra(self, step: int) -> dict:
+        """The phase of the last step run."""
+        return {"phase": self.phase(step - 1)}
+
+    def save_final(self, path: Path) -> None:
+        """A diffusers folder (unet/, vae/, scheduler/) that ``--backbone`` reads."""
+        self.module.eval()
+        self.module.save_folder(path)
+
+
 def train_prior(config: PriorTrainConfig, resume: bool = False,
                 train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
                 progress: bool = True) -> dict:
     """Run (or resume) stage 0; writes ``<out_dir>/final`` (a diffusers backbone folder)."""
-    from tqdm.auto import tqdm
-
-    out_dir = Path(config.out_dir)
-    checkpoints = out_dir / "checkpoints"
-    seed_everything(config.seed)
-    prior = TinyPrior(config.seed, config.vae_widths)
-    dareg = _load_dareg(config.dareg_weights)
-    if train_dataset is None:
-        train_dataset, built_val = build_train_dataset(config), build_val_dataset(config)
-        val_dataset = val_dataset if val_dataset is not None else built_val
-    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
-    # A private generator for the noise/degradations, saved in checkpoints: exact resume.
-    generator = torch.Generator().manual_seed(config.seed + 1)
-
-    start_step = 0
-    if resume:
-        if latest_checkpoint(checkpoints) is None:
-            raise CheckpointError("nothing to resume", checkpoints, "run once without --resume first")
-        start_step = load_checkpoint(checkpoints, prior, optimizer,
-                                     generators={"noise": generator}).step
-    sampler = ResumableBatchSampler(len(train_dataset), config.batch_size, config.seed)
-    loader = DataLoader(train_dataset, batch_sampler=sampler, num_workers=config.num_workers)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = JsonlLog(out_dir / "log.jsonl", resume_step=start_step)
-    with atomic_path(out_dir / "train_config.json") as tmp:
-        tmp.write_text(json.dumps({"config": dataclasses.asdict(config)}, indent=2) + "\n")
-
-    step = start_step
-    last_val: dict = {}
-    loss_value = math.nan
-    bar = tqdm(total=config.max_steps, initial=step, desc="tiny prior (stage 0)",
-               disable=not progress, dynamic_ncols=True)
-    started = time.perf_counter()
-    prior.train()
-    done = step >= config.max_steps
-    while not done:
-        epoch = step // len(sampler)
-        sampler.set_epoch(epoch, start_batch=step % len(sampler))
-        set_epoch(train_dataset, epoch)
-        for batch in loader:
-            phase = "vae" if step < config.vae_steps else "unet"
-            if phase == "vae":
-                loss, parts = vae_loss(prior.vae, batch, config.kl_weight, generator)
-            else:
-                if dareg is not None:
-                    with torch.no_grad():
-                        coarse = dareg(batch["inputs"]).gain_map
-                else:
-                    coarse = degrade_gain_map(batch["gt_gain_map"], generator)
-                loss, parts = unet_loss(prior, batch, coarse, config.noise_fraction, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in prior.parameters() if p.grad is not None],
-                                           config.grad_clip)
-            optimizer.step()
-            step += 1
-            loss_value = loss.item()
-            out_of_time = config.time_is_up(started)
-            done = step >= config.max_steps or out_of_time
-            phase_end = step == config.vae_steps
-            bar.update(1)
-            bar.set_postfix(phase=phase, loss=f"{loss_value:.4f}")
-            if step % config.log_every == 0 or done:
-                log.append({"step": step, "split": "train", "phase": phase, "loss": loss_value, **parts})
-            if ((config.val_every and step % config.val_every == 0) or done or phase_end) \
-                    and val_dataset is not None and len(val_dataset):
-                last_val = validate(prior, val_dataset, dareg if step > config.vae_steps else None)
-                log.append({"step": step, "split": "val", **last_val})
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in last_val.items()))
-            if step % config.checkpoint_every == 0 or done or phase_end:
-                save_checkpoint(checkpoints, step, prior, optimizer, generators={"noise": generator},
-                                extra={"phase": phase}, keep_last=config.keep_last)
-            if done:
-                break
-    bar.close()
-    prior.eval()
-    prior.save_folder(out_dir / "final")
-    return {"steps": step, "seconds": time.perf_counter() - started, "loss": loss_value,
-            "last_val": last_val, "final": str(out_dir / "final")}
+    return run_stage(PriorStage(config), resume, train_dataset, val_dataset, progress)

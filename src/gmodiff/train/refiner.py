@@ -9,17 +9,14 @@ DA skips, optimizer, RNG) and resume exactly via :mod:`gmodiff.train.checkpointi
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
@@ -27,12 +24,10 @@ from gmodiff.models.backbone import BackboneConfig
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
 from gmodiff.pipeline import GMODiffPipeline, load_refiner_state
-from gmodiff.io.atomic import atomic_path
 from gmodiff.preprocess import batch_inputs
-from gmodiff.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from gmodiff.train.data import TrainDataConfig
+from gmodiff.train.loop import RunConfig, Stage, load_yaml_config, run_stage
 from gmodiff.train.losses import ms_ssim_loss
-from gmodiff.train.data import TrainDataConfig, build_train_dataset, build_val_dataset, set_epoch
-from gmodiff.train.loop import JsonlLog, ResumableBatchSampler, RunConfig, load_yaml_config, seed_everything
 
 
 @dataclass
@@ -120,14 +115,6 @@ class TrainableRefinerState(nn.Module):
             load_refiner_state(self._pipeline[0].refiner, state, full=False)
         except CheckpointError as exc:
             raise RuntimeError(str(exc)) from exc
-
-
-# -- data --------------------------------------------------------------------------------------
-
-
-def build_datasets(config: RefinerTrainConfig) -> tuple[Dataset, Dataset | None]:
-    """Training and validation datasets, exactly as the DaReg stages build them."""
-    return build_train_dataset(config), build_val_dataset(config)
 
 
 # -- model and loss ----------------------------------------------------------------------------
@@ -272,6 +259,61 @@ def validate(pipeline: GMODiffPipeline, dataset: Dataset) -> dict:
     return {k: v / max(len(dataset), 1) for k, v in totals.items()}
 
 
+class RefinerStage(Stage):
+    """Stage 3 for :func:`run_stage`: the refiner trained on a frozen DaReg."""
+
+    description = "refiner (stage 3)"
+
+    def __init__(self, config: RefinerTrainConfig):
+        self.config = config
+        self.mixed_precision = config.mixed_precision
+
+    def build(self, device: torch.device) -> None:
+        """Pipeline (DaReg frozen on ``device``), perceptual loss, AdamW and the LR schedule."""
+        self.pipeline = build_pipeline(self.config)
+        self.pipeline.dareg.requires_grad_(False).eval().to(device)
+        self.pipeline.device = device
+        self.perceptual = PerceptualLoss(self.config).to(device)
+        self.optimizer = make_optimizer(self.pipeline, self.config)
+        # Not passed to accelerator.prepare: its wrapper steps the scheduler once per process.
+        self.scheduler = make_scheduler(self.optimizer, self.config)
+        self.module = self.pipeline.refiner
+        self.state_view = TrainableRefinerState(self.pipeline)
+
+    def train_step(self, batch: dict, step: int, accelerator) -> tuple[torch.Tensor, dict]:
+        """One optimisation step through the (possibly DDP-wrapped) refiner."""
+        return train_step(self.pipeline, self.optimizer, batch, self.perceptual, self.config,
+                          accelerator, self.train_module)
+
+    def validate(self, dataset: Dataset, step: int, device: torch.device) -> dict:
+        """Refined vs DaReg-only PSNRs over full scenes."""
+        return validate(self.pipeline, dataset)
+
+    def checkpoint_module(self) -> nn.Module:
+        """Only the refiner's trained weights (small checkpoints)."""
+        return self.state_view
+
+    def checkpoint_extra(self, step: int) -> dict:
+        """Which perceptual term the run uses."""
+        return {"perceptual": self.config.perceptual_name}
+
+    def run_info(self) -> dict:
+        """The perceptual term and the trainable parameter counts."""
+        return {"perceptual": self.config.perceptual_name,
+                "trainable_parameters": self.pipeline.refiner.parameter_counts()}
+
+    def announce(self) -> str | None:
+        """Say that MS-SSIM stands in for DISTS when no weights are given."""
+        if self.config.perceptual_name == "ms_ssim":
+            return "perceptual term: MS-SSIM on T(H) (no VGG/DISTS weights given; DISTS not used)"
+        return None
+
+    def save_final(self, path: Path) -> None:
+        """``GMODiffPipeline.save_pretrained``."""
+        self.pipeline.refiner.eval()
+        self.pipeline.save_pretrained(path)
+
+
 def train_refiner(config: RefinerTrainConfig, resume: bool = False,
                   train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
                   progress: bool = True) -> dict:
@@ -280,92 +322,5 @@ def train_refiner(config: RefinerTrainConfig, resume: bool = False,
     Writes ``<out_dir>/log.jsonl``, ``<out_dir>/checkpoints/checkpoint-*.pt`` (trained weights
     only) and, at the end, ``<out_dir>/final`` (``GMODiffPipeline.save_pretrained``).
     """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    mixed = config.mixed_precision if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=mixed)
-    out_dir = Path(config.out_dir)
-    checkpoints = out_dir / "checkpoints"
-    seed_everything(config.seed)
-    pipeline = build_pipeline(config)
-    if train_dataset is None:
-        train_dataset, built_val = build_datasets(config)
-        val_dataset = val_dataset if val_dataset is not None else built_val
-    pipeline.dareg.requires_grad_(False).eval().to(accelerator.device)
-    pipeline.device = accelerator.device
-    perceptual = PerceptualLoss(config).to(accelerator.device)
-    optimizer = make_optimizer(pipeline, config)
-    # Not passed to accelerator.prepare: its wrapper steps the scheduler once per process.
-    scheduler = make_scheduler(optimizer, config)
-
-    start_step = 0
-    state_view = TrainableRefinerState(pipeline)
-    if resume:
-        if latest_checkpoint(checkpoints) is None:
-            raise CheckpointError("nothing to resume", checkpoints, "run once without --resume first")
-        start_step = load_checkpoint(checkpoints, state_view, optimizer, scheduler).step
-
-    sampler = ResumableBatchSampler(len(train_dataset), config.batch_size, config.seed,
-                                    accelerator.process_index, accelerator.num_processes)
-    loader = DataLoader(train_dataset, batch_sampler=sampler, num_workers=config.num_workers)
-    refiner, optimizer = accelerator.prepare(pipeline.refiner, optimizer)
-    log = JsonlLog(out_dir / "log.jsonl", resume_step=start_step) if accelerator.is_main_process else None
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        info = {"config": dataclasses.asdict(config), "processes": accelerator.num_processes,
-                "perceptual": config.perceptual_name,
-                "trainable_parameters": pipeline.refiner.parameter_counts()}
-        with atomic_path(out_dir / "train_config.json") as tmp:
-            tmp.write_text(json.dumps(info, indent=2) + "\n")
-        if config.perceptual_name == "ms_ssim":
-            print("perceptual term: MS-SSIM on T(H) (no VGG/DISTS weights given; DISTS not used)")
-
-    steps_per_epoch = len(sampler)
-    step = start_step
-    mean_loss = math.nan
-    last_val: dict = {}
-    bar = tqdm(total=config.max_steps, initial=step, desc="refiner (stage 3)",
-               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
-    started = time.perf_counter()
-    refiner.train()
-    done = step >= config.max_steps
-    while not done:
-        epoch = step // steps_per_epoch
-        sampler.set_epoch(epoch, start_batch=step % steps_per_epoch)
-        set_epoch(train_dataset, epoch)
-        for batch in loader:
-            batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            loss, parts = train_step(pipeline, optimizer, batch, perceptual, config, accelerator, refiner)
-            scheduler.step()
-            step += 1
-            out_of_time = config.time_is_up(started, accelerator)
-            done = step >= config.max_steps or out_of_time
-            mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
-            bar.update(1)
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if log is not None and (step % config.log_every == 0 or done):
-                log.append({"step": step, "split": "train", "loss": mean_loss,
-                            "lr": scheduler.get_last_lr()[0], **parts})
-            if (config.val_every and step % config.val_every == 0) or done:
-                if accelerator.is_main_process and val_dataset is not None and len(val_dataset):
-                    last_val = validate(pipeline, val_dataset)
-                    log.append({"step": step, "split": "val", **last_val})
-                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in last_val.items()))
-                accelerator.wait_for_everyone()
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or done:
-                if accelerator.is_main_process:
-                    inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-                    save_checkpoint(checkpoints, step, state_view, inner, scheduler,
-                                    extra={"perceptual": config.perceptual_name},
-                                    keep_last=config.keep_last)
-                accelerator.wait_for_everyone()
-            if done:
-                break
-    bar.close()
-    if accelerator.is_main_process:
-        pipeline.refiner.eval()
-        pipeline.save_pretrained(out_dir / "final")
-    accelerator.wait_for_everyone()
-    return {"steps": step, "seconds": time.perf_counter() - started, "loss": mean_loss,
-            "last_val": last_val, "perceptual": config.perceptual_name, "final": str(out_dir / "final")}
+    summary = run_stage(RefinerStage(config), resume, train_dataset, val_dataset, progress)
+    return {**summary, "perceptual": config.perceptual_name}
