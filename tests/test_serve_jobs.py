@@ -89,6 +89,23 @@ def test_one_worker_runs_jobs_in_order_and_reports_the_line(tmp_path, monkeypatc
     assert not queue.root.exists()
 
 
+def test_jobs_wait_for_the_model_warm_up(tmp_path, monkeypatch):
+    loaded, ran = threading.Event(), []
+    monkeypatch.setattr(jobs_module, "run_job", lambda job: ran.append(job.id))
+    queue = JobQueue(ServeConfig(workdir=tmp_path), warm_up=lambda: loaded.wait(10))
+    queue.start()
+    job = _job(queue)
+    queue.submit(job)
+    time.sleep(0.2)
+    assert queue.warming and job.state == "queued" and not ran
+    loaded.set()
+    deadline = time.monotonic() + 5
+    while job.finished is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ran == [job.id] and not queue.warming and job.state == "done"
+    queue.close()
+
+
 def test_old_results_are_deleted(tmp_path):
     queue = JobQueue(ServeConfig(workdir=tmp_path, result_ttl_s=60, max_kept_jobs=2))
     forgotten = []
@@ -142,7 +159,8 @@ def test_bad_requests_are_refused_with_one_line(tmp_path):
     Image.new("RGB", (300, 200), (90, 90, 90)).save(big)
     other = tmp_path / "other.png"
     Image.new("RGB", (100, 100), (200, 200, 200)).save(other)
-    server = ServerProcess(tmp_path / "work", "--max-megapixels", "0.05", "--max-upload-mb", "1")
+    server = ServerProcess(tmp_path / "work", "--max-megapixels", "0.05", "--max-upload-mb", "1",
+                           "--no-preload")
     try:
         server.wait_ready()
         url = server.url

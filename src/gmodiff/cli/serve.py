@@ -23,6 +23,8 @@ def serve_command(
     max_files: int = typer.Option(9, "--max-files", min=2, help="Most frames per bracket."),
     keep_minutes: float = typer.Option(60.0, "--keep-minutes", min=1,
                                        help="Results older than this are deleted."),
+    preload: bool = typer.Option(True, "--preload/--no-preload", help="Load the default model "
+                                 "at start-up, not on the first job."),
     workdir: Path | None = typer.Option(None, "--workdir", help="Where the temporary results "
                                         "folder goes (default: the system temp folder)."),
 ) -> None:
@@ -36,4 +38,5 @@ def serve_command(
 
     run_server(ServeConfig(host=host, port=port, max_upload_mb=max_upload_mb,
                            max_megapixels=max_megapixels, max_files=max_files,
-                           result_ttl_s=keep_minutes * 60, workdir=workdir))
+                           result_ttl_s=keep_minutes * 60, preload=preload,
+                           workdir=workdir))

@@ -27,7 +27,15 @@ from fastapi.staticfiles import StaticFiles
 
 from gmodiff.errors import ConfigError, GmodiffError, SceneError
 from gmodiff.serve.config import ServeConfig
-from gmodiff.serve.jobs import COMPARE_CHOICES, METHOD_LABELS, METHODS, Job, JobQueue, JobRequest
+from gmodiff.serve.jobs import (
+    COMPARE_CHOICES,
+    METHOD_LABELS,
+    METHODS,
+    Job,
+    JobQueue,
+    JobRequest,
+    warm_up,
+)
 from gmodiff.serve.render import EV_RANGE, HDRCache, preview_png
 from gmodiff.serve.uploads import SNIFF_BYTES, check_pixels, sniff, unique_names, wrong_type_error
 
@@ -106,6 +114,7 @@ def _job_json(queue: JobQueue, job: Job) -> dict:
     return {
         "id": job.id, "state": job.state, "stage": job.stage, "progress": job.progress,
         "ahead": queue.position(job.id) if job.state == "queued" else 0,
+        "warming": queue.warming,
         "messages": job.messages, "error": job.error, "methods": job.methods,
         "maps": job.maps, "seconds": round(job.seconds, 2),
         "compare": job.request.compare, "method": job.request.method,
@@ -117,7 +126,7 @@ def _job_json(queue: JobQueue, job: Job) -> dict:
 def create_app(config: ServeConfig | None = None) -> FastAPI:
     """The web app; its lifespan starts the worker and deletes all results on shutdown."""
     config = config or ServeConfig()
-    jobs = JobQueue(config)
+    jobs = JobQueue(config, warm_up if config.preload else None)
     cache = HDRCache()
     jobs.on_delete = cache.forget
 
@@ -144,7 +153,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/api/health")
     def health() -> dict:
-        return {"ok": True, "pending": jobs.pending()}
+        return {"ok": True, "pending": jobs.pending(), "model_loading": jobs.warming}
 
     @app.get("/api/config")
     def settings() -> dict:

@@ -22,6 +22,8 @@ class ServeConfig:
     """Finished jobs older than this are deleted (their files and their entry)."""
     max_kept_jobs: int = 50
     """At most this many finished jobs are kept; the oldest go first."""
+    preload: bool = True
+    """Load the default model when the server starts, not on the first job."""
     workdir: Path | None = None
     """Parent of the temporary results folder (None: the system temp folder)."""
 

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -134,10 +135,21 @@ def run_job(job: Job) -> None:
     job.seconds = time.perf_counter() - start
 
 
+def warm_up() -> None:
+    """Load the default model (if installed) by reconstructing a tiny grey bracket, so the first
+    photographer's job does not pay for it; the pipeline cache keeps it."""
+    from gmodiff.io.scene import Scene
+    from gmodiff.reconstruct import reconstruct_scene
+
+    frames = [np.full((64, 64, 3), v, np.float32) for v in (0.2, 0.45, 0.7)]
+    reconstruct_scene(Scene(frames=frames, exposure_times=np.array([1.0, 4.0, 16.0]),
+                            name="warm-up"), "auto")
+
+
 class JobQueue:
     """Jobs by id, run in order by one background thread; old results are deleted."""
 
-    def __init__(self, config: ServeConfig):
+    def __init__(self, config: ServeConfig, warm_up: Callable[[], None] | None = None):
         import tempfile
 
         parent = config.workdir
@@ -152,6 +164,9 @@ class JobQueue:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="gmodiff-serve-worker", daemon=True)
         self._closed = False
+        self._warm_up = warm_up
+        self.warming = warm_up is not None
+        """True until the worker has run ``warm_up`` (queued jobs wait for it)."""
         self.on_delete = None
         """Called with a job's folder when it is deleted (the preview cache forgets it)."""
 
@@ -196,6 +211,13 @@ class JobQueue:
             return len(self._order) + (self._running is not None)
 
     def _work(self) -> None:
+        if self._warm_up is not None:
+            try:
+                self._warm_up()
+            except Exception:  # noqa: BLE001 — a missing/broken model fails the job, in words
+                pass
+            finally:
+                self.warming = False
         while True:
             try:
                 job_id = self._queue.get(timeout=30)

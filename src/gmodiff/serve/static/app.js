@@ -125,7 +125,9 @@ async function poll() {
     return;
   }
   const secs = ((Date.now() - state.started) / 1000).toFixed(0);
-  if (job.state === "queued") {
+  if (job.state === "queued" && job.ahead === 0 && job.warming) {
+    setStatus(`waiting: the model is loading (first job only, ${secs} s)`, undefined);
+  } else if (job.state === "queued") {
     const n = job.ahead;
     setStatus(`waiting: ${n} job${n === 1 ? "" : "s"} ahead of yours (${secs} s)`, 0);
   } else if (job.state === "running") {
