@@ -23,7 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the same server/upload helpers the tests use
-from serve_helpers import SUNSET_EV, ServerProcess, get_json, post, small_sunset, wait_job  # noqa: E402
+from serve_helpers import (  # noqa: E402
+    SUNSET_EV,
+    ServerProcess,
+    get_json,
+    post,
+    small_sunset,
+    wait_job,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.md"
 EV = ",".join(f"{v:g}" for v in SUNSET_EV)

@@ -127,7 +127,8 @@ def test_messages_leave_the_private_folder_out(tmp_path):
     queue = JobQueue(ServeConfig(workdir=tmp_path))
     job = _job(queue)
     err = SceneError("frame is 10×10 but a.jpg is 20×20", job.inputs / "b.jpg", "same size")
-    assert job.public_message(err) == "error: b.jpg: frame is 10×10 but a.jpg is 20×20 — same size"
+    assert job.public_message(err) == \
+        "error: b.jpg: frame is 10×10 but a.jpg is 20×20 — same size"
     queue.close()
 
 
@@ -193,3 +194,11 @@ def test_bad_requests_are_refused_with_one_line(tmp_path):
     finally:
         assert server.stop() == 0
     assert list(Path(tmp_path / "work").iterdir()) == []
+
+
+def test_serve_is_a_cli_command(capsys):
+    from gmodiff.cli import main
+
+    assert main(["serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--port" in out and "--max-megapixels" in out and "127.0.0.1" in out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import uuid
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -164,7 +165,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     async def inspect(request: Request) -> JSONResponse:
         from gmodiff.io.exif import read_exif, relative_exposures
 
-        folder = jobs.root / "inspect" / __import__("uuid").uuid4().hex
+        folder = jobs.root / "inspect" / uuid.uuid4().hex
         folder.mkdir(parents=True)
         try:
             paths, _ = await _save_frames(request, config, folder)
@@ -178,9 +179,10 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             stops = None
             if len(known) == len(infos) and infos:
                 stops = [round(math.log2(x), 2) for x in relative_exposures(infos)]
-            frames = [{"name": p.name,
-                       "exposure_s": i.exposure_time_seconds if i is not None else None,
-                       "ev": stops[k] if stops else None} for k, (p, i) in enumerate(zip(paths, infos))]
+            frames = [{"name": path.name,
+                       "exposure_s": info.exposure_time_seconds if info is not None else None,
+                       "ev": stops[k] if stops else None}
+                      for k, (path, info) in enumerate(zip(paths, infos))]
             return JSONResponse({"frames": frames})
         except GmodiffError as err:
             return _error(f"error: {err}")
@@ -246,6 +248,9 @@ def run_server(config: ServeConfig) -> None:
     import uvicorn
 
     app = create_app(config)
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"gmodiff serve: warning: listening on {config.host}: the page has no login, so "
+              "anyone who can reach this address can upload and download", flush=True)
     print(f"gmodiff serve: open http://{config.host}:{config.port}/ "
           f"(results in {app.state.jobs.root}; Ctrl+C stops and deletes them)", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
