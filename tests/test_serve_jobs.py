@@ -151,49 +151,74 @@ def test_previews_follow_the_slider_without_recomputing(tmp_path):
     assert not cache._items
 
 
-def test_bad_requests_are_refused_with_one_line(tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
     pytest.importorskip("fastapi", reason="the 'ui' extra (fastapi, uvicorn) is not installed")
+    from serve_helpers import ServerProcess
+
+    work = tmp_path_factory.mktemp("serve") / "work"
+    srv = ServerProcess(work, "--max-megapixels", "0.05", "--max-upload-mb", "1", "--no-preload")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        assert srv.stop() == 0
+        assert list(work.iterdir()) == []  # Ctrl+C deleted every result
+
+
+def test_bad_requests_are_refused_with_one_line(tmp_path, server):
+    import urllib.error
+    import urllib.request
+
     from PIL import Image
-    from serve_helpers import ServerProcess, get_json, post
+    from serve_helpers import get_json, post, wait_job
 
     big = tmp_path / "big.png"
     Image.new("RGB", (300, 200), (90, 90, 90)).save(big)
     other = tmp_path / "other.png"
     Image.new("RGB", (100, 100), (200, 200, 200)).save(other)
-    server = ServerProcess(tmp_path / "work", "--max-megapixels", "0.05", "--max-upload-mb", "1",
-                           "--no-preload")
-    try:
-        server.wait_ready()
-        url = server.url
-        code, body = post(f"{url}/api/jobs", [big, other], {"ev": "0,2"})
-        assert code == 400 and body["error"] == (
-            "error: big.png: image is 300x200 (0.1 MP), above this server's 0.05 MP limit — "
-            "downscale the frames, or start the server with a larger --max-megapixels")
-        huge = tmp_path / "huge.png"
-        huge.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024))
-        code, body = post(f"{url}/api/jobs", [huge, other])
-        assert code == 400 and "above this server's 1 MB limit" in body["error"]
-        code, body = post(f"{url}/api/jobs", [other, other], {"method": "nope"})
-        assert code == 400 and body["error"].startswith("error: unknown method 'nope'")
-        code, body = post(f"{url}/api/jobs", [other], {"ev": "0"})  # one frame: the worker's error
-        assert code == 200
-        from serve_helpers import wait_job
+    url = server.url
+    code, body = post(f"{url}/api/jobs", [big, other], {"ev": "0,2"})
+    assert code == 400 and body["error"] == (
+        "error: big.png: image is 300x200 (0.1 MP), above this server's 0.05 MP limit — "
+        "downscale the frames, or start the server with a larger --max-megapixels")
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024))
+    code, body = post(f"{url}/api/jobs", [huge, other])
+    assert code == 400 and "above this server's 1 MB limit" in body["error"]
+    code, body = post(f"{url}/api/jobs", [other, other], {"method": "nope"})
+    assert code == 400 and body["error"].startswith("error: unknown method 'nope'")
+    code, body = post(f"{url}/api/jobs", [other], {"ev": "0"})  # one frame: the worker's error
+    assert code == 200
+    assert wait_job(url, body["id"])["error"] == (
+        "error: other.png: a bracket needs at least 2 frames, got 1 — pass 2 or more "
+        "differently exposed images of the same view")
+    for path in ("/api/jobs/..%2F..%2Fetc", "/api/jobs/" + "0" * 32,
+                 f"/api/jobs/{body['id']}/download/..%2Fmain.npy",
+                 f"/api/jobs/{body['id']}/preview?view=main"):  # failed job: no result
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url + path, timeout=5)
+        assert info.value.code == 404
+    assert get_json(f"{url}/api/health")["ok"]
 
-        assert wait_job(url, body["id"])["error"] == (
-            "error: other.png: a bracket needs at least 2 frames, got 1 — pass 2 or more "
-            "differently exposed images of the same view")
-        for path in ("/api/jobs/..%2F..%2Fetc", "/api/jobs/" + "0" * 32,
-                     f"/api/jobs/{body['id']}/download/..%2Fmain.npy"):
-            import urllib.error
-            import urllib.request
 
-            with pytest.raises(urllib.error.HTTPError) as info:
-                urllib.request.urlopen(url + path, timeout=5)
-            assert info.value.code == 404
-        assert get_json(f"{url}/api/health")["ok"]
-    finally:
-        assert server.stop() == 0
-    assert list(Path(tmp_path / "work").iterdir()) == []
+def test_exif_exposures_are_shown_then_read_by_the_server(tmp_path, server):
+    from bracket_helpers import write_bracket
+    from serve_helpers import post, wait_job
+
+    paths, _, _ = write_bracket(tmp_path, h=48, w=64)  # files at 0, -2, +2 EV, with EXIF
+    code, body = post(f"{server.url}/api/inspect", paths)
+    assert code == 200
+    assert [f["ev"] for f in body["frames"]] == [2.0, 0.0, 4.0]
+    assert [f["name"] for f in body["frames"]] == [p.name for p in paths]
+    assert abs(body["frames"][1]["exposure_s"] - 1 / 240) < 1e-6
+    # No ev field: the server reads EXIF itself, as the CLI does.
+    code, body = post(f"{server.url}/api/jobs", paths, {"method": "deghost", "compare": "none"})
+    status = wait_job(server.url, body["id"])
+    assert status["state"] == "done", status
+    assert status["messages"][:3] == ["short: IMG_00.jpg (-2.0 EV)",
+                                      "reference: IMG_01.jpg (+0.0 EV)", "long: IMG_02.jpg (+2.0 EV)"]
+    assert status["maps"] == []  # the classical merge has no gain map
 
 
 def test_serve_is_a_cli_command(capsys):
