@@ -147,6 +147,10 @@ def test_previews_follow_the_slider_without_recomputing(tmp_path):
     # Same exposure for both views: the 2× brighter comparison at 0 EV equals main at +1 EV.
     assert abs(mean(0, "compare") - mean(1)) < 1.0
     assert clamp_ev(9) == 4 and clamp_ev(-9) == -4 and clamp_ev(float("nan")) == 0
+    for i in range(6):  # only the last few stay
+        np.save(tmp_path / f"other{i}.npy", hdr)
+        cache.get(tmp_path / f"other{i}.npy")
+    assert len(cache._items) == cache.max_items
     cache.forget(tmp_path)
     assert not cache._items
 

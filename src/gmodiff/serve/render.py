@@ -21,9 +21,14 @@ EV_RANGE = 4.0
 
 
 class HDRCache:
-    """The last few HDR arrays (and their auto exposure) by file, bounded in bytes."""
+    """The last few HDR arrays (and their auto exposure) by file, bounded in count and bytes.
 
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024):
+    The slider only ever needs the job on screen (main + comparison), so a handful is enough;
+    a larger cache would just hold memory after the photographer has moved on.
+    """
+
+    def __init__(self, max_items: int = 4, max_bytes: int = 512 * 1024 * 1024):
+        self.max_items = max_items
         self.max_bytes = max_bytes
         self._items: OrderedDict[Path, tuple[np.ndarray, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -38,8 +43,9 @@ class HDRCache:
         item = (hdr, auto_exposure(hdr))
         with self._lock:
             self._items[path] = item
-            while sum(a.nbytes for a, _ in self._items.values()) > self.max_bytes \
-                    and len(self._items) > 1:
+            while len(self._items) > 1 and (
+                    len(self._items) > self.max_items
+                    or sum(a.nbytes for a, _ in self._items.values()) > self.max_bytes):
                 self._items.popitem(last=False)
         return item
 
