@@ -38,7 +38,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get_json(url: str, timeout: float = 5.0) -> dict:
+def get_json(url: str, timeout: float = 60.0) -> dict:
     """GET ``url`` and decode its JSON body."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
@@ -59,7 +59,7 @@ class ServerProcess:
              "--workdir", str(workdir), *extra],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:
         """Block until /api/health answers (or fail with the server's output)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -77,7 +77,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -102,7 +102,7 @@ def multipart(files: list[Path], fields: dict[str, str] | None = None) -> tuple[
 
 
 def post(url: str, files: list[Path], fields: dict[str, str] | None = None,
-         timeout: float = 30.0) -> tuple[int, dict]:
+         timeout: float = 120.0) -> tuple[int, dict]:
     """POST a multipart upload; (HTTP status, JSON body), errors included."""
     import urllib.error
 
@@ -115,7 +115,7 @@ def post(url: str, files: list[Path], fields: dict[str, str] | None = None,
         return err.code, json.loads(err.read() or b"{}")
 
 
-def wait_job(base: str, job_id: str, timeout: float = 120.0) -> dict:
+def wait_job(base: str, job_id: str, timeout: float = 300.0) -> dict:
     """Poll a job until it is done or failed; its last status."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

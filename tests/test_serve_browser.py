@@ -25,6 +25,7 @@ pytest.importorskip("fastapi", reason="the 'ui' extra (fastapi, uvicorn) is not 
 pytest.importorskip("uvicorn", reason="the 'ui' extra (fastapi, uvicorn) is not installed")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -94,7 +95,7 @@ def _choose(driver, paths: list[Path], evs: list[float] | None, drop: bool = Fal
         driver.find_element(By.ID, "files").send_keys(names)
     if evs is None:
         return
-    wait = WebDriverWait(driver, 20)
+    wait = WebDriverWait(driver, 60)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.ev")) == len(paths))
     for field, ev in zip(driver.find_elements(By.CSS_SELECTOR, "input.ev"), evs):
         field.clear()
@@ -103,7 +104,7 @@ def _choose(driver, paths: list[Path], evs: list[float] | None, drop: bool = Fal
 
 def _mean(driver, element_id: str, ev: str) -> float:
     img = driver.find_element(By.ID, element_id)
-    WebDriverWait(driver, 20).until(lambda d: img.get_attribute("data-loaded-ev") == ev)
+    WebDriverWait(driver, 60).until(lambda d: img.get_attribute("data-loaded-ev") == ev)
     return driver.execute_script(MEAN_JS, img)
 
 
@@ -129,11 +130,16 @@ def test_page_end_to_end(tmp_path, server, browser, capsys):
     _choose(driver, frames, list(SUNSET_EV), drop=True)
     assert "no EXIF" in driver.find_element(By.ID, "ev-note").text
     run = driver.find_element(By.ID, "run")
-    WebDriverWait(driver, 5).until(lambda d: run.is_enabled())
+    WebDriverWait(driver, 120).until(lambda d: run.is_enabled())
     run.click()
-    WebDriverWait(driver, 90).until(
-        lambda d: d.find_element(By.ID, "result").is_displayed()
-        or d.find_element(By.ID, "error").is_displayed())
+    # Generous: the model loads first, and a loaded shared CPU can make that take minutes.
+    try:
+        WebDriverWait(driver, 400).until(
+            lambda d: d.find_element(By.ID, "result").is_displayed()
+            or d.find_element(By.ID, "error").is_displayed())
+    except TimeoutException:
+        driver.save_screenshot(str(tmp_path / "timeout.png"))
+        pytest.fail(f"no result; the page says {driver.find_element(By.ID, 'status-text').text!r}")
     assert not driver.find_element(By.ID, "error").is_displayed(), \
         driver.find_element(By.ID, "error").text
     assert driver.find_element(By.ID, "status-text").text.startswith("done in")
@@ -154,14 +160,14 @@ def test_page_end_to_end(tmp_path, server, browser, capsys):
     # Gain map on demand.
     driver.find_element(By.ID, "show-gain").click()
     map_img = driver.find_element(By.ID, "map-img")
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, 60).until(
         lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
                                    map_img) == 160)
 
     # Download the Ultra HDR JPEG through the browser, decode it with our reader.
     driver.find_element(By.ID, "dl-jpg").click()
     target = browser.downloads / "sunset_2-hdr.jpg"
-    WebDriverWait(driver, 20).until(lambda d: target.is_file())
+    WebDriverWait(driver, 60).until(lambda d: target.is_file())
     decoded = read(target)
     assert decoded.hdr.shape == (120, 160, 3)
     assert np.isfinite(decoded.radiance).all() and decoded.radiance.min() >= 0
@@ -171,10 +177,10 @@ def test_page_end_to_end(tmp_path, server, browser, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     _choose(driver, [frames[0], broken], [0, 2])
-    WebDriverWait(driver, 5).until(lambda d: run.is_enabled())
+    WebDriverWait(driver, 120).until(lambda d: run.is_enabled())
     run.click()
     error = driver.find_element(By.ID, "error")
-    WebDriverWait(driver, 30).until(lambda d: error.is_displayed())
+    WebDriverWait(driver, 120).until(lambda d: error.is_displayed())
     assert main(["reconstruct", str(frames[0]), str(broken), "--ev", "0,2",
                  "-o", str(tmp_path / "cli.exr")]) == 2
     cli_line = capsys.readouterr().err.strip().replace(f"{tmp_path}/", "")
@@ -185,7 +191,7 @@ def test_page_end_to_end(tmp_path, server, browser, capsys):
     fake = tmp_path / "holiday.jpg"
     fake.write_bytes(b"GIF89a not a bracket frame")
     _choose(driver, [frames[0], fake], None)
-    WebDriverWait(driver, 10).until(lambda d: "holiday.jpg: not a JPEG, PNG or TIFF" in error.text)
+    WebDriverWait(driver, 60).until(lambda d: "holiday.jpg: not a JPEG, PNG or TIFF" in error.text)
 
     # The server is still there, and Ctrl+C removes every result.
     assert get_json(f"{server.url}/api/health")["ok"]
@@ -193,4 +199,4 @@ def test_page_end_to_end(tmp_path, server, browser, capsys):
     assert driver.find_element(By.ID, "dropzone").is_displayed()
     assert server.stop() == 0
     assert list(server.workdir.iterdir()) == []
-    assert time.monotonic() - start < 180  # ~35-50 s on the shared 2-core machine; a hang guard
+    assert time.monotonic() - start < 600  # 35-50 s alone on the shared 2-core machine

@@ -201,7 +201,7 @@ def test_bad_requests_are_refused_with_one_line(tmp_path, server):
                  f"/api/jobs/{body['id']}/download/..%2Fmain.npy",
                  f"/api/jobs/{body['id']}/preview?view=main"):  # failed job: no result
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(url + path, timeout=5)
+            urllib.request.urlopen(url + path, timeout=60)
         assert info.value.code == 404
     assert get_json(f"{url}/api/health")["ok"]
 

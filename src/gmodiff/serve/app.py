@@ -25,6 +25,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from gmodiff.errors import ConfigError, GmodiffError, SceneError
 from gmodiff.serve.config import ServeConfig
@@ -90,7 +91,8 @@ async def _save_frames(request: Request, config: ServeConfig, folder: Path):
             with path.open("wb") as fh:
                 while chunk := await upload.read(CHUNK):
                     fh.write(chunk)
-            check_pixels(path, kind, name, config.max_megapixels)
+            # Header reads are blocking file IO: keep them off the event loop.
+            await run_in_threadpool(check_pixels, path, kind, name, config.max_megapixels)
             paths.append(path)
         return paths, fields
     finally:
@@ -169,12 +171,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         folder.mkdir(parents=True)
         try:
             paths, _ = await _save_frames(request, config, folder)
-            infos = []
-            for path in paths:
+
+            def exif_or_none(path: Path):
                 try:
-                    infos.append(read_exif(path))
+                    return read_exif(path)
                 except GmodiffError:  # unreadable: the run itself reports it, in the CLI's words
-                    infos.append(None)
+                    return None
+
+            infos = [await run_in_threadpool(exif_or_none, path) for path in paths]
             known = [i for i in infos if i is not None and i.exposure_time_seconds is not None]
             stops = None
             if len(known) == len(infos) and infos:
@@ -253,4 +257,6 @@ def run_server(config: ServeConfig) -> None:
               "anyone who can reach this address can upload and download", flush=True)
     print(f"gmodiff serve: open http://{config.host}:{config.port}/ "
           f"(results in {app.state.jobs.root}; Ctrl+C stops and deletes them)", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    # A stuck client must not keep Ctrl+C from stopping the server (and deleting the results).
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
+                timeout_graceful_shutdown=5)
