@@ -20,16 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from gmodiff.cli.flags import as_flags
 from gmodiff.errors import GmodiffError
+from gmodiff.reconstruct import ReconstructOptions
 from gmodiff.serve.config import ServeConfig
 
-METHODS: dict[str, tuple[str, dict]] = {
-    "auto": ("auto", {}),
-    "refine": ("gmodiff", {"refine": True}),
-    "deghost": ("deghost", {}),
+METHODS: dict[str, tuple[str, ReconstructOptions]] = {
+    "auto": ("auto", ReconstructOptions()),
+    "refine": ("gmodiff", ReconstructOptions(refine=True)),
+    "deghost": ("deghost", ReconstructOptions()),
 }
-"""Page choice → (``reconstruct_scene`` method, options): the default model as the CLI's
-``--method auto``, the same with ``--refine``, and the best classical merge."""
+"""Page choice → (``reconstruct_scene`` method, options), typed once here: the default model as
+the CLI's ``--method auto``, the same with ``--refine``, and the best classical merge."""
 METHOD_LABELS = {
     "auto": "Default model",
     "refine": "Default model + refiner (--refine)",
@@ -82,19 +84,12 @@ class Job:
         return self.folder / "out"
 
     def public_message(self, err: BaseException) -> str:
-        """The CLI's one-line message, with this server's private folder left out of paths."""
-        text = f"error: {err}"
+        """The CLI's one-line message (options named as its flags, as `gmodiff reconstruct`
+        prints them), with this server's private folder left out of paths."""
+        text = f"error: {as_flags(str(err))}"
         for prefix in (str(self.inputs) + "/", str(self.outputs) + "/", str(self.folder) + "/"):
             text = text.replace(prefix, "")
         return text
-
-
-def _write_maps(output: Path, result) -> list[Path]:
-    # The gain map / DA mask PNG writer lives in the CLI module (noted for the lead: #12 can move
-    # it to the library); this is the thinnest call into it.
-    from gmodiff.cli.reconstruct import write_debug_maps
-
-    return write_debug_maps(output, result)
 
 
 def run_job(job: Job) -> None:
@@ -102,6 +97,7 @@ def run_job(job: Job) -> None:
     from gmodiff.brackets import prepare_bracket
     from gmodiff.io.ldr import write_ldr
     from gmodiff.io.output import write_output
+    from gmodiff.jobs import write_debug_maps
     from gmodiff.reconstruct import reconstruct_scene
 
     start = time.perf_counter()
@@ -121,7 +117,7 @@ def run_job(job: Job) -> None:
         job.stage = f"reconstructing ({METHOD_LABELS[choice]})"
         job.progress = 0.25 + 0.5 * i / len(views)
         method, options = METHODS[choice]
-        results[view] = reconstruct_scene(scene, method, **options)
+        results[view] = reconstruct_scene(scene, method, options)
         job.methods[view] = results[view].method
         np.save(out / f"{view}.npy", results[view].hdr.astype(np.float32))
     job.stage, job.progress = "writing the HDR files", 0.8
@@ -130,7 +126,7 @@ def run_job(job: Job) -> None:
     for suffix in OUTPUT_SUFFIXES:
         write_output(out / f"main{suffix}", results["main"].hdr, radiance_scale=scale)
     for view, result in results.items():
-        for path in _write_maps(out / f"{view}.png", result):
+        for path in write_debug_maps(out / f"{view}.png", result):
             job.maps.append(path.name)  # e.g. main.gain_map.png
     job.seconds = time.perf_counter() - start
 
