@@ -77,7 +77,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=180)  # a starved CPU can make exit take a minute
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
