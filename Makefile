@@ -13,10 +13,10 @@ METRICS_STAMP := $(METRICS_VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/install-system.sh tools/package-lock.json
+$(STAMP): requirements.txt requirements-ui.txt requirements-dev.txt pyproject.toml scripts/install-system.sh tools/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt  # includes requirements-ui.txt (the `ui` extra)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	bash scripts/install-system.sh
 	touch $(STAMP)

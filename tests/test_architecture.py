@@ -1,7 +1,7 @@
 """The floors of the house: imports only point down, and the CLI speaks in flags.
 
 Floors (docs/architecture.md): gainmap/errors/result → io, metrics → data, preprocess →
-models → pipeline → reconstruct (the method layer) → jobs, evaluation, train → cli, demo.
+models → pipeline → reconstruct (the method layer) → jobs, evaluation, train → cli, demo, serve.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ FLOORS = {
     4: ["pipeline", "pipeline_config", "tiled_dareg"],
     5: ["reconstruct"],
     6: ["jobs", "evaluation", "train"],
-    7: ["cli", "demo", "__main__"],
+    7: ["cli", "demo", "__main__", "serve"],
 }
 FLOOR_OF = {name: floor for floor, names in FLOORS.items() for name in names}
 

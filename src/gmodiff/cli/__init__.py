@@ -40,7 +40,7 @@ def _register_commands() -> None:
     # exist yet (work in progress) is simply skipped.
     import importlib
 
-    for name in ("simulate", "reconstruct", "evaluate", "train", "data"):
+    for name in ("simulate", "reconstruct", "evaluate", "train", "data", "serve"):
         try:
             importlib.import_module(f"gmodiff.cli.{name}")
         except ModuleNotFoundError as exc:
