@@ -388,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/gpu_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     report = Report(path=args.out, command=command.strip(), device_name=device_name(device),
                     tiny=args.tiny, budget_s=args.budget_s, steps=args.steps)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        report.facts.append(f"GPU memory {props.total_memory / 2**30:.0f} GiB; TF32 matmul "
+                            f"{torch.backends.cuda.matmul.allow_tf32}, TF32 cuDNN "
+                            f"{torch.backends.cudnn.allow_tf32} (torch defaults, left as they are)")
     report.write()
     run_checks(args, report)
     print(f"wrote {args.out}")
