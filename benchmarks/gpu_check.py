@@ -288,7 +288,18 @@ def run_checks(args: argparse.Namespace, report: Report) -> None:
     main_size = f"{w}×{h}"
     measure(report, "build pipeline + move to device", "fp32", "—", budget, device, build)
     pipe = holder.get("pipe")
-    if pipe is None:
+    if pipe is None:  # keep every row in the report, saying why it is empty
+        big_label = "fp16" if device.type == "cuda" else "fp32"
+        for name, label, size in [
+            ("one step (full pipeline)", "fp16", main_size),
+            (f"{args.steps}-step DDIM (full pipeline)", "fp16", main_size),
+            ("one step (full pipeline)", "fp32", main_size),
+            (f"{args.steps}-step DDIM (full pipeline)", "fp32", main_size),
+            ("one step, tiled", big_label, f"{sizes.large[1]}×{sizes.large[0]}"),
+            ("DaReg forward (paper size)" if not args.tiny else "DaReg forward (tiny)", "fp32",
+             f"{sizes.dareg[1]}×{sizes.dareg[0]}"),
+        ]:
+            report.add(Row(name, label, size, note="not run: building the pipeline failed (first row)"))
         return
     scene = toy_scene(h, w)
     for label, dtype in (("fp16", torch.float16), ("fp32", torch.float32)):

@@ -85,3 +85,18 @@ def test_cuda_without_gpu_is_a_one_line_error(tmp_path):
     gpu_check = _load_module()
     assert gpu_check.main(["--device", "cuda", "--out", str(tmp_path / "g.md")]) == 2
     assert not (tmp_path / "g.md").exists()
+
+
+def test_failed_build_still_writes_every_row(tmp_path, monkeypatch):
+    gpu_check = _load_module()
+
+    def broken(tiny):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(gpu_check, "build_pipeline", broken)
+    out = tmp_path / "g.md"
+    assert gpu_check.main(["--tiny", "--device", "cpu", "--steps", "3", "--out", str(out)]) == 0
+    rows = [r for r in out.read_text().splitlines() if r.startswith("| ") and "---" not in r][1:]
+    assert len(rows) == 7
+    assert "ERROR MemoryError: simulated" in rows[0]
+    assert all("not run: building the pipeline failed" in r for r in rows[1:])
