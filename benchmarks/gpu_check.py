@@ -262,9 +262,8 @@ def chain(pipe, scene, steps: int, device: torch.device, budget: Budget, one_ste
 
 def run_checks(args: argparse.Namespace, report: Report) -> None:
     """Every measurement, in order of importance (fp16 headline first)."""
-    from gmodiff.data.inputs import stack_inputs
     from gmodiff.models.refiner import TileOptions
-    from gmodiff.pipeline import pad_to_multiple
+    from gmodiff.preprocess import scene_inputs
 
     device = torch.device(args.device)
     sizes = TINY if args.tiny else REAL
@@ -357,8 +356,8 @@ def run_checks(args: argparse.Namespace, report: Report) -> None:
 
     def dareg(row: Row) -> None:
         dareg_scene = toy_scene(*sizes.dareg, seed=2)
-        inputs = stack_inputs(dareg_scene.frames, dareg_scene.exposure_times)[None]
-        inputs = pad_to_multiple(inputs).to(device)
+        # The same padded network input the pipeline builds (preprocess owns padding and encoding).
+        inputs = scene_inputs(dareg_scene, pipe.dareg.config).inputs.to(device)
         with torch.no_grad():
             seconds, runs = time_call(lambda: pipe.dareg(inputs), device, args.repeats, budget)
         row.seconds = seconds
