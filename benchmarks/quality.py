@@ -5,7 +5,10 @@ panoramas the default model never trained on (sunrise, sunset), under several co
 exposure spacing, camera response and motion. For each method: PSNR-μ / PSNR-l / SSIM-μ /
 SSIM-l / PU21-PSNR / PU21-SSIM, ColorVideoVDP JOD (in the metrics environment, ``make
 metrics-env``) and HDR-FLIP, averaged per condition and overall. "DaReg alone" is the default
-pipeline's own coarse gain map (the same forward pass).
+pipeline's own coarse gain map (the same forward pass). A second table per section gives where
+the refiner should help (issue 17): PSNR-μ / PSNR-l over pixels clipped in the reference frame,
+pixels the default model's DA mask calls unreliable (the same pixels for every method) and
+moving-object pixels (the simulator's motion mask), plus mean HDR-FLIP error (lower is better).
 Then the time to load the default pipeline and reconstruct one 1000×700 scene on this CPU.
 
     python benchmarks/quality.py                      # → benchmarks/results/quality.md
@@ -32,7 +35,17 @@ from gmodiff.data.sources import blender_panoramas, perspective_views, read_radi
 from gmodiff.gainmap import decode_gain_map
 from gmodiff.io.atomic import atomic_path
 from gmodiff.evaluation import metric_label
-from gmodiff.metrics import ExtraMetrics, evaluate_pair, parse_extra
+from gmodiff.metrics import ExtraMetrics, evaluate_pair, hdr_flip, parse_extra
+from gmodiff.metrics.regions import (
+    CLIPPED_LEVEL,
+    MIN_REGION_PIXELS,
+    MOTION_LEVEL,
+    REGIONS,
+    UNRELIABLE_LEVEL,
+    nan_mean,
+    region_masks,
+    region_metrics,
+)
 
 HELD_OUT = (6, 7)
 CONDITIONS: dict[str, SimulationConfig] = {
@@ -58,27 +71,39 @@ def margin_line(means: dict[str, dict[str, float]], default_refines: bool) -> st
             f"{ours['psnr_mu'] - best['psnr_mu']:+.2f} dB PSNR-μ.")
 
 
-def score_condition(pipe, scenes: list, extra: ExtraMetrics | bool) -> dict[str, list[dict]]:
-    """Per-method lists of metric dicts (plus seconds) over ``scenes``."""
+def score_condition(pipe, scenes: list, extra: ExtraMetrics | bool
+                    ) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """Per-method lists of metric dicts (plus seconds) over ``scenes``, and per-method lists of
+    region-metric dicts (plus HDR-FLIP for the default model's two stages)."""
     rows: dict[str, list[dict]] = {}
+    region_rows: dict[str, list[dict]] = {}
 
-    def add(name: str, hdr: np.ndarray, scene, seconds: float) -> None:
+    def add(name: str, hdr: np.ndarray, scene, seconds: float, masks: dict, flip: bool = False) -> None:
         scores = evaluate_pair(hdr, scene.ground_truth, extra=extra)
         scores["seconds"] = seconds
         rows.setdefault(name, []).append(scores)
+        regional = region_metrics(hdr, scene.ground_truth, masks, fractions=True)
+        value = scores.get("hdr_flip")
+        if value is None and flip:
+            value = hdr_flip(hdr, scene.ground_truth)
+        if value is not None:
+            regional["hdr_flip"] = value
+        region_rows.setdefault(name, []).append(regional)
 
     for scene in tqdm(scenes, leave=False):
+        out = pipe(scene, refine=True)
+        # One set of regions per scene for every method: the DA mask is the default model's.
+        masks = region_masks(reference=scene.reference, da_mask=out.mask, motion_mask=scene.motion_mask)
         for name, method in CLASSICAL_METHODS.items():
             start = time.perf_counter()
             hdr = method(scene)
-            add(name, hdr, scene, time.perf_counter() - start)
-        out = pipe(scene, refine=True)
+            add(name, hdr, scene, time.perf_counter() - start, masks)
         coarse = decode_gain_map(out.coarse_gain_map, np.asarray(scene.reference, dtype=np.float32))
         add(DAREG_ROW if pipe.refine else DAREG_ROW + " (its default output)", coarse, scene,
-            out.timings["dareg_s"])
+            out.timings["dareg_s"], masks, flip=True)
         add(REFINED_ROW + (" (its default output)" if pipe.refine else " (--refine)"), out.hdr, scene,
-            out.timings["total_s"])
-    return rows
+            out.timings["total_s"], masks, flip=True)
+    return rows, region_rows
 
 
 def mean_rows(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
@@ -92,6 +117,38 @@ def cell(key: str, value: float) -> str:
     return f"{value:.4f}" if "ssim" in key or key == "hdr_flip" else f"{value:.2f}"
 
 
+def region_table(region_rows: dict[str, list[dict]], order: list[str]) -> list[str]:
+    """Markdown: region PSNRs (mean over the scenes that have the region) and HDR-FLIP per method,
+    rows in ``order``; then how many scenes have each region, and refined − DaReg."""
+    keys = [f"psnr_{kind}_{region}" for region in REGIONS for kind in ("mu", "l")]
+    flip = any("hdr_flip" in r for items in region_rows.values() for r in items)
+    header = "| method | " + " | ".join(keys) + (" | HDR-FLIP ↓ |" if flip else " |")
+    lines = [header, "|" + "---|" * (len(keys) + 1 + flip)]
+    means = {}
+    for name in order:
+        items = region_rows[name]
+        means[name] = {k: nan_mean(r.get(k, float("nan")) for r in items) for k in [*keys, "hdr_flip"]}
+        cells = [f"{means[name][k]:.2f}" for k in keys]
+        if flip:
+            cells.append("—" if np.isnan(means[name]["hdr_flip"]) else f"{means[name]['hdr_flip']:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    some = next(iter(region_rows.values()))
+    counts = []
+    for region in REGIONS:
+        scored = [r for r in some if not np.isnan(r.get(f"psnr_mu_{region}", float("nan")))]
+        share = nan_mean(r[f"frac_{region}"] for r in scored) if scored else float("nan")
+        counts.append(f"{region} {len(scored)}/{len(some)} scenes ({100 * share:.1f} % of their pixels)")
+    lines += ["", "Scenes with a scored region: " + "; ".join(counts) + "."]
+    dareg = next((n for n in order if n.startswith(DAREG_ROW)), None)
+    refined = next((n for n in order if n.startswith(REFINED_ROW)), None)
+    if dareg and refined:
+        deltas = [f"{k} {means[refined][k] - means[dareg][k]:+.2f} dB" for k in keys if k.startswith("psnr_mu")]
+        if flip:
+            deltas.append(f"HDR-FLIP {means[refined]['hdr_flip'] - means[dareg]['hdr_flip']:+.4f}")
+        lines += ["", "Refined − DaReg stage: " + ", ".join(deltas) + "."]
+    return lines
+
+
 def table(means: dict[str, dict[str, float]]) -> list[str]:
     """Markdown table rows, best PSNR-μ first; columns headed as in ``gmodiff eval``."""
     keys = [k for k in next(iter(means.values())) if k != "seconds"]
@@ -101,6 +158,11 @@ def table(means: dict[str, dict[str, float]]) -> list[str]:
         cells = [cell(k, row[k]) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['seconds']:.3f} |")
     return lines
+
+
+def _order(means: dict[str, dict[str, float]]) -> list[str]:
+    """Method names, best whole-image PSNR-μ first (the main table's order)."""
+    return [name for name, _ in sorted(means.items(), key=lambda kv: -kv[1]["psnr_mu"])]
 
 
 def timing_1000x700(weights: str, seed: int) -> dict[str, float]:
@@ -134,6 +196,8 @@ def main() -> None:
     parser.add_argument("--extra", default="cvvdp,flip",
                         help="optional metrics: cvvdp (needs `make metrics-env`), flip; '' for none")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality.md"))
+    parser.add_argument("--no-timing", action="store_true",
+                        help="skip the 1000×700 load + reconstruct timing (quick reduced runs)")
     args = parser.parse_args()
     if len(blender_panoramas()) < 8:
         raise SystemExit("needs the 8 blender-data panoramas (apt-get install blender-data)")
@@ -143,17 +207,21 @@ def main() -> None:
     pipe = GMODiffPipeline.from_pretrained(args.weights)
     names = [Path(p).stem for p in blender_panoramas()]
     all_rows: dict[str, list[dict]] = {}
+    all_regions: dict[str, list[dict]] = {}
     sections = []
     for index, (label, config) in enumerate(CONDITIONS.items()):
         scenes = held_out_scenes(list(HELD_OUT), args.count, args.size, args.seed + index, config)
-        rows = score_condition(pipe, scenes, extra if extra.names else False)
+        rows, region_rows = score_condition(pipe, scenes, extra if extra.names else False)
         for name, items in rows.items():
             all_rows.setdefault(name, []).extend(items)
-        sections += [f"### {label}", "", *table(mean_rows(rows)), ""]
+        for name, items in region_rows.items():
+            all_regions.setdefault(name, []).extend(items)
+        sections += [f"### {label}", "", *table(mean_rows(rows)), "",
+                     *region_table(region_rows, _order(mean_rows(rows))), ""]
         print(label, {k: round(v["psnr_mu"], 2) for k, v in mean_rows(rows).items()})
     notes = extra.notes()
     extra.close()
-    timing = timing_1000x700(args.weights, args.seed)
+    timing = None if args.no_timing else timing_1000x700(args.weights, args.seed)
     total = args.count * len(CONDITIONS)
     lines = [
         "# Quality of the bundled default model (held-out simulated scenes)",
@@ -176,20 +244,35 @@ def main() -> None:
         "",
         margin_line(mean_rows(all_rows), pipe.refine),
         "",
+        "### Where the refiner should help: region PSNR (dB) and HDR-FLIP",
+        "",
+        f"Regions (gmodiff.metrics.regions): clipped = any channel of the reference LDR frame ≥ "
+        f"{CLIPPED_LEVEL}; unreliable = the default model's DA mask ≥ {UNRELIABLE_LEVEL} (same "
+        f"pixels for every method); motion = the simulator's moving-object coverage ≥ "
+        f"{MOTION_LEVEL}. Each PSNR is the mean over the scenes where the region has ≥ "
+        f"{MIN_REGION_PIXELS} pixels. HDR-FLIP (flip-evaluator, mean error, lower is better) for "
+        "the default model's two stages" + (" and every method (--extra flip)." if "flip" in extra.names
+                                            else "."),
+        "",
+        *region_table(all_regions, _order(mean_rows(all_rows))),
+        "",
         "## Per condition",
         "",
         *sections,
-        "## Load + reconstruct a 1000×700 scene on CPU",
-        "",
-        f"torch threads: {torch.get_num_threads()}.",
-        "",
-        "| load pipeline | reconstruct (DaReg + refiner) | total | DaReg stage only (--no-refine) |",
-        "|---|---|---|---|",
-        f"| {timing['load_s']:.2f} s | {timing['reconstruct_s']:.2f} s ({timing['dareg_s']:.2f} + "
-        f"{timing['refiner_s']:.2f}) | {timing['total_s']:.2f} s | {timing['dareg_only_s']:.2f} s |",
-        "",
-        "Reproduce: `python benchmarks/quality.py` (needs blender-data).",
     ]
+    if timing is not None:
+        lines += [
+            "## Load + reconstruct a 1000×700 scene on CPU",
+            "",
+            f"torch threads: {torch.get_num_threads()}.",
+            "",
+            "| load pipeline | reconstruct (DaReg + refiner) | total | DaReg stage only (--no-refine) |",
+            "|---|---|---|---|",
+            f"| {timing['load_s']:.2f} s | {timing['reconstruct_s']:.2f} s ({timing['dareg_s']:.2f} + "
+            f"{timing['refiner_s']:.2f}) | {timing['total_s']:.2f} s | {timing['dareg_only_s']:.2f} s |",
+            "",
+        ]
+    lines.append("Reproduce: `python benchmarks/quality.py` (needs blender-data).")
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:

@@ -278,6 +278,22 @@ def test_unknown_extra_metric(capsys, tmp_path, scene):
     assert not (tmp_path / "report.csv").exists()
 
 
+def test_motion_mask_size_mismatch(capsys, tmp_path, scene):
+    write_ldr(scene / "motion_mask.png", np.zeros((8, 8, 3), np.float32), bit_depth=8)
+    reconstruct_error(capsys, tmp_path, scene, SceneError, "motion_mask.png", "motion mask")
+
+
+def test_da_mask_size_mismatch_for_eval(capsys, tmp_path, scene):
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    write_hdr(pred_dir / "scene.exr", np.full((12, 16, 3), 0.1, np.float32))
+    write_ldr(pred_dir / "scene.mask.png", np.zeros((4, 4, 3), np.float32), bit_depth=8)
+    report = tmp_path / "report.json"
+    expect_user_error(capsys, ["eval", "--pred", str(pred_dir), "--gt", str(scene), "-o",
+                               str(report), "--no-progress"], SceneError, "scene.mask.png", "DA mask")
+    assert not report.exists()
+
+
 # ----------------------------------------------------------------------------------- outputs
 
 

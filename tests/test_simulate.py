@@ -152,6 +152,8 @@ def test_simulate_to_folder_is_byte_identical(tmp_path):
     simulate_to_folder("procedural", tmp_path / "b", config, seed=5, count=2, progress=False)
     assert [p.name for p in first] == ["procedural_000", "procedural_001"]
     names = sorted(p.name for p in first[0].iterdir())
-    assert names == ["HDRImg.hdr", "exposure.txt", "input_1.tif", "input_2.tif", "input_3.tif"]
+    # motion_mask.png (issue 17) is the only addition; the other files' bytes did not change.
+    assert names == ["HDRImg.hdr", "exposure.txt", "input_1.tif", "input_2.tif", "input_3.tif",
+                     "motion_mask.png"]
     assert (first[0] / "exposure.txt").read_text().split() == ["0", "3", "6"]
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")

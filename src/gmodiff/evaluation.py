@@ -7,6 +7,11 @@ prints it; benchmarks call :func:`evaluate_folder` directly. Several methods' re
 the same scenes, are written side by side by :func:`write_comparison`. The optional metrics
 (``extra``: ColorVideoVDP JOD, HDR-FLIP) come from :class:`gmodiff.metrics.ExtraMetrics`.
 
+Region metrics (PSNR-μ / PSNR-l over clipped-reference, DA-unreliable and moving pixels,
+:mod:`gmodiff.metrics.regions`) are added when a scene carries a mask (``motion_mask.png`` in the
+scene folder, ``<scene>.mask.png`` beside the prediction) or on request; a region a scene lacks
+scores NaN and is left out of the mean.
+
 Save predictions as ``.exr`` for evaluation: Radiance RGBE shares one exponent per pixel and keeps
 8 mantissa bits, which alone caps PSNR-μ near 40 dB on content with dark channels (float EXR is
 lossless, half EXR costs < 0.1 dB at these levels).
@@ -41,10 +46,13 @@ class EvalReport:
 
     @property
     def mean(self) -> dict[str, float]:
-        """Mean of each metric over the evaluated scenes (PSNRs averaged in dB)."""
+        """Mean of each metric over the evaluated scenes (PSNRs averaged in dB); NaN entries
+        (a region the scene does not have) are skipped."""
+        from gmodiff.metrics.regions import nan_mean
+
         if not self.rows:
             return {}
-        return {m: sum(r[m] for r in self.rows) / len(self.rows) for m in self.metric_names}
+        return {m: nan_mean(r.get(m, math.nan) for r in self.rows) for m in self.metric_names}
 
 
 def find_prediction(pred_dir: Path, scene_name: str) -> Path | None:
@@ -86,26 +94,34 @@ def match_predictions(pred_dir: Path, gt_root: Path, allow_missing: bool = False
 
 
 def evaluate_folder(pred_dir: Path, gt_root: Path, extra=False, allow_missing: bool = False,
-                    progress: bool = True) -> EvalReport:
+                    progress: bool = True, regions: bool | None = None) -> EvalReport:
     """Evaluate every scene under ``gt_root`` against its prediction in ``pred_dir``.
+
+    ``regions``: None adds the region metrics when some scene carries a mask, True/False forces
+    them on/off.
 
     ``extra``: False, True (cvvdp/FLIP where they can run) or a started
     :class:`gmodiff.metrics.ExtraMetrics` (the chosen metrics, required to run).
     """
     todo, missing = match_predictions(pred_dir, gt_root, allow_missing)
-    return score_pairs(todo, missing, extra=extra, progress=progress)
+    return score_pairs(todo, missing, extra=extra, progress=progress, regions=regions)
 
 
 def score_pairs(todo: list[tuple[Path, Path]], missing: list[str], extra=False,
-                progress: bool = True) -> EvalReport:
-    """Score (scene folder, prediction) pairs from :func:`match_predictions` into a report."""
+                progress: bool = True, regions: bool | None = None) -> EvalReport:
+    """Score (scene folder, prediction) pairs from :func:`match_predictions` into a report
+    (``regions`` as in :func:`evaluate_folder`)."""
     from tqdm import tqdm
 
+    from gmodiff.evaluation_regions import carries_masks, scene_region_masks
     from gmodiff.metrics import CORE_METRICS, ExtraMetrics, evaluate_pair
+    from gmodiff.metrics.regions import region_metrics
 
     if extra is True:  # one set-up for the whole folder, not one per pair
         with ExtraMetrics(required=False) as session:
-            return score_pairs(todo, missing, extra=session, progress=progress)
+            return score_pairs(todo, missing, extra=session, progress=progress, regions=regions)
+    if regions is None:
+        regions = any(carries_masks(folder, pred) for folder, pred in todo)
     report = EvalReport(metric_names=list(CORE_METRICS), missing=missing)
     if isinstance(extra, ExtraMetrics):
         extra.start()  # a missing metrics environment fails here, before any image is read
@@ -120,10 +136,16 @@ def score_pairs(todo: list[tuple[Path, Path]], missing: list[str], extra=False,
                              f"{gt_path.name} is {gt.shape[1]}x{gt.shape[0]}", pred_path,
                              "predict at the ground truth's size")
         scores = evaluate_pair(pred, gt, extra=extra)
+        if regions:
+            masks = scene_region_masks(folder, pred_path, gt.shape[:2])
+            scores.update(region_metrics(pred, gt, masks))
         for name in scores:
             if name not in report.metric_names:
                 report.metric_names.append(name)
         report.rows.append({"scene": folder.name, **scores})
+    for row in report.rows:  # a region only some scenes have: NaN elsewhere
+        for name in report.metric_names:
+            row.setdefault(name, math.nan)
     return report
 
 

@@ -22,6 +22,8 @@ from gmodiff.evaluation import (REPORT_SUFFIXES, EvalReport, match_predictions, 
 
 
 def _fmt(name: str, value: float) -> str:
+    if math.isnan(value):
+        return "—"  # a region this scene does not have
     if not math.isfinite(value):
         return "inf" if value > 0 else str(value)
     return f"{value:.2f}" if "psnr" in name or name == "cvvdp_jod" else f"{value:.4f}"
@@ -32,15 +34,16 @@ def format_table(report: EvalReport) -> str:
     names = report.metric_names
     mean_label = f"mean ({len(report.rows)})"
     width = max([len(mean_label)] + [len(r["scene"]) for r in report.rows]) + 2
-    lines = ["scene".ljust(width) + "".join(f"{n:>11}" for n in names)]
+    cols = {n: max(11, len(n) + 2) for n in names}  # region names are longer than 11
+    lines = ["scene".ljust(width) + "".join(f"{n:>{cols[n]}}" for n in names)]
     for row in report.rows:
-        cells = "".join(f"{_fmt(n, row[n]):>11}" for n in names)
+        cells = "".join(f"{_fmt(n, row[n]):>{cols[n]}}" for n in names)
         lines.append(row["scene"].ljust(width) + cells)
     mean = report.mean
     if mean:
         lines.append("-" * len(lines[0]))
         lines.append(mean_label.ljust(width)
-                     + "".join(f"{_fmt(n, mean[n]):>11}" for n in names))
+                     + "".join(f"{_fmt(n, mean[n]):>{cols[n]}}" for n in names))
     if report.missing:
         lines.append(f"missing predictions ({len(report.missing)}): " + ", ".join(report.missing))
     return "\n".join(lines)
@@ -102,6 +105,9 @@ def eval_command(
                                        help="Score the scenes that have predictions, list the "
                                        "rest, and exit with code 1."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    regions: bool | None = typer.Option(None, "--regions/--no-regions",
+                                        help="PSNR-μ/l over clipped-reference, DA-unreliable "
+                                        "and moving pixels (default: when scenes carry masks)."),
 ) -> None:
     """Score predicted HDR images against ground truth: PSNR-μ/l, SSIM-μ/l, PU21-PSNR/SSIM, and
     with --extra ColorVideoVDP JOD / HDR-FLIP; --compare puts methods side by side."""
@@ -118,7 +124,7 @@ def eval_command(
     with ExtraMetrics(extra_names) as metrics:
         for name, (todo, missing) in zip(method_names(dirs), matched):
             reports[name] = score_pairs(todo, missing, extra=metrics if extra_names else False,
-                                        progress=progress)
+                                        progress=progress, regions=regions)
         notes = metrics.notes()
     if len(dirs) == 1:
         typer.echo(format_table(next(iter(reports.values()))))

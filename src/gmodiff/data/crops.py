@@ -34,6 +34,7 @@ def cut_scene(scene, size: int, stride: int) -> list:
                 reference_index=scene.reference_index,
                 ground_truth=None if scene.ground_truth is None else scene.ground_truth[window],
                 name=f"{scene.name}_{top:05d}_{left:05d}",
+                motion_mask=None if scene.motion_mask is None else scene.motion_mask[window],
             ))
     return crops
 

@@ -275,8 +275,11 @@ def simulate(radiance: np.ndarray, config: SimulationConfig | None = None,
         masks.append(coverage)
         shakes.append(shake)
 
+    # Moving-object pixels in the reference's coordinates: every non-reference mask already holds
+    # the objects' reference positions plus where they moved to (drawn before the camera shake).
+    motion_mask = np.maximum.reduce([m for k, m in enumerate(masks) if k != ref])
     scene = Scene(frames=frames, exposure_times=times.astype(np.float64), reference_index=ref,
-                  ground_truth=ground_truth, name=name)
+                  ground_truth=ground_truth, name=name, motion_mask=motion_mask)
     return Simulation(scene=scene, response=response, spacing_stops=spacing, t1=t1,
                       motion_masks=masks, shakes=shakes)
 

@@ -2,7 +2,9 @@
 Kalantari-layout scene folders it is loaded from and saved to (spec §1).
 
 A scene folder holds three LDR frames sorted by name (short → long), ``exposure.txt`` with one
-value per frame in stops, and optionally the ground truth ``HDRImg.hdr`` (or ``label.hdr``).
+value per frame in stops, and optionally the ground truth ``HDRImg.hdr`` (or ``label.hdr``) and,
+for simulated scenes, ``motion_mask.png`` (8-bit grey: where moving objects are, in the reference
+frame's coordinates; used by the region metrics).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ EXPOSURE_FILE = "exposure.txt"
 GROUND_TRUTH_NAMES = ("HDRImg.hdr", "label.hdr", "HDRImg.exr", "label.exr")
 """Ground-truth file names looked for, in this order."""
 FRAMES_PER_SCENE = 3
+MOTION_MASK_FILE = "motion_mask.png"
+"""Optional moving-object coverage of a simulated scene (never taken for a frame)."""
 MAX_EXPOSURE_FILE_BYTES = 65536
 """exposure.txt holds a few numbers; anything larger is refused before it is read."""
 MAX_EXPOSURE_SPAN_STOPS = 30.0
@@ -50,6 +54,9 @@ class Scene:
     name: str = "scene"
     root: Path | None = None
     frame_paths: list[Path] = field(default_factory=list)
+    motion_mask: np.ndarray | None = None
+    """(H, W) float32 in [0, 1]: coverage of moving objects in any frame, in the reference frame's
+    coordinates (known for simulated scenes only; None elsewhere)."""
 
     @property
     def reference(self) -> np.ndarray:
@@ -84,7 +91,8 @@ def scene_frame_paths(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
     inputs = [p for p in files if p.name.lower().startswith("input_")
               and p.suffix.lower() in (".tif", ".tiff")]
-    frames = inputs or [p for p in files if p.suffix.lower() in LDR_SUFFIXES]
+    frames = inputs or [p for p in files if p.suffix.lower() in LDR_SUFFIXES
+                        and p.name != MOTION_MASK_FILE]
     return sorted(frames, key=_natural_key)
 
 
@@ -123,6 +131,20 @@ def find_ground_truth(folder: Path) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     return None
+
+
+def read_motion_mask(folder: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The scene's ``motion_mask.png`` as (H, W) float32 in [0, 1], or None when absent;
+    ``shape`` (H, W), when given, must match."""
+    path = Path(folder) / MOTION_MASK_FILE
+    if not path.is_file():
+        return None
+    mask = read_ldr(path).pixels[..., 0]
+    if shape is not None and mask.shape != tuple(shape):
+        raise SceneError(f"motion mask is {mask.shape[1]}x{mask.shape[0]}, frames are "
+                         f"{shape[1]}x{shape[0]}", path,
+                         "delete the file or re-simulate the scene")
+    return mask
 
 
 def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
@@ -185,6 +207,7 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
         name=folder.name,
         root=folder,
         frame_paths=list(frame_paths),
+        motion_mask=read_motion_mask(folder, first.pixels.shape[:2]),
     )
 
 
@@ -220,7 +243,8 @@ def find_scenes(root: str | Path) -> list[Path]:
 
 
 def save_scene(scene: Scene, folder: str | Path, overwrite: bool = False) -> Path:
-    """Write ``scene`` as a Kalantari folder: input_1..N.tif (16-bit), exposure.txt, HDRImg.hdr.
+    """Write ``scene`` as a Kalantari folder: input_1..N.tif (16-bit), exposure.txt, HDRImg.hdr
+    and, when the scene has one, motion_mask.png (8-bit).
 
     Everything is written into a hidden temporary folder beside ``folder`` that is renamed into
     place only when complete, so a failed save leaves nothing behind.
@@ -244,6 +268,9 @@ def save_scene(scene: Scene, folder: str | Path, overwrite: bool = False) -> Pat
         write_bytes_atomic(tmp / EXPOSURE_FILE, text.encode("utf-8"))
         if scene.ground_truth is not None:
             write_hdr(tmp / "HDRImg.hdr", scene.ground_truth)
+        if scene.motion_mask is not None:
+            mask = np.asarray(scene.motion_mask, dtype=np.float32)
+            write_ldr(tmp / MOTION_MASK_FILE, np.repeat(mask[..., None], 3, axis=2), bit_depth=8)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             os.replace(folder, old)

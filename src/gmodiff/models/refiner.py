@@ -12,6 +12,11 @@
 One step: ``x_t = z_G`` at ``t = 499`` (no noise), the UNet predicts ε and the refined latent is
 the scheduler's x0 estimate. Module and adapter names follow the reference code so its released
 ``gmodiff.pkl`` loads key for key (``gmodiff.models.official``).
+
+Option (not in the spec, off by default): ``RefinerConfig.residual_gate`` adds a
+:class:`ResidualGate` after the DA decoder, ``out = G + gate(mask, D − G, G) ⊙ (D − G)`` with G
+DaReg's gain map and D the decoded one; the gate's last layer is zero, so an untrained refiner
+returns DaReg's gain map exactly and training can only move away from it where that helps.
 """
 
 from __future__ import annotations
@@ -100,6 +105,10 @@ class RefinerConfig:
     """Seed of the new conv_in channels and of the LoRA A matrices."""
     target_modules: dict[str, list[str]] | None = field(default=None)
     """Explicit LoRA target lists (official checkpoints); None = derive from module names."""
+    residual_gate: bool = False
+    """Start at DaReg: output ``G + gate ⊙ (decoded − G)`` with a zero-initialised, DA-mask-aware
+    gate (:class:`ResidualGate`), so the untrained refiner returns DaReg's gain map exactly.
+    False (default) is the spec's output and the reference checkpoints' layout."""
 
     def __post_init__(self) -> None:
         # Bounds far above the paper's sizes, checked before anything is built, so a corrupt or
@@ -204,6 +213,32 @@ class PriorProjection(nn.Module):
                 "the image must be padded to a multiple of 32"
             )
         return self.mlp(torch.cat([mask_tokens, tokens.to(mask_tokens.dtype)], dim=-1))
+
+
+class ResidualGate(nn.Module):
+    """Per-pixel blend from DaReg's gain map G towards the decoded one D, learnt from zero.
+
+    ``gate = conv1×1(ReLU(conv3×3([mask, D − G, G])))``; the 1×1 conv starts at zero (weights and
+    bias), so ``G + gate ⊙ (D − G)`` is G exactly at initialisation. Its gradient is not zero
+    (it is ``(D − G)`` times the features), so the first step opens the gate and the rest of the
+    refiner starts learning from the next one, as a zero-initialised ControlNet branch does.
+    """
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.conv_in = nn.Conv2d(1 + 3 + 3, hidden, 3, padding=1)
+        self.conv_out = nn.Conv2d(hidden, 3, 1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, coarse: torch.Tensor, decoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """coarse G, decoded D (B,3,H,W) signed; mask (B,1,H,W) → blended signed GM (unclamped)."""
+        dtype = self.conv_out.weight.dtype
+        delta = decoded.to(coarse.dtype) - coarse
+        features = torch.cat([mask.to(dtype), delta.to(dtype), coarse.to(dtype)], dim=1)
+        gate = self.conv_out(torch.relu(self.conv_in(features)))
+        # In the caller's precision, so that a zero gate returns G bit for bit.
+        return coarse + gate.to(coarse.dtype) * delta
 
 
 class GatedSkip(nn.Module):
@@ -499,6 +534,7 @@ class GMRefiner(nn.Module):
             _add_lora(unet, unet_targets, dict.fromkeys(UNET_ADAPTERS, cfg.rank_unet), cfg.lora_alpha)
             _add_lora(vae, vae_targets, dict.fromkeys(VAE_ADAPTERS, cfg.rank_vae), cfg.lora_alpha)
             _add_lora(vae_cond, vae_cond_targets, {"default_encoder": cfg.rank_vae_cond}, cfg.lora_alpha)
+        self.residual_gate: ResidualGate | None = None
         self.target_modules = {
             **{f"unet_{a}": list(m) for a, m in unet_targets.items()},
             **{f"vae_{a}": list(m) for a, m in vae_targets.items()},
@@ -507,8 +543,25 @@ class GMRefiner(nn.Module):
         self.unet = unet
         self.vae = vae
         self.vae_cond = vae_cond
+        if cfg.residual_gate:
+            # Built last, so every other initial weight is the same with or without it.
+            self.enable_residual_gate()
         self.set_trainable()
         self.lora_fused = False
+
+    def enable_residual_gate(self) -> None:
+        """Add a zero-initialised :class:`ResidualGate` (no-op if present): from now on the
+        refiner returns DaReg's gain map until training opens the gate. Also for a trained refiner,
+        whose decoded output the gate then learns where to trust."""
+        if self.residual_gate is not None:
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 1)
+            gate = ResidualGate()
+        param = next(self.unet.parameters())
+        self.residual_gate = gate.to(device=param.device, dtype=param.dtype)
+        self.config.residual_gate = True
+        self.set_trainable()
 
     # ----- parameter groups ---------------------------------------------------------------
     def set_trainable(self) -> None:
@@ -520,6 +573,8 @@ class GMRefiner(nn.Module):
         conv_in = self.unet.conv_in
         (conv_in.base_layer if isinstance(conv_in, BaseTunerLayer) else conv_in).requires_grad_(True)
         self.proj.requires_grad_(True)
+        if self.residual_gate is not None:
+            self.residual_gate.requires_grad_(True)
         for block in self.vae.decoder.skip_blocks():
             for name, param in block.named_parameters():
                 if "lora_" not in name:
@@ -629,6 +684,7 @@ class GMRefiner(nn.Module):
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Refined signed GM (B,3,H,W) in [−1,1]; H, W multiples of 32."""
         dtype = next(self.unet.parameters()).dtype
+        coarse = gm_signed
         gm_signed, short_ldr = gm_signed.to(dtype), short_ldr.to(dtype)
         context = self.context(tokens.to(dtype), mask.to(dtype))
         vae_tiled = tile is not None and tile.vae_tile is not None and (
@@ -645,6 +701,8 @@ class GMRefiner(nn.Module):
             out = self._decode_tiled(refined, gm_signed, context, tile)
         else:
             out = self.decode(refined, skips, context)
+        if self.residual_gate is not None:
+            out = self.residual_gate(coarse, out, mask)
         return out.clamp(-1.0, 1.0)
 
     # ----- LoRA fusion -------------------------------------------------------------------------
@@ -664,7 +722,8 @@ class GMRefiner(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameter counts per group (for reports)."""
-        counts = {"total": 0, "trainable": 0, "lora": 0, "conv_in": 0, "proj": 0, "da_skips": 0}
+        counts = {"total": 0, "trainable": 0, "lora": 0, "conv_in": 0, "proj": 0, "da_skips": 0,
+                  "residual_gate": 0}
         for name, p in self.named_parameters():
             n = p.numel()
             counts["total"] += n
@@ -678,4 +737,6 @@ class GMRefiner(nn.Module):
                 counts["proj"] += n
             elif "skip_conv_" in name:
                 counts["da_skips"] += n
+            elif name.startswith("residual_gate."):
+                counts["residual_gate"] += n
         return counts

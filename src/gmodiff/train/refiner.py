@@ -46,7 +46,8 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
     """Start from a saved GMODiffPipeline folder instead (its refiner weights, and its DaReg unless
     ``dareg_weights`` is also given: then a trained refiner is fine-tuned on a retrained DaReg)."""
     refiner: dict = field(default_factory=dict)
-    """RefinerConfig overrides (ranks, lora_alpha, timestep, ...)."""
+    """RefinerConfig overrides (ranks, lora_alpha, timestep, residual_gate, ...). With
+    ``init_pipeline`` only ``residual_gate: true`` applies: it adds a zero gate to the loaded refiner."""
     # -- losses --
     perceptual_weight: float = 1.0
     vgg_weights: str | None = None
@@ -126,6 +127,9 @@ def build_pipeline(config: RefinerTrainConfig) -> GMODiffPipeline:
         pipeline = GMODiffPipeline.from_pretrained(config.init_pipeline)
         if config.dareg_weights:
             pipeline.dareg = compatible_dareg(pipeline, DaReg.from_pretrained(config.dareg_weights))
+        if config.refiner.get("residual_gate"):
+            # Fine-tuning a trained refiner behind a zero gate: it starts exactly at its DaReg.
+            pipeline.refiner.enable_residual_gate()
         return pipeline
     if config.dareg_weights:
         dareg = DaReg.from_pretrained(config.dareg_weights)
