@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,35 +25,9 @@ def _stops_error(estimate: ResponseEstimate, response: Response) -> np.ndarray:
     return np.abs(np.log2(estimate.linearise(WELL_EXPOSED) / response.inverse(WELL_EXPOSED)))
 
 
-class SCurveResponse(Response):
-    """Outside the simulator's family: a strong S-curve (smoothstep blend) on a gamma-2.4 base."""
-
-    name = "s-curve"
-
-    def _forward(self, x):
-        g = np.power(x, 1.0 / 2.4)
-        return 0.45 * g + 0.55 * g * g * (3.0 - 2.0 * g)
-
-    def _inverse(self, y):
-        grid = np.linspace(0.0, 1.0, 8193) ** 3  # dense near black, where the curve is steep
-        return np.interp(y, self._forward(grid), grid)
-
-
-class TwoSegmentResponse(Response):
-    """Outside the family: linear toe up to 5 % exposure, then a steep 1/3 power with a kink."""
-
-    name = "two-segment"
-    knee_x, knee_y = 0.05, 0.30
-
-    def _forward(self, x):
-        above = np.maximum(x - self.knee_x, 0.0) / (1 - self.knee_x)
-        top = self.knee_y + (1 - self.knee_y) * np.cbrt(above)
-        return np.where(x < self.knee_x, x * self.knee_y / self.knee_x, top)
-
-    def _inverse(self, y):
-        top = self.knee_x + (1 - self.knee_x) * np.clip((y - self.knee_y) / (1 - self.knee_y),
-                                                         0, 1) ** 3
-        return np.where(y < self.knee_y, y * self.knee_x / self.knee_y, top)
+# Curves outside the simulator's family, shared with the benchmark that reports their error.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from response_fit import SCurveResponse, TwoSegmentResponse  # noqa: E402
 
 
 def _bracket(response: str, seed: int, spacing: float = 2.0, noise: bool = True,

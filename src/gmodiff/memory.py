@@ -101,15 +101,22 @@ def _meminfo_available() -> int | None:
 
 
 def _cgroup_room() -> int | None:
-    # cgroup v2: the limit minus what the group already uses.
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        current = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        return max(int(limit) - current, 0)
-    except (OSError, ValueError):
-        return None
+    # A container's limit minus what the group already uses (cgroup v2, else v1); it can be far
+    # below the host's free memory.
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit == "max":
+                return None
+            usage = int(Path(usage_file).read_text().strip())
+            if int(limit) >= 1 << 60:  # "no limit" in cgroup v1
+                return None
+            return max(int(limit) - usage, 0)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def available_memory() -> int:

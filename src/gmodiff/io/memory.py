@@ -7,66 +7,17 @@ comparing what decoding and merging will hold against the memory this process ca
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from gmodiff.errors import ImageReadError
+from gmodiff.memory import available_memory, format_bytes
 
 BYTES_PER_FRAME_PIXEL = 24
 """Held per pixel of each frame while loading and merging: the float32 RGB frame (12 B) plus
 the decoder's buffer and the frame's share of the working copies and result (12 B)."""
 BYTES_PER_HDR_PIXEL = 12
 """A float32 RGB radiance image (ground truth)."""
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _cgroup_available() -> int | None:
-    # A container's limit can be far below the host's free memory.
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit_text = Path(limit_file).read_text().strip()
-            if limit_text == "max":
-                return None
-            limit = int(limit_text)
-            usage = int(Path(usage_file).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit >= 1 << 60:  # "no limit" in cgroup v1
-            return None
-        return max(limit - usage, 0)
-    return None
-
-
-def available_memory() -> int | None:
-    """Bytes this process can still allocate (the smaller of free RAM and the container limit),
-    or None when the platform does not say."""
-    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
-    if not found:
-        try:
-            found = [os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
-        except (ValueError, OSError, AttributeError):
-            return None
-    return min(found)
-
-
-def _format_bytes(n: int) -> str:
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def estimate_bytes(frame_sizes: Sequence[tuple[int, int]],
@@ -95,7 +46,7 @@ def check_fits_in_memory(frame_paths: Sequence[Path], hdr_paths: Sequence[Path] 
         largest = max(range(len(frame_paths)), key=lambda i: frame_sizes[i][0] * frame_sizes[i][1])
         height, width = frame_sizes[largest]
         raise ImageReadError(
-            f"{len(frame_paths)} frames of {width}x{height} need about {_format_bytes(needed)} "
-            f"of memory, only {_format_bytes(available)} is available", frame_paths[largest],
+            f"{len(frame_paths)} frames of {width}x{height} need about {format_bytes(needed)} "
+            f"of memory, only {format_bytes(available)} is available", frame_paths[largest],
             "downscale or crop the frames, or free memory")
     return needed
