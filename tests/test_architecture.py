@@ -20,7 +20,7 @@ FLOORS = {
     3: ["models"],
     4: ["pipeline", "pipeline_config", "tiled_dareg"],
     5: ["reconstruct"],
-    6: ["jobs", "evaluation", "train"],
+    6: ["jobs", "evaluation", "evaluation_regions", "train"],
     7: ["cli", "demo", "__main__", "serve"],
 }
 FLOOR_OF = {name: floor for floor, names in FLOORS.items() for name in names}
