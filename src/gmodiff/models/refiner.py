@@ -85,6 +85,17 @@ def _check_int(name: str, value, low: int, high: int) -> int:
     return value
 
 
+
+
+def _refuse_unknown_keys(cls, data: Any, what: str, unknown_text: str) -> None:
+    """A saved config must be a mapping of the dataclass's own field names (ConfigError else)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {'are' if what.endswith('s') else 'is'} not a mapping",
+                          fix="re-save the pipeline")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(map(str, set(data) - known))
+    if unknown:
+        raise ConfigError(f"{unknown_text} {unknown[:5]}", fix=f"use only {sorted(known)}")
 @dataclass
 class RefinerConfig:
     """Sizes and LoRA settings of the refiner (the backbone's own sizes come from its config)."""
@@ -169,13 +180,7 @@ class RefinerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RefinerConfig:
         """Inverse of :meth:`to_dict`; unknown keys and out-of-range values are a ConfigError."""
-        if not isinstance(data, dict):
-            raise ConfigError("refiner config is not a mapping", fix="re-save the pipeline")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(data) - known))
-        if unknown:
-            raise ConfigError(f"unknown refiner config keys {unknown[:5]}",
-                              fix=f"use only {sorted(known)}")
+        _refuse_unknown_keys(cls, data, "refiner config", "unknown refiner config keys")
         data = dict(data)
         if isinstance(data.get("mask_channels"), list):
             data["mask_channels"] = tuple(data["mask_channels"])
@@ -474,12 +479,7 @@ class TileOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TileOptions:
         """Tile options from saved JSON, refusing unknown keys and tiles below the minimums."""
-        if not isinstance(data, dict):
-            raise ConfigError("tile options are not a mapping", fix="re-save the pipeline")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(data) - known))
-        if unknown:
-            raise ConfigError(f"unknown tile options {unknown[:5]}", fix=f"use only {sorted(known)}")
+        _refuse_unknown_keys(cls, data, "tile options", "unknown tile options")
         options = cls(**data)
         options.check_user_tiles()
         return options
