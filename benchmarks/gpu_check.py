@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by file path
+from toy_bracket import toy_scene  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu.md"
 DEFAULT_BUDGET_S = 420.0
 """Seconds for the measurements; model build and imports come on top (≈ 1 min on an H200 host)."""
@@ -152,18 +155,6 @@ class Budget:
     def remaining(self) -> float:
         """Seconds left (negative when spent)."""
         return self.limit - (time.perf_counter() - self.start)
-
-
-def toy_scene(height: int, width: int, seed: int = 0):
-    """A smooth random 3-frame bracket (content does not change the cost)."""
-    from gmodiff.io.scene import Scene
-
-    rng = np.random.default_rng(seed)
-    low = rng.uniform(0.02, 0.6, size=(height // 16 + 1, width // 16 + 1, 3))
-    radiance = np.kron(low, np.ones((16, 16, 1)))[:height, :width].astype(np.float32)
-    times = np.array([1.0, 4.0, 16.0], dtype=np.float32)
-    frames = [np.clip((radiance * t) ** (1 / 2.2), 0, 1).astype(np.float32) for t in times]
-    return Scene(frames=frames, exposure_times=times, name=f"toy{height}x{width}")
 
 
 def _sync(device: torch.device) -> None:

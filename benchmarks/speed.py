@@ -23,23 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by file path
+from toy_bracket import toy_scene  # noqa: E402
+
 from gmodiff.io.atomic import atomic_path
-from gmodiff.io.scene import Scene
 from gmodiff.pipeline import GMODiffPipeline
 from gmodiff.preprocess import scene_inputs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.md"
 RAW = RESULTS.with_suffix(".json")
-
-
-def toy_scene(height: int, width: int, seed: int = 0) -> Scene:
-    """A smooth random bracket (content does not change the cost)."""
-    rng = np.random.default_rng(seed)
-    low = rng.uniform(0.02, 0.6, size=(height // 16 + 1, width // 16 + 1, 3))
-    radiance = np.kron(low, np.ones((16, 16, 1)))[:height, :width].astype(np.float32)
-    times = np.array([1.0, 4.0, 16.0], dtype=np.float32)
-    frames = [np.clip((radiance * t) ** (1 / 2.2), 0, 1).astype(np.float32) for t in times]
-    return Scene(frames=frames, exposure_times=times, name=f"toy{height}x{width}")
 
 
 def timed(fn, repeats: int) -> float:
