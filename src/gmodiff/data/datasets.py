@@ -83,8 +83,9 @@ def scene_item(scene, top: int = 0, left: int = 0, size: int | None = None, mode
     def cut(image: np.ndarray) -> np.ndarray:
         return augment(image[top:top + height, left:left + width], mode)
 
-    crop = dataclasses.replace(scene, frames=[cut(f) for f in scene.frames],
-                               ground_truth=cut(scene.ground_truth))
+    crop = dataclasses.replace(
+        scene, frames=[cut(f) for f in scene.frames], ground_truth=cut(scene.ground_truth),
+        motion_mask=None if scene.motion_mask is None else cut(scene.motion_mask))
     return network_item(network_scene(crop, layout), layout)
 
 
