@@ -21,6 +21,12 @@ One curve is shared by the three channels (camera tone curves are normally appli
 with one curve; pooling the channels triples the data). Clipped and near-black histogram bins
 are excluded. When the bracket says too little (one frame, flat frames, no overlap between
 exposures) the estimate falls back to gamma 2.2, the curve the networks assume (spec §1).
+
+Standard curves (sRGB, and the pure power law that fits best) are tried as whole answers after the free fit: when one of
+them explains the samples about as well, it is returned. The free fit pins g(1) = 1 and has to
+bridge the range no sample reaches (dark brackets stop well below white), so a slight bend there
+shifts the level of every shadow; a standard curve has no such freedom (issue #13: on 2-stop
+sRGB brackets of dark rooms the free fit put shadows ×0.55 too dark).
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ MIN_ROWS = 12
 """Fewer usable sample points than this and the bracket is deemed uninformative."""
 HINT_TOLERANCE_STOPS = 0.01
 """A hinted curve is kept if it fits within this (RMS stops) of the free fit, or 25 % of it."""
+POWER_LAW_RANGE = (1.0, 3.0)
+"""Exponents a pure power law may take as a standard curve (1.8-2.6 covers common encodings)."""
 
 
 def _power_lut(gamma: float) -> np.ndarray:
@@ -136,6 +144,26 @@ def _fallback(hint: str | None = None) -> ResponseEstimate:
     if hint == "gamma2.2":
         return ResponseEstimate(_power_lut(DEFAULT_GAMMA), "gamma", float("nan"))
     return ResponseEstimate(_power_lut(DEFAULT_GAMMA), "fallback-gamma-2.2", float("nan"))
+
+
+def _power_law_gamma(samples: _Samples) -> float:
+    """Exponent of the pure power law g = x**γ that best explains the samples (least squares)."""
+    a = np.log(samples.y) - np.log(samples.x)
+    w = samples.weight
+    gamma = float(np.sum(w * a * samples.log_ratio) / max(float(np.sum(w * a * a)), 1e-12))
+    return float(np.clip(gamma, *POWER_LAW_RANGE))
+
+
+def _standard_curves(samples: _Samples) -> list[ResponseEstimate]:
+    """The standard curves a bracket may be explained by: sRGB and the best pure power law
+    (errors still to be measured)."""
+    return [ResponseEstimate(_srgb_lut(), "srgb", float("nan")),
+            ResponseEstimate(_power_lut(_power_law_gamma(samples)), "gamma", float("nan"))]
+
+
+def _close_enough(error: float, fit_error: float) -> bool:
+    """Does a fixed curve fit within the tolerance of the free fit?"""
+    return error <= max(1.25 * fit_error, fit_error + HINT_TOLERANCE_STOPS)
 
 
 def _normalise_hint(hint: str | None) -> str | None:
@@ -610,8 +638,13 @@ def estimate_response(frames: Sequence[np.ndarray], exposure_times: Sequence[flo
     if hint is not None:
         hinted = _fallback(hint)
         hint_error = _rms_stops(_hint_residual(hinted.inverse_lut, samples), samples.weight)
-        if hint_error <= max(1.25 * fit_error, fit_error + HINT_TOLERANCE_STOPS):
+        if _close_enough(hint_error, fit_error):
             return ResponseEstimate(hinted.inverse_lut, hinted.source, hint_error)
+    errors = [(_rms_stops(_hint_residual(c.inverse_lut, samples), samples.weight), i, c)
+              for i, c in enumerate(_standard_curves(samples))]
+    best_error, _, best = min(errors, key=lambda e: e[:2])
+    if _close_enough(best_error, fit_error):
+        return ResponseEstimate(best.inverse_lut, best.source, best_error)
     return ResponseEstimate(_lut_from_nodes(nodes, h, prior), "comparametric", fit_error)
 
 

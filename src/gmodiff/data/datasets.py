@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gmodiff.data.canonical import CURVE_JITTER
 from gmodiff.errors import SceneError
 from gmodiff.gainmap import encode_gain_map
 from gmodiff.preprocess import InputLayout, encode_bracket, network_scene
@@ -273,6 +274,7 @@ class SimulatedDataset(_EpochDataset):
         seed: int = 0,
         simulation=None,
         layout: InputLayout | None = None,
+        curve_jitter: float = CURVE_JITTER,
     ):
         if not sources:
             raise ValueError("SimulatedDataset needs at least one radiance source")
@@ -282,6 +284,7 @@ class SimulatedDataset(_EpochDataset):
         self.seed = seed
         self.simulation = simulation
         self.layout = layout
+        self.curve_jitter = float(curve_jitter)
 
     def __len__(self) -> int:
         return self.length
@@ -300,7 +303,8 @@ class SimulatedDataset(_EpochDataset):
             return simulation.scene
         from gmodiff.data.canonical import canonicalise_scene, jittered_inverse
 
-        return canonicalise_scene(simulation.scene, jittered_inverse(simulation.response.inverse, rng))
+        inverse = jittered_inverse(simulation.response.inverse, rng, self.curve_jitter)
+        return canonicalise_scene(simulation.scene, inverse)
 
     def __getitem__(self, index: int) -> dict:
         return network_item(self.scene(index), self.layout)

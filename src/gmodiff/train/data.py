@@ -37,6 +37,9 @@ class TrainDataConfig:
     """Frames re-encoded from their camera response (DaRegConfig.canonical_inputs)."""
     merge_input: bool = False
     """Items carry the classical-merge slot (DaRegConfig.merge_input)."""
+    curve_jitter: float = 0.06
+    """With ``canonical_inputs``: strength of the random bend of the true camera curve that
+    linearises simulated items (``gmodiff.data.canonical.jittered_inverse``; 0 = exact)."""
     simulation: dict = field(default_factory=dict)
     """SimulationConfig overrides for the simulated training items (lists become (lo, hi)
     ranges), e.g. ``{ev_spacing_stops: [2, 3]}``; empty = the simulator's defaults."""
@@ -115,7 +118,8 @@ def build_train_dataset(config: TrainDataConfig) -> Dataset:
         sources = _sources(config.simulated_procedural, config.simulated_panoramas,
                            config.simulated_lamp_rooms)
         parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed,
-                                      simulation=simulation_config(config.simulation), **layout))
+                                      simulation=simulation_config(config.simulation),
+                                      curve_jitter=config.curve_jitter, **layout))
     if not parts:
         raise ConfigError("no training data", fix="set train_scenes, train_crops or simulated_items")
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -134,7 +138,7 @@ def build_val_dataset(config: TrainDataConfig) -> Dataset | None:
         if not sources:
             raise ConfigError("val_simulated needs val_panoramas or val_procedural: true")
         parts.append(SimulatedDataset(sources, config.val_simulated, config.val_size, seed=config.val_seed,
-                                      **layout))
+                                      curve_jitter=config.curve_jitter, **layout))
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
