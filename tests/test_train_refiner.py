@@ -192,3 +192,30 @@ def test_dists_from_user_weights(tmp_path):
     assert value.item() > 1e-4 and y.grad is not None and y.grad.abs().sum() > 0
     with pytest.raises(CheckpointError):
         DISTS.from_weights(tmp_path / "dists.pt", tmp_path / "dists.pt")
+
+
+def test_gate_lr_scale_gives_the_residual_gate_its_own_rate(tmp_path):
+    config = _config(tmp_path, gate_lr_scale=10.0, refiner={"residual_gate": True})
+    pipeline = build_pipeline(config)
+    optimizer = make_optimizer(pipeline, config)
+    names = {id(p): n for n, p in pipeline.refiner.named_parameters()}
+    gate = [g for g in optimizer.param_groups if g["lr"] == pytest.approx(1e-2)]
+    assert len(gate) == 1 and gate[0]["params"]
+    assert all(names[id(p)].startswith("residual_gate.") for p in gate[0]["params"])
+    with pytest.raises(ConfigError, match="gate_lr_scale"):
+        _config(tmp_path, gate_lr_scale=0.0)
+
+
+def test_refiner_data_follow_the_dareg_layout(tmp_path):
+    """A refiner on a canonical/merge-slot DaReg gets items in that layout, whatever the YAML says."""
+    from gmodiff.models.dareg import DaReg, DaRegConfig
+    from gmodiff.train.refiner import RefinerStage
+
+    dareg = DaReg(DaRegConfig.from_dict({**DaRegConfig.tiny().to_dict(), "canonical_inputs": True,
+                                         "merge_input": True}))
+    dareg.save_pretrained(tmp_path / "dareg")
+    config = _config(tmp_path, dareg_weights=str(tmp_path / "dareg"))
+    assert not config.merge_input
+    stage = RefinerStage(config)
+    stage.build(torch.device("cpu"))
+    assert config.canonical_inputs and config.merge_input

@@ -62,6 +62,9 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
     skip_lr_scale: float = 1.0
     """Learning-rate factor for the DA decoder's skip blocks (1: the paper's single rate). The skips
     start at 1e-5, so on a short CPU schedule they barely open at the shared rate."""
+    gate_lr_scale: float = 1.0
+    """Learning-rate factor for the residual gate (``refiner.residual_gate``): it starts at zero
+    and has to open within a short run."""
     lr_schedule: str = "constant"
     """"constant" or "cosine": from ``lr`` down to ``lr · lr_final_scale`` at ``max_steps`` (both
     parameter groups alike). At a constant rate a CPU-sized run's validation score wanders."""
@@ -78,8 +81,9 @@ class RefinerTrainConfig(TrainDataConfig, RunConfig):
             raise ConfigError("the latent GAN term is not implemented", fix="set latent_gan: false")
         if self.crop_size % 32:
             raise ConfigError(f"crop_size must be a multiple of 32, got {self.crop_size}")
-        if self.skip_lr_scale <= 0:
-            raise ConfigError(f"skip_lr_scale must be > 0, got {self.skip_lr_scale}")
+        if self.skip_lr_scale <= 0 or self.gate_lr_scale <= 0:
+            raise ConfigError(f"skip_lr_scale and gate_lr_scale must be > 0, got "
+                              f"{self.skip_lr_scale} and {self.gate_lr_scale}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"lr_schedule {self.lr_schedule!r}", fix='use "constant" or "cosine"')
         if not 0 <= self.lr_final_scale <= 1:
@@ -219,12 +223,17 @@ def train_step(pipeline: GMODiffPipeline, optimizer: torch.optim.Optimizer, batc
 
 
 def make_optimizer(pipeline: GMODiffPipeline, config: RefinerTrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the refiner's trainable parameters (the DA skips at ``lr · skip_lr_scale``)."""
-    skips, others = [], []
+    """AdamW over the refiner's trainable parameters (the DA skips at ``lr · skip_lr_scale``, the
+    residual gate at ``lr · gate_lr_scale``)."""
+    skips, gate, others = [], [], []
     for name, param in pipeline.refiner.named_parameters():
         if param.requires_grad:
-            (skips if ".skip_conv_" in name else others).append(param)
-    groups = [{"params": others}, {"params": skips, "lr": config.lr * config.skip_lr_scale}]
+            if name.startswith("residual_gate."):
+                gate.append(param)
+            else:
+                (skips if ".skip_conv_" in name else others).append(param)
+    groups = [{"params": others}, {"params": skips, "lr": config.lr * config.skip_lr_scale},
+              {"params": gate, "lr": config.lr * config.gate_lr_scale}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
                              weight_decay=config.weight_decay)
 
@@ -275,6 +284,11 @@ class RefinerStage(Stage):
     def build(self, device: torch.device) -> None:
         """Pipeline (DaReg frozen on ``device``), perceptual loss, AdamW and the LR schedule."""
         self.pipeline = build_pipeline(self.config)
+        # The refiner sees its inputs through the DaReg, so the data follow the DaReg's layout
+        # (canonical frames, merge slot) whatever the run's YAML says.
+        dareg_config = self.pipeline.dareg.config
+        self.config.canonical_inputs = bool(getattr(dareg_config, "canonical_inputs", False))
+        self.config.merge_input = bool(getattr(dareg_config, "merge_input", False))
         self.pipeline.dareg.requires_grad_(False).eval().to(device)
         self.pipeline.device = device
         self.perceptual = PerceptualLoss(self.config).to(device)
