@@ -23,6 +23,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from gmodiff.errors import GmodiffError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.metrics import (RADIANCE_BANDS, band_label, band_ratios, dark_fraction, fit_log_gain,
                              psnr_l, psnr_mu, psnr_mu_gain_fitted, pu21_psnr, ssim_mu)
-from quality import mean_rows, table
+from quality import mean_rows, region_table, table
 
 METHODS = ("default", "refine", "deghost", "debevec")
 METRICS = {"psnr_mu": psnr_mu, "psnr_l": psnr_l, "ssim_mu": ssim_mu, "pu21_psnr": pu21_psnr,
@@ -108,19 +109,47 @@ def row_names(pipe_refines: bool) -> dict[str, str]:
 
 
 def method_functions(methods: list[str], pipe) -> dict[str, callable]:
-    """Row name → fn(scene) -> HDR for the chosen methods (each model row is its own call)."""
+    """Row name → fn(scene, model_output) -> HDR for the chosen methods. The two model rows
+    share one pipeline call per scene (:func:`model_output`): the refined output carries the
+    DaReg stage's gain map, the same as a ``refine=False`` run gives."""
     from gmodiff.baselines import CLASSICAL_METHODS
 
     names = row_names(bool(pipe is not None and pipe.refine))
     functions = {}
     for method in methods:
         if method == "default":
-            functions[names[method]] = lambda scene: pipe(scene, refine=False).hdr
+            functions[names[method]] = lambda scene, out: out.coarse_hdr
         elif method == "refine":
-            functions[names[method]] = lambda scene: pipe(scene, refine=True).hdr
+            functions[names[method]] = lambda scene, out: out.hdr
         else:
-            functions[method] = CLASSICAL_METHODS[method]
+            classical = CLASSICAL_METHODS[method]
+            functions[method] = lambda scene, out, fn=classical: fn(scene)
     return functions
+
+
+@dataclass
+class ModelOutput:
+    """The pipeline's outputs for one scene: DaReg-stage HDR, refined HDR (None when not run),
+    DA mask, and the seconds each took."""
+
+    coarse_hdr: np.ndarray
+    hdr: np.ndarray | None
+    mask: np.ndarray
+    seconds: dict[str, float]
+
+
+def model_output(pipe, scene, refine: bool) -> ModelOutput:
+    """One pipeline call: with ``refine`` the refined HDR too (the DaReg stage is its first part)."""
+    from gmodiff.gainmap import decode_gain_map
+
+    start, start_cpu = time.perf_counter(), time.process_time()
+    out = pipe(scene, refine=refine)
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    coarse = decode_gain_map(out.coarse_gain_map, np.asarray(scene.reference, dtype=np.float32))
+    # The DaReg stage's share of the call, by the pipeline's own timer.
+    share = out.timings.get("dareg_s", wall) / max(out.timings.get("total_s", wall), 1e-9)
+    seconds = {"coarse": wall * share, "coarse_cpu": cpu * share, "refined": wall, "refined_cpu": cpu}
+    return ModelOutput(np.asarray(coarse), out.hdr if refine else None, np.asarray(out.mask), seconds)
 
 
 def score(hdr: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -133,22 +162,49 @@ def score(hdr: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def run(specs, functions, size, cache) -> tuple[list[dict], float]:
-    """Per (scene, method) result rows, and the seconds spent building/loading scenes."""
+def run(specs, functions, size, cache, pipe=None, methods=()) -> tuple[list[dict], float]:
+    """Per (scene, method) result rows, and the seconds spent building/loading scenes.
+
+    Rows carry region PSNRs (``gmodiff.metrics.regions``: clipped reference, DA-unreliable,
+    moving) and, for the model rows and deghost, HDR-FLIP. The DA mask of the regions is the
+    default model's, shared by every method of the scene."""
+    from gmodiff.metrics.regions import region_masks, region_metrics
+
+    names = row_names(bool(pipe is not None and pipe.refine))
+    timed = {names["default"]: ("coarse", "coarse_cpu"), names["refine"]: ("refined", "refined_cpu")}
     rows, build_s = [], 0.0
     for spec in tqdm(specs, desc="ood", unit="scene"):
         start = time.perf_counter()
         scene = ood_scenes.build_scene(spec, size, cache)
         build_s += time.perf_counter() - start
         dark = dark_fraction(scene.ground_truth)
+        out = model_output(pipe, scene, "refine" in methods) if pipe is not None else None
+        masks = region_masks(reference=scene.reference,
+                             da_mask=None if out is None else out.mask, motion_mask=scene.motion_mask)
         for name, fn in functions.items():
             start, start_cpu = time.perf_counter(), time.process_time()
-            hdr = fn(scene)
+            hdr = fn(scene, out)
             seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+            if name in timed:
+                seconds, cpu = (out.seconds[k] for k in timed[name])
+            regional = region_metrics(hdr, scene.ground_truth, masks, fractions=True)
+            if name in timed or name == "deghost":
+                regional["hdr_flip"] = flip_error(hdr, scene.ground_truth)
             rows.append({"scene": spec.name, "kind": spec.kind, "condition": spec.condition.label,
                          "dark_fraction": dark, "method": name, **score(hdr, scene.ground_truth),
-                         "seconds": seconds, "cpu_seconds": cpu})
+                         **regional, "seconds": seconds, "cpu_seconds": cpu})
     return rows, build_s
+
+
+def flip_error(hdr: np.ndarray, gt: np.ndarray) -> float:
+    """Mean HDR-FLIP error, NaN where flip-evaluator is not installed."""
+    from gmodiff.metrics import MetricUnavailableError, hdr_flip
+
+    try:
+        value = hdr_flip(np.nan_to_num(np.asarray(hdr, np.float32)), gt)
+    except MetricUnavailableError:
+        value = None
+    return float("nan") if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,10 +262,33 @@ def margins(rows: list[dict], ours: str, groups: list[str]) -> list[str]:
     return lines
 
 
+def region_lines(rows: list[dict], names: dict[str, str]) -> list[str]:
+    """Markdown: region PSNRs and HDR-FLIP per method (quality.py's table), then refined − DaReg."""
+    from gmodiff.metrics.regions import REGIONS
+
+    by_method: dict[str, list[dict]] = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row)
+    lines = region_table(by_method, list(by_method))
+    dareg, refined = by_method.get(names["default"]), by_method.get(names["refine"])
+    if dareg and refined:
+        deltas = []
+        for key in [f"psnr_mu_{r}" for r in REGIONS] + ["hdr_flip"]:
+            pairs = [(b[key], a[key]) for a, b in zip(dareg, refined)
+                     if np.isfinite(a.get(key, np.nan)) and np.isfinite(b.get(key, np.nan))]
+            if pairs:
+                delta = float(np.mean([b - a for b, a in pairs]))
+                deltas.append(f"{key} {delta:+.4f}" if key == "hdr_flip" else f"{key} {delta:+.2f} dB")
+        whole = np.mean([b["psnr_mu"] - a["psnr_mu"] for a, b in zip(dareg, refined)])
+        lines += ["", f"Refined − DaReg stage (same scenes): psnr_mu {whole:+.2f} dB, " + ", ".join(deltas) + "."]
+    return lines
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     """Per (scene, method) rows, atomically."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    fields = list(dict.fromkeys(k for row in rows for k in row))  # FLIP: some methods only
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -281,7 +360,15 @@ def report(args, argv: list[str], rows: list[dict], specs, pipe_refines: bool | 
     lines += ["### Median predicted / true luminance by band of true luminance / peak", "",
               "Cells: median over scenes of each scene's median ratio (range over scenes). "
               "Fitted gain: the per-image gain of the gain-fitted PSNR-μ.", "",
-              *band_table(rows), "", "## By kind of scene", ""]
+              *band_table(rows), ""]
+    if any("psnr_mu_clipped" in r for r in rows):
+        lines += ["### Regions (issue #17)", "",
+                  "PSNR over pixels clipped in the reference frame, pixels the default model's DA "
+                  "mask calls unreliable (≥ 0.5), and pixels covered by a moving object "
+                  "(simulator's motion mask ≥ 0.5): mean over the scenes that have at least 64 such "
+                  "pixels. HDR-FLIP (flip-evaluator, mean error, lower is better) for the model rows "
+                  "and deghost.", "", *region_lines(rows, row_names(bool(pipe_refines))), ""]
+    lines += ["## By kind of scene", ""]
     for kind in kinds:
         picked = [r for r in rows if r["kind"] == kind]
         count = len({r["scene"] for r in picked})
@@ -309,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     specs = selected_specs(args.scenes)
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     functions = method_functions(args.methods, pipe)
-    rows, build_s = run(specs, functions, tuple(args.size), args.cache)
+    rows, build_s = run(specs, functions, tuple(args.size), args.cache, pipe, args.methods)
     timing = {"total_s": time.perf_counter() - start_wall, "build_s": build_s,
               "cpu_s": time.process_time() - start_cpu, "load": os.getloadavg()[0]}
     text = report(args, argv, rows, specs, pipe.refine if pipe is not None else None, timing)

@@ -36,7 +36,7 @@ PISA_DIR = TOOLS_MODULES / "three-envmap-helper" / "assets"
 CACHE_DIR = REPO / "benchmarks" / ".cache" / "ood"
 PMNDRS_HELD_OUT = ("dawn", "lobby", "sunrise", "sunset", "venice", "workshop")
 BLENDER_HELD_OUT = ("sunrise", "sunset")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Bump when scene construction changes, so stale cached brackets are not reused."""
 
 
@@ -273,15 +273,19 @@ def _save(path: Path, scene: Scene) -> None:
     frames = np.stack([np.rint(f * 65535).astype(np.uint16) for f in scene.frames])
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
+            motion = (np.zeros(frames.shape[1:3], np.float32) if scene.motion_mask is None
+                      else np.asarray(scene.motion_mask, np.float32))
             np.savez(handle, frames=frames, times=scene.exposure_times,
-                     ground_truth=scene.ground_truth.astype(np.float32))
+                     ground_truth=scene.ground_truth.astype(np.float32),
+                     motion_mask=np.rint(motion * 255).astype(np.uint8))
 
 
 def _load(path: Path, name: str) -> Scene:
     with np.load(path) as data:
         frames = [f.astype(np.float32) / 65535.0 for f in data["frames"]]
         return Scene(frames=frames, exposure_times=data["times"], reference_index=1,
-                     ground_truth=data["ground_truth"], name=name)
+                     ground_truth=data["ground_truth"], name=name,
+                     motion_mask=data["motion_mask"].astype(np.float32) / 255.0)
 
 
 def build_scene(spec: SceneSpec, size: tuple[int, int], cache_dir: Path | None = CACHE_DIR) -> Scene:
