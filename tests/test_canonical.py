@@ -109,6 +109,31 @@ def test_simulated_dataset_with_canonical_merge_layout():
     assert torch.equal(dataset[0]["inputs"], item["inputs"])  # seeded per index
 
 
+def test_curve_jitter_strength_and_range():
+    """Zero jitter linearises with the true curve; a range draws each item's strength; bad
+    config values are one ConfigError."""
+    from gmodiff.errors import ConfigError
+    from gmodiff.train.data import TrainDataConfig, build_train_dataset
+
+    layout = InputLayout(canonical_inputs=True)
+    exact = SimulatedDataset([lamp_room_source()], length=3, crop_size=48, seed=1, layout=layout,
+                             curve_jitter=0.0)
+    zero_range = SimulatedDataset([lamp_room_source()], length=3, crop_size=48, seed=1,
+                                  layout=layout, curve_jitter=(0.0, 0.0))
+    wide = SimulatedDataset([lamp_room_source()], length=3, crop_size=48, seed=1, layout=layout,
+                            curve_jitter=(0.1, 0.3))
+    for index in range(3):
+        a, b = exact.scene(index), zero_range.scene(index)
+        assert all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames))
+        # same radiance and noise draws, different bend: the frames differ (not the ground truth)
+        c = wide.scene(index)
+        assert np.array_equal(a.ground_truth, c.ground_truth)
+        assert not np.allclose(a.frames[1], c.frames[1])
+    with pytest.raises(ConfigError, match="curve_jitter"):
+        build_train_dataset(TrainDataConfig(simulated_items=2, canonical_inputs=True,
+                                            curve_jitter=[0.3, 0.1]))
+
+
 def test_pmndrs_module_decodes_and_cleans_negative_ringing(tmp_path):
     import OpenEXR
 

@@ -274,7 +274,7 @@ class SimulatedDataset(_EpochDataset):
         seed: int = 0,
         simulation=None,
         layout: InputLayout | None = None,
-        curve_jitter: float = CURVE_JITTER,
+        curve_jitter: float | tuple[float, float] = CURVE_JITTER,
     ):
         if not sources:
             raise ValueError("SimulatedDataset needs at least one radiance source")
@@ -284,7 +284,10 @@ class SimulatedDataset(_EpochDataset):
         self.seed = seed
         self.simulation = simulation
         self.layout = layout
-        self.curve_jitter = float(curve_jitter)
+        # A (lo, hi) pair draws each item's bend strength from U(lo, hi): mostly small bends,
+        # with a tail of large ones that the network can learn to detect from the frames.
+        self.curve_jitter = (tuple(float(v) for v in curve_jitter)
+                             if isinstance(curve_jitter, (tuple, list)) else float(curve_jitter))
 
     def __len__(self) -> int:
         return self.length
@@ -303,7 +306,10 @@ class SimulatedDataset(_EpochDataset):
             return simulation.scene
         from gmodiff.data.canonical import canonicalise_scene, jittered_inverse
 
-        inverse = jittered_inverse(simulation.response.inverse, rng, self.curve_jitter)
+        strength = self.curve_jitter
+        if isinstance(strength, tuple):
+            strength = float(rng.uniform(*strength))
+        inverse = jittered_inverse(simulation.response.inverse, rng, strength)
         return canonicalise_scene(simulation.scene, inverse)
 
     def __getitem__(self, index: int) -> dict:

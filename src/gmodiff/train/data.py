@@ -37,9 +37,10 @@ class TrainDataConfig:
     """Frames re-encoded from their camera response (DaRegConfig.canonical_inputs)."""
     merge_input: bool = False
     """Items carry the classical-merge slot (DaRegConfig.merge_input)."""
-    curve_jitter: float = 0.06
+    curve_jitter: float | list[float] = 0.06
     """With ``canonical_inputs``: strength of the random bend of the true camera curve that
-    linearises simulated items (``gmodiff.data.canonical.jittered_inverse``; 0 = exact)."""
+    linearises simulated items (``gmodiff.data.canonical.jittered_inverse``; 0 = exact), or a
+    ``[lo, hi]`` range each item draws its strength from."""
     simulation: dict = field(default_factory=dict)
     """SimulationConfig overrides for the simulated training items (lists become (lo, hi)
     ranges), e.g. ``{ev_spacing_stops: [2, 3]}``; empty = the simulator's defaults."""
@@ -96,6 +97,14 @@ def simulation_config(overrides: dict):
                           fix="use SimulationConfig field names, e.g. ev_spacing_stops") from exc
 
 
+def _jitter(value: float | list[float]) -> float | tuple[float, float]:
+    """``curve_jitter`` as the dataset takes it, checked."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) not in (1, 2) or not all(0.0 <= float(v) <= 0.5 for v in values) or values != sorted(values):
+        raise ConfigError(f"curve_jitter {value!r}", fix="give a strength in [0, 0.5] or a range [lo, hi]")
+    return float(values[0]) if len(values) == 1 else (float(values[0]), float(values[1]))
+
+
 def input_layout(config: TrainDataConfig):
     """The network input layout the config's data must follow."""
     from gmodiff.preprocess import InputLayout
@@ -119,7 +128,7 @@ def build_train_dataset(config: TrainDataConfig) -> Dataset:
                            config.simulated_lamp_rooms)
         parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed,
                                       simulation=simulation_config(config.simulation),
-                                      curve_jitter=config.curve_jitter, **layout))
+                                      curve_jitter=_jitter(config.curve_jitter), **layout))
     if not parts:
         raise ConfigError("no training data", fix="set train_scenes, train_crops or simulated_items")
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -138,7 +147,7 @@ def build_val_dataset(config: TrainDataConfig) -> Dataset | None:
         if not sources:
             raise ConfigError("val_simulated needs val_panoramas or val_procedural: true")
         parts.append(SimulatedDataset(sources, config.val_simulated, config.val_size, seed=config.val_seed,
-                                      curve_jitter=config.curve_jitter, **layout))
+                                      curve_jitter=_jitter(config.curve_jitter), **layout))
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
