@@ -49,8 +49,12 @@ clean:
 # stage 1 → tiny diffusion prior (stage 0) → DaReg 1b (2-3 stop fine-tune) → 1c (longer fine-tune,
 # wider motion) → stage 2 → refiner (stage 3) → DaReg 1d (9000 more steps) → stage 2 again on it
 # → the refiner fine-tuned on that DaReg with a decaying learning rate → DaReg 1e/1f (canonical
-# inputs + classical-merge slot, deep-shadow data) → its mask head (2c) → bundle with that DaReg.
+# inputs + classical-merge slot, deep-shadow data) → its mask head (2c) → DaReg 1g (curve bends
+# ±2 % instead of ±6 %) → its mask head (2d) → the refiner fine-tuned on it behind a zero-started
+# residual gate → bundle. DEFAULT_REFINE says whether the bundle refines by default (see the
+# model card for why).
 # Each stage resumes from its newest checkpoint in runs/, so stopping and re-running is safe.
+DEFAULT_REFINE = --no-refine
 resume_flag = $$(test -n "$$(ls $(1)/checkpoints 2>/dev/null)" && echo --resume)
 train-default: install
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1)
@@ -65,6 +69,8 @@ train-default: install
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1e.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1e)
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1f.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1f)
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2c.yaml --no-progress $(call resume_flag,runs/default-dareg-stage2c)
-	# --no-refine: the refiner was trained on the 1d DaReg and does not beat the DaReg stage (see
-	# the model card), so by default the bundle returns the DaReg stage; --refine runs the refiner.
-	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-ft/final --dareg runs/default-dareg-stage2c/final --out src/gmodiff/weights/default --no-refine
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1g.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1g)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2d.yaml --no-progress $(call resume_flag,runs/default-dareg-stage2d)
+	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-ft/final --dareg runs/default-dareg-stage2d/final --out runs/default-v5-dareg-bundle --no-refine
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner-gate.yaml --no-progress $(call resume_flag,runs/default-refiner-gate)
+	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-gate/final --out src/gmodiff/weights/default $(DEFAULT_REFINE)
