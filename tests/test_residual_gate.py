@@ -133,3 +133,25 @@ def test_init_pipeline_with_gate_starts_a_trained_refiner_at_its_dareg(tmp_path)
     assert any(n.startswith("residual_gate.") for n in trainable) and any("lora_" in n for n in trainable)
     out = pipeline(_scene(seed=3), refine=True)
     assert np.abs(out.gain_map - out.coarse_gain_map).max() <= 1e-6
+
+
+def test_fine_tune_from_a_bundle_keeps_its_provenance(tmp_path):
+    """A refiner fine-tuned from ``init_pipeline`` saves that pipeline's provenance (where its
+    backbone was trained), so re-bundling it does not forget it."""
+    import json
+
+    from gmodiff.pipeline import PIPELINE_CONFIG
+    from gmodiff.train.refiner import RefinerStage
+
+    _pipeline(False).save_pretrained(tmp_path / "bundle")
+    config_path = tmp_path / "bundle" / PIPELINE_CONFIG
+    config = json.loads(config_path.read_text())
+    config["provenance"] = {"trained_on_backbone": {"kind": "folder", "path": "runs/prior/final"}}
+    config_path.write_text(json.dumps(config))
+    stage = RefinerStage(RefinerTrainConfig(init_pipeline=str(tmp_path / "bundle"),
+                                            out_dir=str(tmp_path / "r"), refiner={"residual_gate": True}))
+    stage.build(torch.device("cpu"))
+    stage.save_final(tmp_path / "final")
+    saved = json.loads((tmp_path / "final" / PIPELINE_CONFIG).read_text())
+    assert saved["provenance"] == config["provenance"]
+    assert GMODiffPipeline.from_pretrained(tmp_path / "final").refiner.config.residual_gate

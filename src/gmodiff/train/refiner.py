@@ -9,6 +9,7 @@ DA skips, optimizer, RNG) and resume exactly via :mod:`gmodiff.train.checkpointi
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,11 @@ from torch.utils.data import Dataset
 
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
+from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import BackboneConfig
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
-from gmodiff.pipeline import GMODiffPipeline, load_refiner_state
+from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline, load_refiner_state, resolve_weights
 from gmodiff.preprocess import batch_inputs
 from gmodiff.train.data import TrainDataConfig
 from gmodiff.train.loop import RunConfig, Stage, load_yaml_config, run_stage
@@ -327,9 +329,19 @@ class RefinerStage(Stage):
         return None
 
     def save_final(self, path: Path) -> None:
-        """``GMODiffPipeline.save_pretrained``."""
+        """``GMODiffPipeline.save_pretrained``, keeping the ``init_pipeline``'s provenance (where
+        its backbone was trained) so a re-bundled fine-tune still says it."""
         self.pipeline.refiner.eval()
         self.pipeline.save_pretrained(path)
+        if self.config.init_pipeline:
+            source = resolve_weights(self.config.init_pipeline) / PIPELINE_CONFIG
+            earlier = json.loads(source.read_text()).get("provenance")
+            if earlier:
+                config_path = Path(path) / PIPELINE_CONFIG
+                config = json.loads(config_path.read_text())
+                config["provenance"] = earlier
+                with atomic_path(config_path) as tmp:
+                    Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def train_refiner(config: RefinerTrainConfig, resume: bool = False,
