@@ -54,7 +54,7 @@ clean:
 # residual gate → bundle. DEFAULT_REFINE says whether the bundle refines by default (see the
 # model card for why).
 # Each stage resumes from its newest checkpoint in runs/, so stopping and re-running is safe.
-DEFAULT_REFINE = --no-refine
+DEFAULT_REFINE = --refine
 resume_flag = $$(test -n "$$(ls $(1)/checkpoints 2>/dev/null)" && echo --resume)
 train-default: install
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1)

@@ -119,7 +119,7 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
     written += write_maps(result, out / "gain_map.png", out / "mask.png")
     metrics = evaluate_pair(result.hdr, scene.ground_truth)
 
-    label = {"gmodiff": "GMODiff (bundled default model)",
+    label = {"gmodiff": "GMODiff, the bundled default model: DaReg + one-step diffusion refinement",
              "gmodiff-dareg-only": "the bundled default model's DaReg stage (its refiner is off by "
                                    "default: see gmodiff/weights/default/MODEL_CARD.md)"}.get(
                                        result.method, result.method)
