@@ -27,14 +27,15 @@ from gmodiff.serve.config import ServeConfig
 
 METHODS: dict[str, tuple[str, ReconstructOptions]] = {
     "auto": ("auto", ReconstructOptions()),
-    "refine": ("gmodiff", ReconstructOptions(refine=True)),
+    "dareg": ("gmodiff", ReconstructOptions(refine=False)),
     "deghost": ("deghost", ReconstructOptions()),
 }
 """Page choice → (``reconstruct_scene`` method, options), typed once here: the default model as
-the CLI's ``--method auto``, the same with ``--refine``, and the best classical merge."""
+the CLI's ``--method auto`` (DaReg + one-step refiner), its DaReg stage alone (``--no-refine``,
+faster), and the best classical merge."""
 METHOD_LABELS = {
     "auto": "Default model",
-    "refine": "Default model + refiner (--refine)",
+    "dareg": "Default model, DaReg stage only (--no-refine)",
     "deghost": "Deghost (classical)",
 }
 COMPARE_CHOICES = ("none", "reference", *METHODS)
