@@ -81,8 +81,7 @@ def test_a_training_step_moves_it_away_from_dareg(tmp_path):
     pipeline = build_pipeline(config)
     assert pipeline.refiner.residual_gate is not None
     pipeline.refiner.train()
-    data = ToyBrackets(2)
-    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
+    batch = ToyBrackets(2).batch()
     perceptual = PerceptualLoss(config)
     optimizer = make_optimizer(pipeline, config)
     with torch.no_grad():

@@ -37,6 +37,10 @@ class ToyBrackets(Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.items[index]
 
+    def batch(self) -> dict:
+        """All items stacked into one batch."""
+        return {k: torch.stack([item[k] for item in self.items]) for k in self.items[0]}
+
 
 def _config(tmp_path, **overrides) -> RefinerTrainConfig:
     values = dict(crop_size=64, batch_size=2, lr=1e-3, max_steps=4, log_every=1, val_every=0,
@@ -50,8 +54,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path):
     torch.manual_seed(0)
     pipeline = build_pipeline(config)
     pipeline.refiner.train()
-    data = ToyBrackets(2)
-    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
+    batch = ToyBrackets(2).batch()
     perceptual = PerceptualLoss(config)
     optimizer = make_optimizer(pipeline, config)
     with torch.no_grad():

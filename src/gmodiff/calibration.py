@@ -586,6 +586,11 @@ def _hint_residual(lut: np.ndarray, samples: _Samples) -> np.ndarray:
     return _lut_log_at(lut, samples.y) - _lut_log_at(lut, samples.x) - samples.log_ratio
 
 
+def _curve_error(lut: np.ndarray, samples: _Samples) -> float:
+    """RMS residual (stops) of a fixed curve on the samples, comparable with the free fit's."""
+    return _rms_stops(_hint_residual(lut, samples), samples.weight)
+
+
 def _prepare(frames: Sequence[np.ndarray], exposure_times: Sequence[float]
              ) -> tuple[list[_WorkingFrame], np.ndarray] | None:
     """Usable frames and times sorted by time, distinct times only; None if fewer than two."""
@@ -637,12 +642,11 @@ def estimate_response(frames: Sequence[np.ndarray], exposure_times: Sequence[flo
     fit_error = _rms_stops(residual, samples.weight)
     if hint is not None:
         hinted = _fallback(hint)
-        hint_error = _rms_stops(_hint_residual(hinted.inverse_lut, samples), samples.weight)
+        hint_error = _curve_error(hinted.inverse_lut, samples)
         if _close_enough(hint_error, fit_error):
             return ResponseEstimate(hinted.inverse_lut, hinted.source, hint_error)
-    errors = [(_rms_stops(_hint_residual(c.inverse_lut, samples), samples.weight), i, c)
-              for i, c in enumerate(_standard_curves(samples))]
-    best_error, _, best = min(errors, key=lambda e: e[:2])
+    scored = [(_curve_error(c.inverse_lut, samples), c) for c in _standard_curves(samples)]
+    best_error, best = min(scored, key=lambda e: e[0])  # the first listed wins a tie
     if _close_enough(best_error, fit_error):
         return ResponseEstimate(best.inverse_lut, best.source, best_error)
     return ResponseEstimate(_lut_from_nodes(nodes, h, prior), "comparametric", fit_error)

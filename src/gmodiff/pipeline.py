@@ -48,6 +48,22 @@ BUNDLED = ("default",)
 """Pipelines shipped inside the package (``gmodiff/weights/<name>``), loadable by name."""
 
 
+def read_provenance(directory: str | Path) -> dict:
+    """The ``provenance`` a saved pipeline folder records (where its backbone was trained; {}
+    when the folder has none)."""
+    path = Path(directory) / PIPELINE_CONFIG
+    return (json.loads(path.read_text()).get("provenance") or {}) if path.is_file() else {}
+
+
+def write_provenance(directory: str | Path, provenance: dict) -> None:
+    """Set the ``provenance`` of a saved pipeline folder (its config rewritten atomically)."""
+    path = Path(directory) / PIPELINE_CONFIG
+    config = json.loads(path.read_text())
+    config["provenance"] = provenance
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
+
+
 def bundled_pipeline(name: str = "default") -> Path | None:
     """Folder of the bundled pipeline ``name`` if it is installed, else None."""
     folder = WEIGHTS_DIR / name

@@ -8,13 +8,11 @@ backbone's architecture, whose random initial weights the stored ones replace ke
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from gmodiff.errors import BackboneError, CheckpointError
-from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import TINY_UNET_CONFIG, TINY_VAE_CONFIG, BackboneConfig
-from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline
+from gmodiff.pipeline import GMODiffPipeline, read_provenance, write_provenance
 
 
 def _tiny_equivalent(pipeline: GMODiffPipeline) -> BackboneConfig | None:
@@ -58,17 +56,11 @@ def bundle_pipeline(source: str | Path, out: str | Path, provenance: dict | None
                               source, "train stage 3 on the tiny prior (configs/default-refiner.yaml)")
     origin = pipeline.refiner.backbone_config.to_dict()
     # Re-bundling a bundle (e.g. to swap its DaReg) keeps where its backbone was trained.
-    earlier = {}
-    source_config = Path(source) / PIPELINE_CONFIG
-    if source_config.is_file():
-        earlier = json.loads(source_config.read_text()).get("provenance") or {}
+    earlier = read_provenance(source)
     pipeline.refiner.backbone_config = tiny
     out = Path(out)
     pipeline.save_pretrained(out)
-    config = json.loads((out / PIPELINE_CONFIG).read_text())
-    config["provenance"] = {"trained_on_backbone": origin, **earlier, **(provenance or {})}
-    with atomic_path(out / PIPELINE_CONFIG) as tmp:
-        Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
+    write_provenance(out, {"trained_on_backbone": origin, **earlier, **(provenance or {})})
     for path in out.rglob("*"):  # atomic temp files are 0600; package data must be world-readable
         path.chmod(0o755 if path.is_dir() else 0o644)
     return out

@@ -9,7 +9,6 @@ DA skips, optimizer, RNG) and resume exactly via :mod:`gmodiff.train.checkpointi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,11 @@ from torch.utils.data import Dataset
 
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.gainmap import decode_gain_map, tonemap
-from gmodiff.io.atomic import atomic_path
 from gmodiff.models.backbone import BackboneConfig
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
-from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline, load_refiner_state, resolve_weights
+from gmodiff.pipeline import (GMODiffPipeline, load_refiner_state, read_provenance, resolve_weights,
+                              write_provenance)
 from gmodiff.preprocess import batch_inputs
 from gmodiff.train.data import TrainDataConfig
 from gmodiff.train.loop import RunConfig, Stage, load_yaml_config, run_stage
@@ -334,14 +333,9 @@ class RefinerStage(Stage):
         self.pipeline.refiner.eval()
         self.pipeline.save_pretrained(path)
         if self.config.init_pipeline:
-            source = resolve_weights(self.config.init_pipeline) / PIPELINE_CONFIG
-            earlier = json.loads(source.read_text()).get("provenance")
+            earlier = read_provenance(resolve_weights(self.config.init_pipeline))
             if earlier:
-                config_path = Path(path) / PIPELINE_CONFIG
-                config = json.loads(config_path.read_text())
-                config["provenance"] = earlier
-                with atomic_path(config_path) as tmp:
-                    Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
+                write_provenance(path, earlier)
 
 
 def train_refiner(config: RefinerTrainConfig, resume: bool = False,
