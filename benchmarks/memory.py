@@ -6,8 +6,12 @@ process, exactly as a photographer would run it (ECC alignment, Ultra HDR JPEG o
 memory is the child's ``ru_maxrss`` (from ``os.wait4``), time is the child's wall time. Writes
 ``benchmarks/results/memory.md`` (and ``memory.json`` with the raw rows, merged across runs).
 
-    nice -n 15 python benchmarks/memory.py --sizes 1,3,12 --methods default,classical
-    nice -n 15 python benchmarks/memory.py --sizes 12 --methods refine
+    nice -n 15 python benchmarks/memory.py --sizes 1,3,12 --methods default,no-refine,classical
+    nice -n 15 python benchmarks/memory.py --sizes 24 --methods default --threads 2
+
+Each row records the commit that last changed the bundled weights (``model``), since rows are merged
+across runs and a bundle change moves the figures. Notes written under the table (from the first
+``## `` heading on) are kept when the table is rewritten.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.md"
 RAW = RESULTS.with_suffix(".json")
 METHODS = {
-    "default": [],
+    "default": [],  # whatever the bundle does by default (v5 on: DaReg + refiner)
+    "no-refine": ["--no-refine"],  # the DaReg stage alone
     "refine": ["--refine"],
     "classical": ["--method", "classical"],
 }
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "gmodiff" / "weights" / "default"
 LIMIT_GB = 6.0
 
 
@@ -71,6 +77,18 @@ def run_child(args: list[str], env: dict) -> tuple[int, float, float, str]:
     return proc.returncode, wall, usage.ru_maxrss / 1024 ** 2, lines[-1] if lines else ""
 
 
+def weights_commit() -> str:
+    """Short hash of the last commit that changed the bundled weights, not their model card
+    ("unknown" outside git)."""
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%h", "--", ".", ":(exclude)MODEL_CARD.md"],
+                             capture_output=True,
+                             text=True, check=True, cwd=WEIGHTS)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,3,6,12,24", help="megapixels, comma-separated")
@@ -84,6 +102,7 @@ def main() -> None:
         return
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     rows = json.loads(RAW.read_text()) if RAW.exists() else []
+    model = weights_commit()
     with tempfile.TemporaryDirectory(prefix="gmodiff-memory-") as tmp:
         for size in [float(s) for s in args.sizes.split(",")]:
             frames = write_bracket(Path(tmp) / f"{size:g}mp", size)
@@ -92,7 +111,7 @@ def main() -> None:
                 command = [sys.executable, "-m", "gmodiff", "reconstruct", *map(str, frames),
                            "--ev", "-2,0,2", "-o", str(out), "--quiet", *METHODS[method], *args.extra.split()]
                 code, wall, peak, last = run_child(command, env)
-                row = {"megapixels": size, "method": method, "exit": code,
+                row = {"megapixels": size, "method": method, "model": model, "exit": code,
                        "seconds": round(wall, 1), "peak_gb": round(peak, 2),
                        "extra": args.extra, "threads": args.threads, "summary": last[-300:],
                        "date": time.strftime("%Y-%m-%d")}
@@ -135,14 +154,20 @@ def write_markdown(rows: list[dict]) -> None:
         "unless `flags` says otherwise. Target: 12 MP within "
         f"{LIMIT_GB:g} GB for `default` and `refine`.",
         "",
-        "| MP | method | flags | exit | peak RSS (GB) | time (s) | threads | tool's own line |",
-        "|---:|---|---|---:|---:|---:|---:|---|",
+        "Methods: `default` is the bundle's default output (DaReg + refiner from v5 on, DaReg alone "
+        "before), `no-refine` the DaReg stage alone, `refine` forces the refiner, `classical` the "
+        "deghost merge. `model`: the commit that last changed the bundled weights.",
+        "",
+        "| MP | method | model | flags | exit | peak RSS (GB) | time (s) | threads | date | tool's own line |",
+        "|---:|---|---|---|---:|---:|---:|---:|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["megapixels"], r["method"], r.get("extra", ""))):
-        lines.append(f"| {r['megapixels']:g} | {r['method']} | {r.get('extra') or '-'} | {r['exit']} | "
-                     f"{r['peak_gb']:.2f} | {r['seconds']:.0f} | {r['threads']} | "
-                     f"{r['summary'].replace('|', '/')} |")
-    RESULTS.write_text("\n".join(lines) + "\n")
+        lines.append(f"| {r['megapixels']:g} | {r['method']} | {r.get('model', '?')} | {r.get('extra') or '-'} | "
+                     f"{r['exit']} | {r['peak_gb']:.2f} | {r['seconds']:.0f} | {r['threads']} | "
+                     f"{r.get('date', '?')} | {r['summary'].replace('|', '/')} |")
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    notes = old[old.index("\n## ") + 1:] if "\n## " in old else ""
+    RESULTS.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))
 
 
 if __name__ == "__main__":

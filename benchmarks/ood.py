@@ -263,25 +263,11 @@ def margins(rows: list[dict], ours: str, groups: list[str]) -> list[str]:
 
 
 def region_lines(rows: list[dict], names: dict[str, str]) -> list[str]:
-    """Markdown: region PSNRs and HDR-FLIP per method (quality.py's table), then refined − DaReg."""
-    from gmodiff.metrics.regions import REGIONS
-
+    """Markdown: quality.py's region table over the flat OOD rows, refined − DaReg paired by scene."""
     by_method: dict[str, list[dict]] = {}
     for row in rows:
         by_method.setdefault(row["method"], []).append(row)
-    lines = region_table(by_method, list(by_method))
-    dareg, refined = by_method.get(names["default"]), by_method.get(names["refine"])
-    if dareg and refined:
-        deltas = []
-        for key in [f"psnr_mu_{r}" for r in REGIONS] + ["hdr_flip"]:
-            pairs = [(b[key], a[key]) for a, b in zip(dareg, refined)
-                     if np.isfinite(a.get(key, np.nan)) and np.isfinite(b.get(key, np.nan))]
-            if pairs:
-                delta = float(np.mean([b - a for b, a in pairs]))
-                deltas.append(f"{key} {delta:+.4f}" if key == "hdr_flip" else f"{key} {delta:+.2f} dB")
-        whole = np.mean([b["psnr_mu"] - a["psnr_mu"] for a, b in zip(dareg, refined)])
-        lines += ["", f"Refined − DaReg stage (same scenes): psnr_mu {whole:+.2f} dB, " + ", ".join(deltas) + "."]
-    return lines
+    return region_table(by_method, list(by_method), pair=(names["default"], names["refine"]))
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

@@ -83,6 +83,7 @@ def score_condition(pipe, scenes: list, extra: ExtraMetrics | bool
         scores["seconds"] = seconds
         rows.setdefault(name, []).append(scores)
         regional = region_metrics(hdr, scene.ground_truth, masks, fractions=True)
+        regional["psnr_mu"] = scores["psnr_mu"]  # for the paired refined − DaReg line
         value = scores.get("hdr_flip")
         if value is None and flip:
             value = hdr_flip(hdr, scene.ground_truth)
@@ -117,20 +118,24 @@ def cell(key: str, value: float) -> str:
     return f"{value:.4f}" if "ssim" in key or key == "hdr_flip" else f"{value:.2f}"
 
 
-def region_table(region_rows: dict[str, list[dict]], order: list[str]) -> list[str]:
+def region_table(region_rows: dict[str, list[dict]], order: list[str],
+                 pair: tuple[str, str] | None = None) -> list[str]:
     """Markdown: region PSNRs (mean over the scenes that have the region) and HDR-FLIP per method,
-    rows in ``order``; then how many scenes have each region, and refined − DaReg."""
+    rows in ``order``; then how many scenes have each region, and refined − DaReg.
+
+    ``pair`` names the (DaReg, refined) rows; by default the rows named with DAREG_ROW and
+    REFINED_ROW. Their rows are lists over the same scenes in the same order, so the difference is
+    paired per scene (whole-image PSNR-μ included when the rows carry it).
+    """
     keys = [f"psnr_{kind}_{region}" for region in REGIONS for kind in ("mu", "l")]
     flip = any("hdr_flip" in r for items in region_rows.values() for r in items)
     header = "| method | " + " | ".join(keys) + (" | HDR-FLIP ↓ |" if flip else " |")
     lines = [header, "|" + "---|" * (len(keys) + 1 + flip)]
-    means = {}
     for name in order:
-        items = region_rows[name]
-        means[name] = {k: nan_mean(r.get(k, float("nan")) for r in items) for k in [*keys, "hdr_flip"]}
-        cells = [f"{means[name][k]:.2f}" for k in keys]
+        means = {k: nan_mean(r.get(k, float("nan")) for r in region_rows[name]) for k in [*keys, "hdr_flip"]}
+        cells = [f"{means[k]:.2f}" for k in keys]
         if flip:
-            cells.append("—" if np.isnan(means[name]["hdr_flip"]) else f"{means[name]['hdr_flip']:.4f}")
+            cells.append("—" if np.isnan(means["hdr_flip"]) else f"{means['hdr_flip']:.4f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     some = next(iter(region_rows.values()))
     counts = []
@@ -139,14 +144,27 @@ def region_table(region_rows: dict[str, list[dict]], order: list[str]) -> list[s
         share = nan_mean(r[f"frac_{region}"] for r in scored) if scored else float("nan")
         counts.append(f"{region} {len(scored)}/{len(some)} scenes ({100 * share:.1f} % of their pixels)")
     lines += ["", "Scenes with a scored region: " + "; ".join(counts) + "."]
-    dareg = next((n for n in order if n.startswith(DAREG_ROW)), None)
-    refined = next((n for n in order if n.startswith(REFINED_ROW)), None)
-    if dareg and refined:
-        deltas = [f"{k} {means[refined][k] - means[dareg][k]:+.2f} dB" for k in keys if k.startswith("psnr_mu")]
-        if flip:
-            deltas.append(f"HDR-FLIP {means[refined]['hdr_flip'] - means[dareg]['hdr_flip']:+.4f}")
-        lines += ["", "Refined − DaReg stage: " + ", ".join(deltas) + "."]
+    if pair is None:
+        pair = (next((n for n in order if n.startswith(DAREG_ROW)), None),
+                next((n for n in order if n.startswith(REFINED_ROW)), None))
+    if all(name in region_rows for name in pair):
+        deltas = paired_deltas(region_rows[pair[0]], region_rows[pair[1]],
+                               ["psnr_mu", *(k for k in keys if k.startswith("psnr_mu")), "hdr_flip"])
+        lines += ["", "Refined − DaReg stage (paired over scenes): " + ", ".join(deltas) + "."]
     return lines
+
+
+def paired_deltas(before: list[dict], after: list[dict], keys: list[str]) -> list[str]:
+    """``key ±x`` for each key both row lists score: mean over scenes of after − before, over the
+    scenes where both values are finite (dB for PSNRs, 4 decimals for HDR-FLIP)."""
+    deltas = []
+    for key in keys:
+        pairs = [(b[key], a[key]) for a, b in zip(before, after)
+                 if np.isfinite(a.get(key, np.nan)) and np.isfinite(b.get(key, np.nan))]
+        if pairs:
+            delta = float(np.mean([b - a for b, a in pairs]))
+            deltas.append(f"HDR-FLIP {delta:+.4f}" if key == "hdr_flip" else f"{key} {delta:+.2f} dB")
+    return deltas
 
 
 def table(means: dict[str, dict[str, float]]) -> list[str]:

@@ -96,3 +96,18 @@ def test_missing_weights_folder_exits_2(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--weights" in err and "Traceback" not in err
+
+
+def test_region_table_pairs_refined_and_dareg_per_scene():
+    # Scene 2 has no clipped pixels: its clipped delta must not enter the mean, its whole-image one must.
+    dareg = [{"psnr_mu": 30.0, "psnr_mu_clipped": 20.0, "frac_clipped": 0.1, "hdr_flip": 0.3},
+             {"psnr_mu": 40.0, "psnr_mu_clipped": float("nan"), "frac_clipped": 0.0, "hdr_flip": 0.2}]
+    refined = [{"psnr_mu": 31.0, "psnr_mu_clipped": 22.0, "frac_clipped": 0.1, "hdr_flip": 0.2},
+               {"psnr_mu": 43.0, "psnr_mu_clipped": 99.0, "frac_clipped": 0.0, "hdr_flip": 0.2}]
+    rows = [{"method": "a", **r} for r in dareg] + [{"method": "b", **r} for r in refined]
+    lines = ood.region_lines(rows, {"default": "a", "refine": "b"})
+    last = lines[-1]
+    assert last.startswith("Refined − DaReg stage (paired over scenes):")
+    assert "psnr_mu +2.00 dB" in last and "psnr_mu_clipped +2.00 dB" in last
+    assert "HDR-FLIP -0.0500" in last
+    assert "clipped 1/2 scenes" in "\n".join(lines)

@@ -154,3 +154,19 @@ def test_fine_tune_from_a_bundle_keeps_its_provenance(tmp_path):
     saved = json.loads((tmp_path / "final" / PIPELINE_CONFIG).read_text())
     assert saved["provenance"] == config["provenance"]
     assert GMODiffPipeline.from_pretrained(tmp_path / "final").refiner.config.residual_gate
+
+
+def test_gate_in_row_bands_matches_the_whole_image():
+    from gmodiff.models.refiner import ResidualGate
+
+    torch.manual_seed(0)
+    gate = ResidualGate()
+    torch.nn.init.normal_(gate.conv_out.weight, std=0.3)  # an opened gate, not the zero start
+    coarse, decoded = torch.rand(1, 3, 37, 29) * 2 - 1, torch.rand(1, 3, 37, 29) * 2 - 1
+    mask = torch.rand(1, 1, 37, 29)
+    whole = gate(coarse, decoded, mask)  # height ≤ band_rows: one pass
+    gate.band_rows = 8  # 5 bands, the last one short
+    with torch.no_grad():
+        banded = gate(coarse, decoded, mask)
+    assert not torch.equal(whole, coarse)
+    torch.testing.assert_close(banded, whole.detach(), rtol=0, atol=1e-6)
