@@ -12,8 +12,6 @@ Kalantari convention) and once with random camera responses. Writes a Markdown t
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -31,6 +29,7 @@ from gmodiff.data.sources import blender_panoramas
 from gmodiff.io.atomic import atomic_path
 from gmodiff.io.hdr import write_hdr
 from gmodiff.io.scene import find_scenes, load_scene
+from run_info import made_by  # same folder: benchmarks run as scripts
 
 METHODS = {**CLASSICAL_METHODS,
            "debevec-calibrated": lambda scene: debevec_merge(scene, response="calibrate")}
@@ -135,14 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python", "benchmarks/baselines.py", *(argv if argv is not None
                                                               else sys.argv[1:])])
     names = ", ".join(p.stem for p in panoramas)
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     text = "\n".join([
         "# Classical baselines on simulated brackets",
         "",
-        f"Made by `{command}` (also `make bench`) in {elapsed:.0f} s on "
-        f"{platform.machine()} CPU ({platform.python_implementation()} "
-        f"{platform.python_version()}; {os.cpu_count()} cores, load average {load} at the end, "
-        "so times are only indicative).",
+        made_by(f"`{command}` (also `make bench`)", elapsed),
         "",
         f"Scenes: {args.views} random perspective views ({args.size}, 70° FOV) of each of the "
         f"{len(panoramas)} blender-data panoramas ({names}) per exposure spacing (2 and 3 stops), "

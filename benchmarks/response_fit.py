@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from gmodiff.data.sources import blender_panoramas, perspective_views, procedura
     read_radiance_file
 from gmodiff.io.atomic import atomic_path
 from gmodiff.metrics.quality import psnr_mu
+from run_info import made_by  # same folder: benchmarks run as scripts
 
 EVALUATED = np.linspace(0.05, 0.95, 181)
 SIZE = (256, 256)
@@ -221,13 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     merges = merge_table(sources, args.seed, args.merges)
     timings = timing_table(repeats=10)
     elapsed = time.perf_counter() - started
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     text = "\n".join([
         "# Camera-response estimation from the bracket",
         "",
-        f"Made by `python benchmarks/response_fit.py` in {elapsed:.0f} s on {platform.machine()} "
-        f"CPU (CPython {platform.python_version()}; {os.cpu_count()} cores, load average "
-        f"{load} at the end, so wall times are only indicative; CPU times are this process's).",
+        made_by("`python benchmarks/response_fit.py`", elapsed, timed="wall times",
+                extra="; CPU times are this process's"),
         "",
         f"{len(sources)} radiance sources: 256×256 perspective views (70°) of the blender-data "
         "panoramas and procedural scenes. Each table cell simulates brackets with "
