@@ -313,7 +313,7 @@ class GMODiffPipeline:
         timings["total_s"] = time.perf_counter() - start
         name = ("gmodiff" if steps == 1 else f"gmodiff-{steps}step") if refine else "gmodiff-dareg-only"
         return Reconstruction(
-            hdr=hdr.astype(np.float32), gain_map=gain_map_image,
+            hdr=np.asarray(hdr, dtype=np.float32), gain_map=gain_map_image,
             mask=to_image(coarse.mask) if coarse.mask is not None else None,
             coarse_gain_map=to_image(coarse.gain_map), timings=timings, method=name, refined=refine)
 

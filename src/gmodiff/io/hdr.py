@@ -15,6 +15,7 @@ import numpy as np
 
 from gmodiff.errors import HDRValueError, ImageReadError, OutputError
 from gmodiff.io.atomic import atomic_path
+from gmodiff.io.bands import row_bands
 from gmodiff.io.native import captured_native_output, with_native_detail
 
 MAX_SIDE = 20000
@@ -234,7 +235,9 @@ def write_radiance(path: str | Path, rgb: np.ndarray) -> None:
     if rgb.size and float(rgb.max()) >= 2.0 ** 127:
         raise HDRValueError("values too large for Radiance RGBE", path, "rescale or write .exr")
     height, width = rgb.shape[:2]
-    rgbe = _float_to_rgbe(rgb)
+    rgbe = np.empty((height, width, 4), dtype=np.uint8)
+    for rows in row_bands(height):  # per pixel; bands keep the float temporaries small
+        rgbe[rows] = _float_to_rgbe(rgb[rows])
     parts = [b"#?RADIANCE\n# written by gmodiff\nFORMAT=32-bit_rle_rgbe\n\n",
              f"-Y {height} +X {width}\n".encode()]
     if 8 <= width <= 0x7FFF:

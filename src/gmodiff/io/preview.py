@@ -15,6 +15,7 @@ import numpy as np
 
 from gmodiff.errors import OutputError
 from gmodiff.io.atomic import atomic_path
+from gmodiff.io.bands import row_bands
 
 AUTO_PERCENTILE = 99.0
 """Luminance percentile that auto exposure maps to ``AUTO_TARGET`` before the curve."""
@@ -31,9 +32,16 @@ def _srgb_encode(linear: np.ndarray) -> np.ndarray:
                     1.055 * np.power(np.maximum(linear, 0.0031308), 1 / 2.4) - 0.055)
 
 
-def auto_exposure(hdr: np.ndarray) -> float:
-    """Linear gain that maps the 99th-percentile luminance to ``AUTO_TARGET``."""
-    luminance = _luminance(np.asarray(hdr, dtype=np.float64))
+def auto_exposure(hdr: np.ndarray, nonfinite_as_zero: bool = False) -> float:
+    """Linear gain that maps the 99th-percentile luminance to ``AUTO_TARGET``; NaN/inf pixels are
+    left out, or count as black with ``nonfinite_as_zero``."""
+    hdr = np.asarray(hdr)
+    luminance = np.empty(hdr.shape[:-1], dtype=np.float64)
+    for rows in row_bands(hdr.shape[0]):
+        band = np.asarray(hdr[rows], dtype=np.float64)
+        if nonfinite_as_zero:
+            band = np.nan_to_num(band, nan=0.0, posinf=0.0, neginf=0.0)
+        luminance[rows] = _luminance(band)
     finite = luminance[np.isfinite(luminance)]
     level = float(np.percentile(finite, AUTO_PERCENTILE)) if finite.size else 0.0
     return AUTO_TARGET / level if level > 0 else 1.0
@@ -82,13 +90,17 @@ def tonemap_preview(hdr: np.ndarray, exposure: float | None = None) -> np.ndarra
 
     ``exposure`` is a linear gain; None picks one from the luminance (see :func:`auto_exposure`).
     """
-    hdr = np.nan_to_num(np.asarray(hdr, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    hdr = np.asarray(hdr)
     if hdr.ndim != 3 or hdr.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) array, got shape {hdr.shape}")
-    gain = auto_exposure(hdr) if exposure is None else float(exposure)
-    scaled = np.maximum(hdr * gain, 0.0)
-    display = _srgb_encode(scaled / (1.0 + scaled))
-    return np.clip(np.rint(display * 255.0), 0, 255).astype(np.uint8)
+    gain = auto_exposure(hdr, nonfinite_as_zero=True) if exposure is None else float(exposure)
+    out = np.empty(hdr.shape, dtype=np.uint8)
+    for rows in row_bands(hdr.shape[0]):  # per pixel, so bands give the whole-image result
+        band = np.nan_to_num(np.asarray(hdr[rows], dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scaled = np.maximum(band * gain, 0.0)
+        display = _srgb_encode(scaled / (1.0 + scaled))
+        out[rows] = np.clip(np.rint(display * 255.0), 0, 255)
+    return out
 
 
 def check_preview_path(path: str | Path) -> Path:

@@ -37,6 +37,7 @@ from PIL import Image
 from gmodiff.errors import HDRValueError, ImageReadError, OutputError
 from gmodiff.io.atomic import write_bytes_atomic
 from gmodiff.io.ldr import MAX_SIDE
+from gmodiff.io.bands import row_bands
 from gmodiff.io.preview import auto_exposure, tonemap_preview
 from gmodiff.io.jpeg_segments import (
     APP1,
@@ -115,7 +116,17 @@ def srgb_to_linear(v: np.ndarray) -> np.ndarray:
 def encode_log2_gain_map(hdr_display: np.ndarray, sdr_linear: np.ndarray,
                          config: UltraHDRConfig) -> tuple[np.ndarray, GainMapMetadata]:
     """Quantised 8-bit RGB gain map and its metadata lifting ``sdr_linear`` to ``hdr_display``."""
-    log_gain = np.log2((hdr_display + config.offset_hdr) / (sdr_linear + config.offset_sdr))
+    return quantise_log2_gain(log2_gain(hdr_display, sdr_linear, config), config)
+
+
+def log2_gain(hdr_display: np.ndarray, sdr_linear: np.ndarray, config: UltraHDRConfig) -> np.ndarray:
+    """Per-pixel log2 gain from ``sdr_linear`` to ``hdr_display`` (with the config's offsets)."""
+    return np.log2((hdr_display + config.offset_hdr) / (sdr_linear + config.offset_sdr))
+
+
+def quantise_log2_gain(log_gain: np.ndarray, config: UltraHDRConfig
+                       ) -> tuple[np.ndarray, GainMapMetadata]:
+    """The 8-bit gain map (downscaled per the config) of a full-size log2 gain, and its metadata."""
     if config.gain_map_downscale > 1:
         h, w = log_gain.shape[:2]
         size = (max(1, w // config.gain_map_downscale), max(1, h // config.gain_map_downscale))
@@ -123,8 +134,10 @@ def encode_log2_gain_map(hdr_display: np.ndarray, sdr_linear: np.ndarray,
     lo, hi = float(log_gain.min()), float(log_gain.max())
     if hi - lo < 1e-3:  # flat gain: keep a non-empty range so the division is defined
         hi = lo + 1e-3
-    stored = ((log_gain - lo) / (hi - lo)).clip(0.0, 1.0) ** config.gamma
-    gain_map = np.round(stored * 255.0).astype(np.uint8)
+    gain_map = np.empty(log_gain.shape, dtype=np.uint8)
+    for rows in row_bands(log_gain.shape[0]):
+        stored = ((log_gain[rows] - lo) / (hi - lo)).clip(0.0, 1.0) ** config.gamma
+        gain_map[rows] = np.round(stored * 255.0)
     metadata = GainMapMetadata(
         gain_map_min=(lo,) * 3, gain_map_max=(hi,) * 3, gamma=(config.gamma,) * 3,
         offset_sdr=(config.offset_sdr,) * 3, offset_hdr=(config.offset_hdr,) * 3,
@@ -304,12 +317,14 @@ def _decode_jpeg(data: bytes) -> np.ndarray:
 
 
 def _check_hdr(hdr: np.ndarray, path: Path) -> np.ndarray:
+    """``hdr`` as float32 (no copy when it is already), after the shape and finiteness checks;
+    negative values are clamped to 0 where it is used, band by band."""
     hdr = np.asarray(hdr, dtype=np.float32)
     if hdr.ndim != 3 or hdr.shape[2] != 3:
         raise HDRValueError(f"expected an H×W×3 HDR image, got shape {hdr.shape}", path)
-    if not np.all(np.isfinite(hdr)):
+    if not all(np.isfinite(hdr[rows]).all() for rows in row_bands(hdr.shape[0])):
         raise HDRValueError("HDR image contains NaN or inf", path, "fix the reconstruction first")
-    return np.maximum(hdr, 0.0)
+    return hdr
 
 
 def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
@@ -319,16 +334,30 @@ def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
     ``exif`` (``Exif\\0\\0`` + TIFF block) goes first in the primary image."""
     config = config or UltraHDRConfig()
     hdr = _check_hdr(hdr, path)
-    scale = auto_exposure(hdr) if radiance_scale is None else float(radiance_scale)
+    scale = auto_exposure(np.maximum(hdr, 0.0)) if radiance_scale is None else float(radiance_scale)
     if not (math.isfinite(scale) and scale > 0):
         raise OutputError(f"radiance scale must be positive, got {scale}", path)
-    display = hdr * np.float32(scale)
+
+    def display(rows: slice) -> np.ndarray:
+        return np.maximum(hdr[rows], 0.0) * np.float32(scale)
+
     # The SDR base is the same Reinhard + sRGB rendition as `--preview`, at the chosen scale.
-    sdr_jpeg = _encode_jpeg(tonemap_preview(display, exposure=1.0), config.quality)
+    # Everything per pixel runs in row bands: whole-image float temporaries would dominate the
+    # peak memory of a full-size photo.
+    sdr = np.empty(hdr.shape, dtype=np.uint8)
+    for rows in row_bands(hdr.shape[0]):
+        sdr[rows] = tonemap_preview(display(rows), exposure=1.0)
+    sdr_jpeg = _encode_jpeg(sdr, config.quality)
+    del sdr
     # Gain is computed against the SDR as a decoder will see it, so JPEG error in the base
     # image is corrected by the gain map instead of adding to the HDR error.
-    sdr_linear = srgb_to_linear(_decode_jpeg(sdr_jpeg) / np.float32(255.0))
-    gain_map, metadata = encode_log2_gain_map(display, sdr_linear, config)
+    decoded = _decode_jpeg(sdr_jpeg)
+    log_gain = np.empty(hdr.shape, dtype=np.float32)
+    for rows in row_bands(hdr.shape[0]):
+        log_gain[rows] = log2_gain(display(rows), srgb_to_linear(decoded[rows] / np.float32(255.0)), config)
+    del decoded
+    gain_map, metadata = quantise_log2_gain(log_gain, config)
+    del log_gain
     gm_jpeg = insert_segments(_encode_jpeg(gain_map, config.gain_map_quality), [
         make_segment(APP1, _gain_map_xmp(metadata)),
         make_segment(APP2, ISO_NAMESPACE + encode_iso_metadata(metadata)),
