@@ -36,8 +36,8 @@ from PIL import Image
 
 from gmodiff.errors import HDRValueError, ImageReadError, OutputError
 from gmodiff.io.atomic import write_bytes_atomic
-from gmodiff.io.ldr import MAX_SIDE
 from gmodiff.io.bands import row_bands
+from gmodiff.io.ldr import MAX_SIDE
 from gmodiff.io.preview import auto_exposure, tonemap_preview
 from gmodiff.io.jpeg_segments import (
     APP1,
