@@ -24,8 +24,9 @@ import numpy as np
 import ood_render  # same folder: benchmarks run as scripts
 from gmodiff.data.response import GammaResponse, Response, SRGBResponse
 from gmodiff.data.simulate import SimulationConfig, fit_size, simulate
-from gmodiff.data.sources import (BLENDER_WORLD_DIR, PMNDRS_TRAIN, perspective_views,
-                                  pmndrs_hdri_path, read_pmndrs_hdri, read_radiance_file)
+from gmodiff.data.sources import (BLENDER_HELD_OUT, BLENDER_WORLD_DIR, PMNDRS_HELD_OUT, PMNDRS_TRAIN,
+                                  perspective_views, pmndrs_hdri_path, read_pmndrs_hdri,
+                                  read_radiance_file)
 from gmodiff.errors import GmodiffError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.io.scene import Scene
@@ -34,8 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 TOOLS_MODULES = REPO / "tools" / "node_modules"
 PISA_DIR = TOOLS_MODULES / "three-envmap-helper" / "assets"
 CACHE_DIR = REPO / "benchmarks" / ".cache" / "ood"
-PMNDRS_HELD_OUT = ("dawn", "lobby", "sunrise", "sunset", "venice", "workshop")
-BLENDER_HELD_OUT = ("sunrise", "sunset")
 CACHE_VERSION = 3
 """Bump when scene construction changes, so stale cached brackets are not reused."""
 

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from dareg_eval import held_out_scenes  # same folder: benchmarks run as scripts
 from gmodiff.baselines import CLASSICAL_METHODS
 from gmodiff.data.simulate import SimulationConfig, simulate
-from gmodiff.data.sources import blender_panoramas, perspective_views, read_radiance_file
+from gmodiff.data.sources import (BLENDER_HELD_OUT, BLENDER_NAMES, blender_panoramas,
+                                  perspective_views, read_radiance_file)
 from gmodiff.gainmap import decode_gain_map
 from gmodiff.io.atomic import atomic_path
 from gmodiff.evaluation import metric_label
@@ -47,7 +48,7 @@ from gmodiff.metrics.regions import (
     region_metrics,
 )
 
-HELD_OUT = (6, 7)
+HELD_OUT = tuple(BLENDER_NAMES.index(name) for name in BLENDER_HELD_OUT)  # (6, 7)
 CONDITIONS: dict[str, SimulationConfig] = {
     "2 stops, random response": SimulationConfig(ev_spacing_stops=2.0, response="random"),
     "2 stops, gamma 2.2": SimulationConfig(ev_spacing_stops=2.0, response="gamma2.2"),

@@ -17,6 +17,10 @@ from gmodiff.errors import ConfigError, HDRValueError
 
 BLENDER_WORLD_DIR = Path("/usr/share/blender/datafiles/studiolights/world")
 """Where Debian's ``blender-data`` package installs its 8 CC0 HDR panoramas."""
+BLENDER_NAMES = ("city", "courtyard", "forest", "interior", "night", "studio", "sunrise", "sunset")
+"""The panoramas in :func:`blender_panoramas` order: config entry ``blender:I`` is ``BLENDER_NAMES[I]``."""
+BLENDER_HELD_OUT = ("sunrise", "sunset")
+"""Evaluation only (held-out benchmark, OOD benchmark, bundled sample): never trained or validated on."""
 
 
 def blender_panoramas(folder: Path = BLENDER_WORLD_DIR) -> list[Path]:
@@ -313,8 +317,8 @@ PMNDRS_HDRI_DIR = Path(__file__).resolve().parents[3] / "tools" / "node_modules"
 """Where ``make install`` puts the npm package (tools/package.json); GMODIFF_PMNDRS_DIR overrides."""
 PMNDRS_TRAIN = ("apartment", "bridge", "city", "esplanade", "forest", "hall", "lab", "night",
                 "park", "sky", "studio", "warehouse")
-"""The HDRIs models may train and tune on; the rest (dawn, lobby, sunrise, sunset, venice,
-workshop) are held out for evaluation."""
+"""The HDRIs models may train and tune on; :data:`PMNDRS_HELD_OUT` are for evaluation."""
+PMNDRS_HELD_OUT = ("dawn", "lobby", "sunrise", "sunset", "venice", "workshop")
 
 
 def pmndrs_hdri_path(name: str) -> Path:

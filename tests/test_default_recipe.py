@@ -1,0 +1,96 @@
+"""`make train-default`, read without running it: every step's config loads, every weight folder
+a step reads is written by an earlier step, and no step that builds the bundled model sees the
+evaluation panoramas. A full run takes hours; these checks catch a recipe that has rotted."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from gmodiff.data.sources import BLENDER_HELD_OUT, BLENDER_NAMES, PMNDRS_TRAIN
+from gmodiff.train.dareg import DaRegTrainConfig
+from gmodiff.train.prior import PriorTrainConfig
+from gmodiff.train.refiner import RefinerTrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_CLASSES = {"dareg": DaRegTrainConfig, "prior": PriorTrainConfig, "refiner": RefinerTrainConfig}
+BUNDLE_OUT = "src/gmodiff/weights/default"
+
+
+def recipe_lines() -> list[str]:
+    """The shell lines of the Makefile's train-default target, with make variables dropped."""
+    lines, inside = [], False
+    for line in (REPO / "Makefile").read_text(encoding="utf-8").splitlines():
+        if line.startswith("train-default:"):
+            inside = True
+        elif inside and line.startswith("\t"):
+            lines.append(re.sub(r"\$\(call resume_flag,[^)]*\)|\$\([A-Z_]+\)", "", line).strip())
+        elif inside:
+            break
+    return lines
+
+
+def option(words: list[str], name: str) -> str | None:
+    """The value after ``name`` in a command line, or None."""
+    return words[words.index(name) + 1] if name in words else None
+
+
+def steps() -> list[tuple[str, list[str], str]]:
+    """(kind, folders read, folder written) per recipe line, in order."""
+    found = []
+    for line in recipe_lines():
+        words = shlex.split(line)
+        kind = words[words.index("train") + 1]
+        if kind == "bundle":
+            reads = [v for v in (option(words, "--pipeline"), option(words, "--dareg")) if v]
+            found.append((kind, reads, option(words, "--out")))
+            continue
+        config = CONFIG_CLASSES[kind].from_yaml(REPO / option(words, "--config"))
+        reads = [getattr(config, name, None) for name in
+                 ("init_weights", "dareg_weights", "init_pipeline", "backbone")]
+        found.append((kind, [r for r in reads if isinstance(r, str) and r.startswith("runs/")],
+                      config.out_dir))
+    return found
+
+
+def test_every_folder_a_step_reads_is_written_earlier():
+    recipe = steps()
+    assert len(recipe) >= 10 and recipe[-1] == ("bundle", recipe[-1][1], BUNDLE_OUT)
+    written: set[str] = set()
+    for kind, reads, out in recipe:
+        for folder in reads:
+            assert folder in written or folder.removesuffix("/final") in written, (kind, folder, out)
+        assert out not in written, f"{out} is written twice"
+        written.add(out)
+
+
+def test_resume_folders_match_the_configs():
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    for match in re.finditer(r"--config (\S+) .*\$\(call resume_flag,([^)]*)\)", text):
+        config_path, resume = match.groups()
+        kind = "dareg" if "dareg" in config_path else "prior" if "prior" in config_path else "refiner"
+        assert CONFIG_CLASSES[kind].from_yaml(REPO / config_path).out_dir == resume
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("default-*.yaml")), ids=lambda p: p.stem)
+def test_default_configs_never_read_evaluation_panoramas(path):
+    kind = "dareg" if "dareg" in path.stem else "prior" if "prior" in path.stem else "refiner"
+    config = CONFIG_CLASSES[kind].from_yaml(path)
+    for entry in list(config.simulated_panoramas) + list(config.val_panoramas):
+        source, name = entry.split(":", 1)
+        if source == "blender":
+            assert BLENDER_NAMES[int(name)] not in BLENDER_HELD_OUT, entry
+        else:
+            assert source == "pmndrs" and name in PMNDRS_TRAIN, entry
+
+
+def test_blender_names_follow_the_installed_order():
+    from gmodiff.data.sources import blender_panoramas
+
+    installed = [p.stem for p in blender_panoramas()]
+    if not installed:
+        pytest.skip("blender-data is not installed")
+    assert tuple(installed) == BLENDER_NAMES
