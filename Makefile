@@ -55,22 +55,26 @@ clean:
 # model card for why).
 # Each stage resumes from its newest checkpoint in runs/, so stopping and re-running is safe.
 DEFAULT_REFINE = --refine
+# A smoke run of the whole recipe, in a scratch clone (it writes runs/ and the bundle folder):
+#   make train-default TRAIN_FLAGS="--max-steps 2" PRIOR_FLAGS="--vae-steps 1 --unet-steps 1"
+TRAIN_FLAGS ?=
+PRIOR_FLAGS ?=
 resume_flag = $$(test -n "$$(ls $(1)/checkpoints 2>/dev/null)" && echo --resume)
 train-default: install
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train prior --config configs/default-prior.yaml --no-progress $(call resume_flag,runs/default-prior)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1b.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1b)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1c.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1c)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2.yaml --no-progress $(call resume_flag,runs/default-dareg-stage2)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner.yaml --no-progress $(call resume_flag,runs/default-refiner)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1d.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1d)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2b.yaml --no-progress $(call resume_flag,runs/default-dareg-stage2b)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner-ft.yaml --no-progress $(call resume_flag,runs/default-refiner-ft)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1e.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1e)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1f.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1f)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2c.yaml --no-progress $(call resume_flag,runs/default-dareg-stage2c)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1g.yaml --no-progress $(call resume_flag,runs/default-dareg-stage1g)
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2d.yaml --no-progress $(call resume_flag,runs/default-dareg-stage2d)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train prior --config configs/default-prior.yaml --no-progress $(PRIOR_FLAGS) $(call resume_flag,runs/default-prior)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1b.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1b)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1c.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1c)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage2)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-refiner)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1d.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1d)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2b.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage2b)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner-ft.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-refiner-ft)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1e.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1e)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1f.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1f)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2c.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage2c)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1g.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1g)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2d.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage2d)
 	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-ft/final --dareg runs/default-dareg-stage2d/final --out runs/default-v5-dareg-bundle --no-refine
-	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner-gate.yaml --no-progress $(call resume_flag,runs/default-refiner-gate)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner-gate.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-refiner-gate)
 	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-gate/final --out src/gmodiff/weights/default $(DEFAULT_REFINE)

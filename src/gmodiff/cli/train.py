@@ -65,13 +65,16 @@ def train_prior_command(
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint."),
     out: Path | None = typer.Option(None, "--out", help="Override out_dir."),
     dareg: Path | None = typer.Option(None, "--dareg", help="Override dareg_weights (coarse GMs)."),
+    vae_steps: int | None = typer.Option(None, "--vae-steps", help="Override vae_steps."),
+    unet_steps: int | None = typer.Option(None, "--unet-steps", help="Override unet_steps."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Stage 0: pretrain the tiny backbone (VAE, then UNet at t=499) into a diffusers folder."""
     from gmodiff.train.prior import PriorTrainConfig, train_prior
 
     settings = PriorTrainConfig.from_yaml(config, out_dir=str(out) if out else None,
-                                          dareg_weights=str(dareg) if dareg else None)
+                                          dareg_weights=str(dareg) if dareg else None,
+                                          vae_steps=vae_steps, unet_steps=unet_steps)
     summary = train_prior(settings, resume=resume, progress=progress)
     typer.echo(f"trained {summary['steps']} steps → {summary['final']} (a --backbone folder)")
 
