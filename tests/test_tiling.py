@@ -82,3 +82,40 @@ def test_tiled_dareg_is_within_1db_of_the_whole_image_run():
     assert abs(whole_db - tiled_db) <= 1.0, (whole_db, tiled_db)
     assert _psnr_mu(hdr(tiled.gain_map), hdr(whole.gain_map)) > 35.0
     assert float((tiled.mask - whole.mask).abs().mean()) < 0.05
+
+
+def test_tiles_reencoded_one_by_one_equal_tiles_of_the_canonical_frames():
+    """The pipeline's tiled road never makes full-size canonical frames: each tile's crops are
+    re-encoded instead (pixel by pixel), which must give the very same outputs."""
+    from gmodiff.gainmap import decode_gain_map
+    from gmodiff.memory import MemoryPlan
+    from gmodiff.pipeline import GMODiffPipeline, bundled_pipeline
+    from gmodiff.preprocess import network_encoder, network_scene
+    from gmodiff.progress import SILENT
+    from gmodiff.tiled_dareg import dareg_tiled
+
+    folder = bundled_pipeline()
+    if folder is None:
+        pytest.skip("bundled model not installed")
+    pipeline = GMODiffPipeline.from_pretrained(folder)
+    assert pipeline.dareg.config.canonical_inputs  # else there is nothing to re-encode
+    scene = synthetic_scene(3, height=200, width=264)
+    before = [frame.copy() for frame in scene.frames]
+    canonical = network_scene(scene, pipeline.dareg.config)
+    with torch.no_grad():
+        whole_frames = dareg_tiled(pipeline.dareg, canonical.frames, scene.exposure_times, 128, 64)
+        per_tile = dareg_tiled(pipeline.dareg, scene.frames, scene.exposure_times, 128, 64,
+                               encode=network_encoder(scene, pipeline.dareg.config))
+    for name in ("gain_map", "mask", "tokens"):
+        assert torch.equal(getattr(whole_frames, name), getattr(per_tile, name)), name
+    assert all(np.array_equal(a, b) for a, b in zip(before, scene.frames))  # inputs untouched
+
+    plan = MemoryPlan(budget=0, dareg_tile=128, dareg_overlap=64, latent_tile=96,
+                      latent_overlap=32, vae_tile=None, estimate=0)
+    out = pipeline(scene, seed=0, plan=plan, refine=True)
+    timings: dict[str, float] = {}
+    with torch.no_grad():
+        gain_map, _ = pipeline._predict_tiled(canonical, list, plan, True, 1, pipeline.tile,
+                                              torch.Generator().manual_seed(0), SILENT, timings)
+    expected = decode_gain_map(gain_map[0].permute(1, 2, 0).numpy(), canonical.reference)
+    np.testing.assert_array_equal(out.hdr, expected.astype(np.float32))

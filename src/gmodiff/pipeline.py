@@ -34,7 +34,8 @@ from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
 from gmodiff.pipeline_config import FORMAT
-from gmodiff.preprocess import NetworkInputs, crop, network_scene, pad, scene_inputs, to_image
+from gmodiff.preprocess import (FrameEncoder, NetworkInputs, crop, network_encoder, pad, scene_inputs,
+                                to_image)
 from gmodiff.result import Reconstruction
 
 if TYPE_CHECKING:
@@ -284,15 +285,20 @@ class GMODiffPipeline:
 
         progress = progress or SILENT
         start = time.perf_counter()
-        scene = network_scene(scene, self.dareg.config)
+        tiled = plan is not None and plan.dareg_tile is not None
+        # Tiled runs re-encode frames tile by tile: full-size model frames would cost 12 bytes
+        # a pixel each, and the scene's own frames are kept by the caller anyway.
+        encode = network_encoder(scene, self.dareg.config)
+        if not tiled:
+            scene = dataclasses.replace(scene, frames=encode(scene.frames))
         # The DaReg stage includes its input encoding (camera-curve estimate, classical merge).
         prepare = time.perf_counter() - start
         timings: dict[str, float] = {}
         self.refiner.on_tile = progress.tile
         try:
-            if plan is not None and plan.dareg_tile is not None:
-                gain_map, coarse = self._predict_tiled(scene, plan, refine, steps, tile_options,
-                                                       generator, progress, timings)
+            if tiled:
+                gain_map, coarse = self._predict_tiled(scene, encode, plan, refine, steps,
+                                                       tile_options, generator, progress, timings)
             else:
                 progress.stage("DaReg" + (" + refiner" if refine else ""))
                 encode_start = time.perf_counter()
@@ -308,7 +314,8 @@ class GMODiffPipeline:
             self.refiner.on_tile = None
         progress.stage("decoding the gain map")
         gain_map_image = to_image(gain_map)
-        hdr = decode_gain_map(gain_map_image, np.asarray(scene.reference, dtype=np.float32))
+        reference = encode([scene.reference])[0] if tiled else scene.reference
+        hdr = decode_gain_map(gain_map_image, np.asarray(reference, dtype=np.float32))
         timings["dareg_s"] = timings.get("dareg_s", 0.0) + prepare
         timings["total_s"] = time.perf_counter() - start
         name = ("gmodiff" if steps == 1 else f"gmodiff-{steps}step") if refine else "gmodiff-dareg-only"
@@ -318,24 +325,26 @@ class GMODiffPipeline:
             coarse_gain_map=to_image(coarse.gain_map), timings=timings, method=name, refined=refine)
 
 
-    def _predict_tiled(self, scene: Scene, plan: MemoryPlan, refine: bool, steps: int,
-                       tile: TileOptions | None, generator: torch.Generator | None,
+    def _predict_tiled(self, scene: Scene, encode: FrameEncoder, plan: MemoryPlan, refine: bool,
+                       steps: int, tile: TileOptions | None, generator: torch.Generator | None,
                        progress: Progress, timings: dict[str, float]):
-        """DaReg over tiles straight from the frames (``gmodiff.tiled_dareg``), then the refiner."""
+        """DaReg over tiles straight from the scene's frames, each tile's crops re-encoded by
+        ``encode`` (``gmodiff.tiled_dareg``), then the refiner."""
         from gmodiff.tiled_dareg import dareg_tiled
 
         size = (scene.height, scene.width)
         progress.stage(f"DaReg ({plan.dareg_tile}-px tiles)")
         start = time.perf_counter()
         coarse = dareg_tiled(self.dareg, scene.frames, scene.exposure_times, plan.dareg_tile,
-                             plan.dareg_overlap, self.dareg.config.multiple, on_tile=progress.tile)
+                             plan.dareg_overlap, self.dareg.config.multiple, on_tile=progress.tile,
+                             encode=encode)
         timings["dareg_s"] = time.perf_counter() - start
         timings["refiner_s"] = 0.0
         gain_map = coarse.gain_map
         if refine:
             progress.stage("refiner")
             start = time.perf_counter()
-            short = np.ascontiguousarray(np.asarray(scene.frames[0], np.float32).transpose(2, 0, 1))
+            short = np.ascontiguousarray(encode([scene.frames[0]])[0].transpose(2, 0, 1), np.float32)
             short = pad(torch.from_numpy(short)[None], self.dareg.config).to(self.device)
             mask = coarse.mask if coarse.mask is not None else torch.zeros_like(gain_map[:, :1])
             refined = self.refiner(to_signed(gain_map).to(self.device), to_signed(short),

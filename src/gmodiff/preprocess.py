@@ -13,7 +13,8 @@ config. This module sits on the data floor: it knows a model config only by the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,15 +80,28 @@ def require_bracket(scene) -> None:
                          scene.root, "give a short, medium and long exposure")
 
 
+FrameEncoder = Callable[[list[np.ndarray]], list[np.ndarray]]
+"""Frames (or same-place crops of them) → the frames a model takes, pixel by pixel."""
+
+
+def network_encoder(scene, spec: InputSpec | None = None) -> FrameEncoder:
+    """How the model wants this scene's frames: re-encoded from a camera response estimated on
+    the whole bracket when the config has ``canonical_inputs`` (``gmodiff.data.canonical``),
+    else as they are. Pixel by pixel, so it may run on crops (tiled DaReg)."""
+    if not getattr(spec, "canonical_inputs", False):
+        return list
+    from gmodiff.data.canonical import canonical_encoder
+
+    return canonical_encoder(scene)
+
+
 def network_scene(scene, spec: InputSpec | None = None):
-    """The scene as the model sees it: frames re-encoded from a camera response estimated on
-    the bracket when the config has ``canonical_inputs`` (``gmodiff.data.canonical``), else
-    ``scene`` itself. Gain maps decode against this scene's reference frame."""
+    """The scene as the model sees it: its frames through :func:`network_encoder` (``scene``
+    itself when the model takes frames as they are). Gain maps decode against this scene's
+    reference frame."""
     if not getattr(spec, "canonical_inputs", False):
         return scene
-    from gmodiff.data.canonical import canonicalise_scene
-
-    return canonicalise_scene(scene)
+    return dataclasses.replace(scene, frames=network_encoder(scene, spec)(scene.frames))
 
 
 def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float],

@@ -1,7 +1,8 @@
 """DaReg over overlapping tiles of a bracket, so a 12-MP photo never holds full-size features.
 
-Each tile's network input is built (``gmodiff.preprocess.encode_bracket``) from crops of the frames (the full 18-channel input stack is
-never made either). Tiles start on multiples of DaReg's total down-sampling, so every tile's prior
+Each tile's network input is built (``gmodiff.preprocess.encode_bracket``) from crops of the frames,
+re-encoded for the model tile by tile (neither the full input stack nor full-size canonical frames
+are ever made). Tiles start on multiples of DaReg's total down-sampling, so every tile's prior
 tokens sit on the whole image's token grid; gain map, DA mask and tokens are then blended with the
 same feathered weights (:mod:`gmodiff.tiling`). The image is padded to that multiple by repeating
 its last row/column, as the untiled pipeline does, so the outputs have the padded size.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from gmodiff.models.dareg import DaReg, DaRegOutput
-from gmodiff.preprocess import encode_bracket
+from gmodiff.preprocess import FrameEncoder, encode_bracket
 from gmodiff.tiling import Box, TileGrid, run_tiled
 
 
@@ -41,8 +42,12 @@ def crop_replicate(frame: np.ndarray, box: Box) -> np.ndarray:
 
 def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequence[float],
                 tile: int, overlap: int, multiple: int = 32,
-                on_tile: Callable[[int, int], None] | None = None) -> DaRegOutput:
-    """DaReg outputs (gain map, mask, tokens) of the padded image, from ``tile``-px tiles."""
+                on_tile: Callable[[int, int], None] | None = None,
+                encode: FrameEncoder | None = None) -> DaRegOutput:
+    """DaReg outputs (gain map, mask, tokens) of the padded image, from ``tile``-px tiles.
+
+    ``encode`` (:func:`gmodiff.preprocess.network_encoder`) re-encodes each tile's crops, so
+    the frames may be the scene's own and the model's full-size frames are never made."""
     multiple = max(multiple, dareg.config.multiple)
     if tile % multiple or overlap % multiple:
         raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {multiple}")
@@ -54,6 +59,8 @@ def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequ
 
     def run(box: Box) -> dict[str, tuple[torch.Tensor, float]]:
         crops = [crop_replicate(frame, box) for frame in frames]
+        if encode is not None:
+            crops = encode(crops)
         inputs = encode_bracket(crops, times, dareg.config)[None].to(parameter.device, parameter.dtype)
         with torch.no_grad():
             out = dareg(inputs)

@@ -12,6 +12,7 @@ to correct it where frames move or clip.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -35,16 +36,24 @@ def canonical_frames(frames: list[np.ndarray], linearise: Linearise) -> list[np.
     return out
 
 
+def canonical_encoder(scene: Scene, linearise: Linearise | None = None
+                      ) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """:func:`canonical_frames` with the curve fixed (estimated from the whole bracket when not
+    given). It works pixel by pixel, so crops of frames give crops of the canonical frames:
+    tiled DaReg encodes each tile's crops and never holds full-size canonical frames."""
+    if linearise is None:
+        from gmodiff.calibration import estimate_response
+
+        linearise = estimate_response(scene.frames, scene.exposure_times).linearise
+    return functools.partial(canonical_frames, linearise=linearise)
+
+
 def canonicalise_scene(scene: Scene, linearise: Linearise | None = None) -> Scene:
     """``scene`` with canonical frames; the curve is estimated from the bracket when not given.
 
     Ground truth, exposures and reference stay as they are: the ground truth is linear already.
     """
-    if linearise is None:
-        from gmodiff.calibration import estimate_response
-
-        linearise = estimate_response(scene.frames, scene.exposure_times).linearise
-    return dataclasses.replace(scene, frames=canonical_frames(scene.frames, linearise))
+    return dataclasses.replace(scene, frames=canonical_encoder(scene, linearise)(scene.frames))
 
 
 def merge_slot(scene: Scene) -> np.ndarray:
