@@ -29,8 +29,10 @@ GIB = 1024 ** 3
 MIB = 1024 ** 2
 BASE_BYTES = 700 * MIB
 """Python, torch and the bundled models, before any image is read."""
-IMAGE_BYTES_PER_PX = 220
-"""Whole-image arrays alive during a run: frames (+ aligned copies), blended maps, HDR, writer."""
+IMAGE_BYTES_PER_PX = 160
+"""Whole-image arrays alive during a run: frames, blended DaReg maps, the refiner's inputs, HDR,
+writer. Measured peaks imply about 130 (12 and 24 MP, JPEG in and out); the rest is margin for
+other formats."""
 DAREG_BYTES_PER_PX = 1700
 """DaReg's activations per pixel of the region it runs on (measured 1.45-1.65 kB)."""
 REFINER_BYTES_PER_PX = 700
