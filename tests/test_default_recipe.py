@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gmodiff.data.sources import BLENDER_HELD_OUT, BLENDER_NAMES, PMNDRS_HDRI_DIR, PMNDRS_TRAIN
+from gmodiff.data.sources import (BLENDER_HELD_OUT, BLENDER_NAMES, PMNDRS_HDRI_DIR, PMNDRS_TRAIN,
+                                  blender_panoramas)
 from gmodiff.train.dareg import DaRegTrainConfig
 from gmodiff.train.prior import PriorTrainConfig
 from gmodiff.train.refiner import RefinerTrainConfig
@@ -33,6 +34,12 @@ def recipe_lines() -> list[str]:
     return lines
 
 
+def load_config(path: Path):
+    """A recipe config, read with the training config class its file name says."""
+    kind = "dareg" if "dareg" in path.stem else "prior" if "prior" in path.stem else "refiner"
+    return CONFIG_CLASSES[kind].from_yaml(path)
+
+
 def option(words: list[str], name: str) -> str | None:
     """The value after ``name`` in a command line, or None."""
     return words[words.index(name) + 1] if name in words else None
@@ -48,7 +55,7 @@ def steps() -> list[tuple[str, list[str], str]]:
             reads = [v for v in (option(words, "--pipeline"), option(words, "--dareg")) if v]
             found.append((kind, reads, option(words, "--out")))
             continue
-        config = CONFIG_CLASSES[kind].from_yaml(REPO / option(words, "--config"))
+        config = CONFIG_CLASSES[kind].from_yaml(REPO / option(words, "--config"))  # as make runs it
         reads = [getattr(config, name, None) for name in
                  ("init_weights", "dareg_weights", "init_pipeline", "backbone")]
         found.append((kind, [r for r in reads if isinstance(r, str) and r.startswith("runs/")],
@@ -71,14 +78,12 @@ def test_resume_folders_match_the_configs():
     text = (REPO / "Makefile").read_text(encoding="utf-8")
     for match in re.finditer(r"--config (\S+) .*\$\(call resume_flag,([^)]*)\)", text):
         config_path, resume = match.groups()
-        kind = "dareg" if "dareg" in config_path else "prior" if "prior" in config_path else "refiner"
-        assert CONFIG_CLASSES[kind].from_yaml(REPO / config_path).out_dir == resume
+        assert load_config(REPO / config_path).out_dir == resume
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("default-*.yaml")), ids=lambda p: p.stem)
 def test_default_configs_never_read_evaluation_panoramas(path):
-    kind = "dareg" if "dareg" in path.stem else "prior" if "prior" in path.stem else "refiner"
-    config = CONFIG_CLASSES[kind].from_yaml(path)
+    config = load_config(path)
     for entry in list(config.simulated_panoramas) + list(config.val_panoramas):
         source, name = entry.split(":", 1)
         if source == "blender":
@@ -88,8 +93,6 @@ def test_default_configs_never_read_evaluation_panoramas(path):
 
 
 def test_blender_names_follow_the_installed_order():
-    from gmodiff.data.sources import blender_panoramas
-
     installed = [p.stem for p in blender_panoramas()]
     if not installed:
         pytest.skip("blender-data is not installed")
@@ -100,7 +103,6 @@ def test_the_whole_recipe_runs_two_steps_a_stage(tmp_path, monkeypatch):
     """Every step of `make train-default` at two steps (the prior: one VAE + one UNet step), in
     order, in one process; the bundle it ends with reconstructs a scene."""
     from gmodiff.cli import main
-    from gmodiff.data.sources import blender_panoramas
     from gmodiff.pipeline import load_pipeline
 
     if len(blender_panoramas()) < 8 or not (PMNDRS_HDRI_DIR / "hall.exr.js").is_file():

@@ -34,8 +34,8 @@ from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
 from gmodiff.pipeline_config import FORMAT
-from gmodiff.preprocess import (FrameEncoder, NetworkInputs, crop, network_encoder, pad, scene_inputs,
-                                to_image)
+from gmodiff.preprocess import (FrameEncoder, NetworkInputs, crop, network_encoder, network_scene, pad,
+                                scene_inputs, to_image)
 from gmodiff.result import Reconstruction
 
 if TYPE_CHECKING:
@@ -288,9 +288,9 @@ class GMODiffPipeline:
         tiled = plan is not None and plan.dareg_tile is not None
         # Tiled runs re-encode frames tile by tile: full-size model frames would cost 12 bytes
         # a pixel each, and the scene's own frames are kept by the caller anyway.
-        encode = network_encoder(scene, self.dareg.config)
+        encode = network_encoder(scene, self.dareg.config) if tiled else None
         if not tiled:
-            scene = dataclasses.replace(scene, frames=encode(scene.frames))
+            scene = network_scene(scene, self.dareg.config)
         # The DaReg stage includes its input encoding (camera-curve estimate, classical merge).
         prepare = time.perf_counter() - start
         timings: dict[str, float] = {}
