@@ -11,7 +11,7 @@ import pytest
 from gmodiff import errors
 from gmodiff.memory import (GIB, MIB, format_bytes, is_allocation_failure, parse_size,
                             plan_memory)
-from gmodiff.progress import Progress
+from gmodiff.progress import Progress, describe_timings
 
 ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
              "memory: you tried to allocate 1540096000 bytes. Error code 12")
@@ -128,6 +128,14 @@ def test_progress_plain_lines_off_a_terminal_and_silence_when_quiet():
     silent.stage("DaReg")
     silent.tile(1, 2)
     assert quiet.getvalue() == ""
+
+
+def test_timing_summary_names_every_stage_that_ran_however_fast():
+    # A fast machine used to drop stages that rounded to 0.0 (the CLI test then failed on an
+    # idle machine); a stage booked at exactly 0 did not run and stays out.
+    line = describe_timings(0.4, {"start-up": 0.3, "read": 0.004, "dareg": 0.03,
+                                  "refiner": 0.0, "write": 1.26, "total": 0.1})
+    assert line == "0.40 s: start-up 0.3, read 0.01, dareg 0.03, write 1.3"
 
 
 def test_cli_reports_stages_and_the_whole_wall_time(tmp_path, capsys):

@@ -108,7 +108,16 @@ def command_seconds() -> float | None:
 
 
 def describe_timings(wall: float, timings: dict[str, float]) -> str:
-    """``41.2 s: start-up 6.1, read 1.3, load 0.4, dareg 28.0, write 4.1`` (stages > 0 only)."""
-    parts = [f"{name} {seconds:.1f}" for name, seconds in timings.items()
-             if name != "total" and seconds >= 0.05]
+    """``41.2 s: start-up 6.1, read 1.3, load 0.4, dareg 28.0, write 4.1``.
+
+    Every stage that ran is named, however fast (a fast machine must not change which stages
+    the line lists); a stage booked at exactly 0 did not run (the refiner of ``--no-refine``).
+    """
+    parts = [f"{name} {_stage_seconds(seconds)}" for name, seconds in timings.items()
+             if name != "total" and seconds > 0]
     return f"{wall:.2f} s" + (f": {', '.join(parts)}" if parts else "")
+
+
+def _stage_seconds(seconds: float) -> str:
+    """One decimal for stages of a tenth of a second and more; two below, so none reads 0.0."""
+    return f"{seconds:.1f}" if seconds >= 0.05 else f"{max(seconds, 0.01):.2f}"
