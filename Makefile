@@ -33,7 +33,7 @@ $(METRICS_STAMP): requirements-metrics.txt
 	touch $(METRICS_STAMP)
 
 demo: install
-	$(PY) -m gmodiff.demo --out demo-out
+	$(PY) -m gmodiff.cli.demo --out demo-out
 
 # metrics-env: the cvvdp tests run in it (created once, about 2 minutes, then cached).
 test: install metrics-env

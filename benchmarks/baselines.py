@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gmodiff.baselines import BEST_CLASSICAL, CLASSICAL_METHODS, debevec_merge
-from gmodiff.evaluation import evaluate_folder
+from gmodiff.evaluation.folder import evaluate_folder
 from gmodiff.cli.simulate import parse_size
 from gmodiff.data.simulate import SimulationConfig, simulate_to_folder
 from gmodiff.data.sources import blender_panoramas

@@ -22,7 +22,7 @@ from gmodiff.data.datasets import SimulatedDataset, panorama_source
 from gmodiff.data.sources import blender_panoramas
 from gmodiff.io.atomic import atomic_path
 from gmodiff.metrics import psnr_l, psnr_mu, ssim_mu
-from gmodiff.reconstruct import ReconstructOptions, load_method
+from gmodiff.methods import ReconstructOptions, load_method
 
 
 def held_out_scenes(panoramas: list[int], count: int, size: int, seed: int,

@@ -221,7 +221,7 @@ def build_pipeline(tiny: bool):
     """The pipeline under test, on CPU in fp32."""
     from gmodiff.models.backbone import BackboneConfig
     from gmodiff.models.dareg import DaReg, DaRegConfig
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     if tiny:
         return GMODiffPipeline.tiny(seed=0)
@@ -254,7 +254,7 @@ def chain(pipe, scene, steps: int, device: torch.device, budget: Budget, one_ste
 def run_checks(args: argparse.Namespace, report: Report) -> None:
     """Every measurement, in order of importance (fp16 headline first)."""
     from gmodiff.models.refiner import TileOptions
-    from gmodiff.preprocess import scene_inputs
+    from gmodiff.inputs.encode import scene_inputs
 
     device = torch.device(args.device)
     sizes = TINY if args.tiny else REAL

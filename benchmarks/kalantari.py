@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.evaluation import EvalReport, find_prediction, metric_label, write_report
+from gmodiff.evaluation.folder import EvalReport, find_prediction, metric_label, write_report
 from gmodiff.errors import GmodiffError, SceneError
 from gmodiff.io.hdr import read_hdr, write_hdr
 from gmodiff.io.scene import find_ground_truth, find_scenes, load_scene
@@ -66,7 +66,7 @@ def predict(folder: Path, method: str | None, options: dict, pred_dir: Path | No
             raise SceneError(f"no prediction for scene '{folder.name}'", pred_dir,
                              "add <scene>.exr/.hdr for each of the test scenes")
         return read_hdr(path), float("nan")
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.methods import reconstruct_scene
 
     scene = load_scene(folder, load_ground_truth=False)
     start = time.perf_counter()

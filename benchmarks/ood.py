@@ -90,7 +90,7 @@ def load_pipeline(weights: str):
     if weights != "default" and not Path(weights).is_dir():
         fail(f"--weights {weights}: no such folder; give a pipeline folder like "
              "src/gmodiff/weights/default")
-    from gmodiff.pipeline import GMODiffPipeline, resolve_weights
+    from gmodiff.pipeline.pipeline import GMODiffPipeline, resolve_weights
 
     try:
         return GMODiffPipeline.from_pretrained(resolve_weights(weights))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import ood_render  # same folder: benchmarks run as scripts
-from gmodiff.data.response import GammaResponse, Response, SRGBResponse
+from gmodiff.camera.response import GammaResponse, Response, SRGBResponse
 from gmodiff.data.simulate import SimulationConfig, fit_size, simulate
 from gmodiff.data.sources import (BLENDER_HELD_OUT, BLENDER_WORLD_DIR, PMNDRS_HELD_OUT, PMNDRS_TRAIN,
                                   perspective_views, pmndrs_hdri_path, read_pmndrs_hdri,

@@ -35,7 +35,7 @@ from gmodiff.data.sources import (BLENDER_HELD_OUT, BLENDER_NAMES, blender_panor
                                   perspective_views, read_radiance_file)
 from gmodiff.gainmap import decode_gain_map
 from gmodiff.io.atomic import atomic_path
-from gmodiff.evaluation import metric_label
+from gmodiff.evaluation.folder import metric_label
 from gmodiff.metrics import ExtraMetrics, evaluate_pair, hdr_flip, parse_extra
 from gmodiff.metrics.regions import (
     CLIPPED_LEVEL,
@@ -186,7 +186,7 @@ def _order(means: dict[str, dict[str, float]]) -> list[str]:
 
 def timing_1000x700(weights: str, seed: int) -> dict[str, float]:
     """Seconds to load the pipeline and to reconstruct one 1000×700 held-out scene (CPU)."""
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     start = time.perf_counter()
     pipe = GMODiffPipeline.from_pretrained(weights)
@@ -220,7 +220,7 @@ def main() -> None:
     args = parser.parse_args()
     if len(blender_panoramas()) < 8:
         raise SystemExit("needs the 8 blender-data panoramas (apt-get install blender-data)")
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     extra = ExtraMetrics(parse_extra(args.extra)).start()  # a missing metrics env fails here
     pipe = GMODiffPipeline.from_pretrained(args.weights)

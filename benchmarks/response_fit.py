@@ -1,10 +1,10 @@
-"""How well `gmodiff.calibration.estimate_response` recovers the camera curve from a bracket.
+"""How well `gmodiff.camera.calibration.estimate_response` recovers the camera curve from a bracket.
 
     nice -n 15 env OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/response_fit.py
     # → benchmarks/results/response_fit.md (about 2–4 minutes on 2 busy cores)
 
 Brackets are simulated with `gmodiff.data.simulate` from perspective views of the blender-data
-panoramas and from procedural scenes, with every response family of `gmodiff.data.response`
+panoramas and from procedural scenes, with every response family of `gmodiff.camera.response`
 and two curves outside that family (defined below), at 2 and 3 stops, once clean (static, no
 noise) and once with camera shake, moving objects and Poisson–Gaussian noise. The error of the
 estimated f⁻¹ is |log2(estimate / truth)| over encoded values L in [0.05, 0.95]; the gamma-2.2
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from gmodiff.baselines.merge import deghost_merge
-from gmodiff.calibration import ResponseEstimate, canonicalise_frames, estimate_response
-from gmodiff.data.response import RESPONSE_FAMILIES, Response
+from gmodiff.camera.calibration import ResponseEstimate, canonicalise_frames, estimate_response
+from gmodiff.camera.response import RESPONSE_FAMILIES, Response
 from gmodiff.data.simulate import SimulationConfig, simulate
 from gmodiff.data.sources import blender_panoramas, perspective_views, procedural_radiance, \
     read_radiance_file

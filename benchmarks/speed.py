@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by 
 from toy_bracket import toy_scene  # noqa: E402
 
 from gmodiff.io.atomic import atomic_path
-from gmodiff.pipeline import GMODiffPipeline
-from gmodiff.preprocess import scene_inputs
+from gmodiff.pipeline.pipeline import GMODiffPipeline
+from gmodiff.inputs.encode import scene_inputs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.md"
 RAW = RESULTS.with_suffix(".json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gmodiff.align import align_frames, align_scene, warp_frame
+from gmodiff.bracket.align import align_frames, align_scene, warp_frame
 from gmodiff.errors import ConfigError
 from gmodiff.io.scene import Scene
 
@@ -100,7 +100,7 @@ def test_identity_warp_is_exact():
 def test_handheld_jpeg_bracket_is_aligned(tmp_path):
     from bracket_helpers import write_bracket
 
-    from gmodiff.brackets import load_bracket
+    from gmodiff.bracket.prepare import load_bracket
 
     paths, _, displacements = write_bracket(tmp_path, h=96, w=128, shift_fraction=0.04)
     scene, _ = load_bracket(paths)

@@ -11,7 +11,7 @@ from gmodiff.data.simulate import SimulationConfig, simulate_scene
 from gmodiff.data.sources import procedural_radiance
 from gmodiff.errors import ConfigError
 from gmodiff.metrics import psnr_mu
-from gmodiff.reconstruct import Reconstruction, reconstruct_scene
+from gmodiff.methods import Reconstruction, reconstruct_scene
 
 
 @pytest.fixture(scope="module")

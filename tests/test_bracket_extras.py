@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bracket_helpers import exif_bytes, expose, save_jpeg, scene_radiance
-from gmodiff.brackets import load_bracket, prepare_bracket
+from gmodiff.bracket.prepare import load_bracket, prepare_bracket
 from gmodiff.io.hdr import read_hdr
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
@@ -54,7 +54,7 @@ def test_a_darker_extra_frame_restores_clipped_highlights(tmp_path, capsys):
 def test_two_frame_brackets_come_out_at_the_right_level(tmp_path, capsys, seed):
     """Simulated two-frame sets: median level within ±0.1 stop of the truth (default method)."""
     from gmodiff.cli import main
-    from gmodiff.pipeline import bundled_pipeline
+    from gmodiff.pipeline.pipeline import bundled_pipeline
 
     if bundled_pipeline() is None:
         pytest.skip("bundled model not installed")

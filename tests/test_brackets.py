@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from bracket_helpers import exif_bytes, expose, save_jpeg, scene_radiance, write_bracket
 
-from gmodiff.brackets import choose_reference, load_bracket, select_triplet
+from gmodiff.bracket.prepare import choose_reference, load_bracket, select_triplet
 from gmodiff.errors import ExposureError, ImageReadError, SceneError
 
 
@@ -132,7 +132,7 @@ def test_bad_exposure_flags(tmp_path, kwargs, match):
 
 
 def test_prepare_bracket_aligns_and_reports(tmp_path):
-    from gmodiff.brackets import prepare_bracket
+    from gmodiff.bracket.prepare import prepare_bracket
     from gmodiff.errors import ConfigError
 
     paths, _, _ = write_bracket(tmp_path)

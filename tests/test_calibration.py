@@ -1,4 +1,4 @@
-"""Camera-response estimation from the bracket (gmodiff.calibration)."""
+"""Camera-response estimation from the bracket (gmodiff.camera.calibration)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gmodiff.calibration import (LUT_SIZE, ResponseEstimate, canonicalise_frames,
+from gmodiff.camera.calibration import (LUT_SIZE, ResponseEstimate, canonicalise_frames,
                                  estimate_response)
-from gmodiff.data.response import GammaResponse, Response, SRGBResponse
+from gmodiff.camera.response import GammaResponse, Response, SRGBResponse
 from gmodiff.data.simulate import SimulationConfig, simulate
 from gmodiff.data.sources import procedural_radiance
 

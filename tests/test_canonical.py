@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from gmodiff.data.canonical import canonical_frames, canonicalise_scene, merge_slot
+from gmodiff.inputs.canonical import canonical_frames, canonicalise_scene, merge_slot
 from gmodiff.data.datasets import SimulatedDataset, lamp_room_source
-from gmodiff.data.response import response_by_name
+from gmodiff.camera.response import response_by_name
 from gmodiff.data.simulate import SimulationConfig, simulate
 from gmodiff.data.sources import lamp_room_radiance, procedural_radiance, read_pmndrs_hdri
 from gmodiff.gainmap import decode_gain_map
 from gmodiff.models.dareg import DaReg, DaRegConfig
-from gmodiff.preprocess import InputLayout, encode_bracket
+from gmodiff.inputs.encode import InputLayout, encode_bracket
 
 
 def _quiet_config(**overrides) -> SimulationConfig:

@@ -181,7 +181,7 @@ def test_predict_scene_returns_arrays_at_scene_size(tmp_path):
 
     from gmodiff.gainmap import decode_gain_map
     from gmodiff.io.scene import Scene
-    from gmodiff.reconstruct import ReconstructOptions, load_method
+    from gmodiff.methods import ReconstructOptions, load_method
 
     model = _tiny()
     _perturb(model)

@@ -9,7 +9,7 @@ import torch
 from dareg_helpers import synthetic_scene
 from gmodiff.errors import ConfigError
 from gmodiff.models.dareg import DaReg, DaRegConfig
-from gmodiff.reconstruct import available_methods, reconstruct_scene
+from gmodiff.methods import available_methods, reconstruct_scene
 
 
 @pytest.fixture()

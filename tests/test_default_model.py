@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from gmodiff import pipeline as pipeline_module
+from gmodiff.pipeline import pipeline as pipeline_module
 from gmodiff.data.datasets import SimulatedDataset, procedural_source
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.io.scene import load_scene
 from gmodiff.models.backbone import load_backbone
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
-from gmodiff.pipeline import GMODiffPipeline, bundled_pipeline, resolve_weights
-from gmodiff.reconstruct import auto_method, reconstruct_scene
+from gmodiff.pipeline.pipeline import GMODiffPipeline, bundled_pipeline, resolve_weights
+from gmodiff.methods import auto_method, reconstruct_scene
 from gmodiff.train.bundle import bundle_pipeline
 from gmodiff.train.prior import PriorTrainConfig, train_prior
 
-SAMPLE = Path(pipeline_module.__file__).parent / "samples" / "sunset"
+SAMPLE = Path(pipeline_module.__file__).parents[1] / "samples" / "sunset"
 needs_bundle = pytest.mark.skipif(bundled_pipeline() is None, reason="no bundled default model")
 
 

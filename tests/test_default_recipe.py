@@ -103,7 +103,7 @@ def test_the_whole_recipe_runs_two_steps_a_stage(tmp_path, monkeypatch):
     """Every step of `make train-default` at two steps (the prior: one VAE + one UNet step), in
     order, in one process; the bundle it ends with reconstructs a scene."""
     from gmodiff.cli import main
-    from gmodiff.pipeline import load_pipeline
+    from gmodiff.pipeline.pipeline import load_pipeline
 
     if len(blender_panoramas()) < 8 or not (PMNDRS_HDRI_DIR / "hall.exr.js").is_file():
         pytest.skip("blender-data or @pmndrs/assets is not installed (make install)")

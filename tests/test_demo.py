@@ -1,9 +1,9 @@
-"""``python -m gmodiff.demo`` runs end to end and says which method it used."""
+"""``python -m gmodiff.cli.demo`` runs end to end and says which method it used."""
 
 from __future__ import annotations
 
-from gmodiff import demo
-from gmodiff import pipeline as pipeline_module
+from gmodiff.cli import demo
+from gmodiff.pipeline import pipeline as pipeline_module
 from gmodiff.io.hdr import read_hdr
 
 

@@ -81,7 +81,7 @@ def test_classical_output_is_identical_in_a_fresh_process(scene, tmp_path):
 def pipelines(tmp_path_factory) -> dict[str, Path]:
     """Tiny random pipelines that take the posterior mode (default) or sample it."""
     from gmodiff.models.refiner import RefinerConfig
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     root = tmp_path_factory.mktemp("pipes")
     mode = GMODiffPipeline.tiny(seed=0)
@@ -95,7 +95,7 @@ def pipelines(tmp_path_factory) -> dict[str, Path]:
 
 def _gmodiff(scene_dir: Path, weights: Path, seed: int) -> np.ndarray:
     from gmodiff.io.scene import load_scene
-    from gmodiff.reconstruct import clear_loaded, reconstruct_scene
+    from gmodiff.methods import clear_loaded, reconstruct_scene
 
     clear_loaded()  # load afresh, as a new run would
     return reconstruct_scene(load_scene(scene_dir), "gmodiff", weights=weights, seed=seed).hdr
@@ -104,7 +104,7 @@ def _gmodiff(scene_dir: Path, weights: Path, seed: int) -> np.ndarray:
 @pytest.mark.skipif(not HAS_WEIGHTS, reason="gmodiff reconstruct has no --weights option yet")
 @pytest.mark.parametrize("kind", ["mode", "sample"])
 def test_gmodiff_cli_outputs_are_byte_identical(scene, tmp_path, pipelines, kind):
-    from gmodiff.reconstruct import clear_loaded
+    from gmodiff.methods import clear_loaded
 
     args = ["--method", "gmodiff", "--weights", str(pipelines[kind]), *_seed(0)]
     clear_loaded()
@@ -121,7 +121,7 @@ def test_gmodiff_cli_outputs_are_byte_identical(scene, tmp_path, pipelines, kind
 def test_dareg_cli_outputs_are_byte_identical(scene, tmp_path):
     """DaReg is a plain feed-forward network: no seed involved, same bytes every run."""
     from gmodiff.models import dareg
-    from gmodiff.reconstruct import clear_loaded
+    from gmodiff.methods import clear_loaded
 
     weights = tmp_path / "dareg"
     with torch.random.fork_rng(devices=[]):

@@ -310,8 +310,7 @@ def test_pipeline_config_out_of_bounds(capsys, tmp_path, scene, tiny_pipeline, m
                                        damage):
     """A field out of its bounds is refused before any network is built (no allocation, no
     traceback); the message names gmodiff_pipeline.json and the field."""
-    from gmodiff import pipeline as pipeline_module
-
+    from gmodiff.pipeline import pipeline as pipeline_module
     weights = shutil.copytree(tiny_pipeline, tmp_path / "pipe")
     config_path = weights / "gmodiff_pipeline.json"
     config = json.loads(config_path.read_text())
@@ -345,8 +344,7 @@ def test_pipeline_config_names_missing_modules(capsys, tmp_path, scene, tiny_pip
 def test_pipeline_config_token_width_mismatch(capsys, tmp_path, scene, tiny_pipeline,
                                               monkeypatch):
     """A refiner token width that is not its DaReg's: refused before the refiner is built."""
-    from gmodiff import pipeline as pipeline_module
-
+    from gmodiff.pipeline import pipeline as pipeline_module
     weights = shutil.copytree(tiny_pipeline, tmp_path / "pipe")
     config_path = weights / "gmodiff_pipeline.json"
     config = json.loads(config_path.read_text())

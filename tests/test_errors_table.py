@@ -528,7 +528,7 @@ needs_weights_option = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def tiny_pipeline(tmp_path_factory) -> Path:
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     folder = tmp_path_factory.mktemp("pipe") / "tiny"
     GMODiffPipeline.tiny(seed=0).save_pretrained(folder)
@@ -563,8 +563,7 @@ def test_dareg_weights_bad(capsys, tmp_path, scene, damage, mention):
 
 @needs_weights_option
 def test_gmodiff_without_weights(capsys, tmp_path, scene, monkeypatch):
-    from gmodiff import pipeline as pipeline_module
-
+    from gmodiff.pipeline import pipeline as pipeline_module
     # With the bundled default model installed, no --weights means "use it": remove it here.
     monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-bundle")
     reconstruct_error(capsys, tmp_path, scene, CheckpointError, "--weights",
@@ -587,7 +586,7 @@ def test_gmodiff_pipeline_weights_bad(capsys, tmp_path, scene, tiny_pipeline, da
     import json
     import shutil
 
-    from gmodiff.pipeline import PIPELINE_CONFIG
+    from gmodiff.pipeline.pipeline import PIPELINE_CONFIG
 
     weights = shutil.copytree(tiny_pipeline, tmp_path / "pipe")
     if damage == "other-rank":
@@ -637,7 +636,7 @@ def test_out_of_memory_suggests_tile(capsys, tmp_path, scene, tiny_pipeline, mon
 
     import torch
 
-    from gmodiff.pipeline import PIPELINE_CONFIG, GMODiffPipeline
+    from gmodiff.pipeline.pipeline import PIPELINE_CONFIG, GMODiffPipeline
 
     if not tile:  # untiled run: suggest the pipeline's own tile size
         config = json.loads((tiny_pipeline / PIPELINE_CONFIG).read_text())

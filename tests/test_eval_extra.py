@@ -18,7 +18,7 @@ import pytest
 
 from gmodiff.cli import main
 from gmodiff.cli.evaluate import format_methods_table
-from gmodiff.evaluation import EvalReport
+from gmodiff.evaluation.folder import EvalReport
 from gmodiff.io.hdr import read_hdr, write_hdr
 from gmodiff.io.scene import Scene, save_scene
 from gmodiff.metrics import (CvvdpSession, ExtraMetrics, MetricsEnvError, available, cvvdp_jod,

@@ -67,7 +67,7 @@ def _apply(config: dict, where: tuple[str, ...], value) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_pipeline(tmp_path_factory) -> Path:
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     folder = tmp_path_factory.mktemp("fuzzpipe") / "tiny"
     GMODiffPipeline.tiny(seed=0).save_pretrained(folder)
@@ -80,8 +80,8 @@ def _config(pipeline: Path) -> dict:
 
 def test_hostile_pipeline_configs_are_refused_before_building(tmp_path, tiny_pipeline, monkeypatch):
     """The bounds check alone: no network is built, whatever the values."""
-    from gmodiff import pipeline_config
-    from gmodiff.pipeline_config import read_pipeline_config
+    from gmodiff.pipeline import folder as pipeline_config
+    from gmodiff.pipeline.folder import read_pipeline_config
 
     def never(*args, **kwargs):
         raise AssertionError("the config check built a network")
@@ -139,7 +139,7 @@ near_valid_edits = st.lists(
 def test_near_valid_pipeline_configs_load_or_raise_checkpoint_error(tmp_path, tiny_pipeline):
     """Whatever the bounds accept goes on to build: it loads, or is a CheckpointError (weights
     that do not fit, LoRA targets the backbone lacks), never another exception."""
-    from gmodiff.pipeline import GMODiffPipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     seed_config = _config(tiny_pipeline)
     folder = tmp_path / "pipe"

@@ -77,7 +77,7 @@ def test_forced_low_memory_run_is_one_line_exit_2_and_no_file(tmp_path, capsys):
 def test_torch_allocator_runtime_error_becomes_out_of_memory(tmp_path, capsys, monkeypatch):
     """The CPU allocator's RuntimeError (not a MemoryError) gets the one-line error too."""
     from gmodiff.cli import main
-    from gmodiff.pipeline import GMODiffPipeline, bundled_pipeline
+    from gmodiff.pipeline.pipeline import GMODiffPipeline, bundled_pipeline
 
     if bundled_pipeline() is None:
         pytest.skip("bundled model not installed")
@@ -140,7 +140,7 @@ def test_timing_summary_names_every_stage_that_ran_however_fast():
 
 def test_cli_reports_stages_and_the_whole_wall_time(tmp_path, capsys):
     from gmodiff.cli import main
-    from gmodiff.pipeline import bundled_pipeline
+    from gmodiff.pipeline.pipeline import bundled_pipeline
 
     if bundled_pipeline() is None:
         pytest.skip("bundled model not installed")

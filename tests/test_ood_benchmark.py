@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ood  # noqa: E402
 import ood_render  # noqa: E402
 import ood_scenes  # noqa: E402
-from gmodiff.data.response import MID_GREY_RANGE  # noqa: E402
+from gmodiff.camera.response import MID_GREY_RANGE  # noqa: E402
 from gmodiff.metrics import dark_fraction  # noqa: E402
 
 

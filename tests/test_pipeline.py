@@ -12,7 +12,7 @@ from gmodiff.io.scene import Scene
 from gmodiff.models.backbone import BackboneConfig, load_backbone, save_backbone_folder
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
-from gmodiff.pipeline import GMODiffPipeline
+from gmodiff.pipeline.pipeline import GMODiffPipeline
 
 
 def _scene(height=40, width=56, seed=0) -> Scene:
@@ -125,8 +125,8 @@ def test_tiled_pipeline_runs_and_stays_close(pipe):
 
 
 def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path, monkeypatch):
-    from gmodiff import pipeline as pipeline_module
-    from gmodiff.reconstruct import available_methods, reconstruct_scene
+    from gmodiff.pipeline import pipeline as pipeline_module
+    from gmodiff.methods import available_methods, reconstruct_scene
 
     # No bundled default model: "no weights" must then be an error.
     monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-bundle")
@@ -146,7 +146,7 @@ def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path, monkeypatch):
 
 
 def test_cli_reconstruct_with_gmodiff(pipe, tmp_path, monkeypatch):
-    from gmodiff import pipeline as pipeline_module
+    from gmodiff.pipeline import pipeline as pipeline_module
     from gmodiff.cli import main
 
     monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-bundle")  # no default model

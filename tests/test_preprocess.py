@@ -8,7 +8,8 @@ import torch
 
 from gmodiff.errors import SceneError
 from gmodiff.io.scene import Scene
-from gmodiff.preprocess import DefaultSpec, crop, pad, scene_inputs
+from gmodiff.inputs.encode import DefaultSpec, scene_inputs
+from gmodiff.inputs.padding import crop, pad
 
 
 def _scene(height: int = 40, width: int = 50, seed: int = 0) -> Scene:
@@ -54,8 +55,8 @@ def test_dareg_and_gmodiff_without_refinement_give_the_same_gain_map(tmp_path, o
     from gmodiff.models.backbone import BackboneConfig
     from gmodiff.models.dareg import DaReg, DaRegConfig
     from gmodiff.models.refiner import RefinerConfig
-    from gmodiff.pipeline import GMODiffPipeline
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
+    from gmodiff.methods import reconstruct_scene
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -44,3 +44,24 @@ def test_choices_order_the_brightness():
     assert parse_preview_exposure("+1.5") == 1.5 and parse_preview_exposure("AUTO") == "auto"
     with pytest.raises(errors.ConfigError):
         parse_preview_exposure("bright")
+
+
+def test_a_batch_keeps_preview_exposure(tmp_path, capsys):
+    """Regression (round 2 review): a folder of scene folders dropped --preview-exposure, so
+    every batch preview came out at the reference exposure whatever was asked."""
+    import cv2
+
+    from dareg_helpers import write_scenes
+    from gmodiff.cli import main
+
+    root = write_scenes(tmp_path / "scenes", 2, height=48, width=64)
+    means = {}
+    for choice in ("reference", "-2"):
+        previews = tmp_path / f"previews{choice}"
+        assert main(["reconstruct", str(root), "-o", str(tmp_path / f"out{choice}"), "--preview",
+                     str(previews), "--method", "merge", "--quiet", "--no-progress",
+                     "--preview-exposure", choice]) == 0
+        pngs = sorted(previews.glob("*.png"))
+        assert len(pngs) == 2
+        means[choice] = np.mean([cv2.imread(str(p)).astype(np.float32).mean() for p in pngs])
+    assert means["-2"] < 0.7 * means["reference"], means

@@ -9,7 +9,7 @@ import torch
 from gmodiff.models.backbone import BackboneConfig
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
-from gmodiff.pipeline import GMODiffPipeline
+from gmodiff.pipeline.pipeline import GMODiffPipeline
 from gmodiff.train.refiner import (
     PerceptualLoss,
     RefinerTrainConfig,
@@ -139,7 +139,7 @@ def test_fine_tune_from_a_bundle_keeps_its_provenance(tmp_path):
     backbone was trained), so re-bundling it does not forget it."""
     import json
 
-    from gmodiff.pipeline import PIPELINE_CONFIG
+    from gmodiff.pipeline.pipeline import PIPELINE_CONFIG
     from gmodiff.train.refiner import RefinerStage
 
     _pipeline(False).save_pretrained(tmp_path / "bundle")

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from gmodiff.data.response import (
+from gmodiff.camera.response import (
     RESPONSE_FAMILIES,
     GammaResponse,
     SRGBResponse,

@@ -7,6 +7,7 @@ Every error a user can fix by changing their input has its own type here. The CL
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -82,3 +83,26 @@ class MetricUnavailableError(GmodiffError):
 
 class MetricsEnvError(MetricUnavailableError):
     """The environment that runs ColorVideoVDP (``make metrics-env``) is missing or broken."""
+
+
+# Library option names → command-line flags, for the messages of library errors. Library errors
+# name options as code spells them (`weights`, `tile=16`); both front ends (the CLI and the web
+# page) show the flag that sets each one (--weights, --tile 16).
+OPTION_FLAGS = {"weights": "--weights", "backbone": "--backbone", "tile": "--tile", "steps": "--steps",
+                "seed": "--seed", "device": "--device", "dtype": "--dtype", "fuse_lora": "--fuse-lora",
+                "refine": "--refine", "allow_missing": "--allow-missing", "max_memory": "--max-memory"}
+"""Library option names (``ReconstructOptions`` fields) → the flags that set them."""
+_OPTION = re.compile(r"`(\w+)(?:=([^`]*))?`")
+
+
+def as_flags(message: str) -> str:
+    """A library message with its `option` / `option=value` mentions written as CLI flags."""
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if name not in OPTION_FLAGS:
+            return match.group(0).strip("`")
+        if value in ("True", "False"):  # a boolean option is a --flag/--no-flag pair
+            return OPTION_FLAGS[name] if value == "True" else "--no-" + OPTION_FLAGS[name][2:]
+        return OPTION_FLAGS[name] + (f" {value}" if value is not None else "")
+
+    return _OPTION.sub(flag, message)

@@ -18,10 +18,32 @@ import numpy as np
 
 from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError, display_path
 from gmodiff.io.scene import Scene
-from gmodiff.reconstruct import ReconstructOptions, reconstruct_scene
+from gmodiff.methods import ReconstructOptions, reconstruct_scene
 from gmodiff.result import Reconstruction
 
 BATCH_FORMATS = (".exr", ".hdr")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What a run writes beside the HDR file, typed once at the edge (CLI flags, the web form).
+
+    A batch passes one of these for all its scenes; each scene's preview name comes from the
+    batch's preview folder (:meth:`with_preview`), everything else is shared.
+    """
+
+    preview: Path | None = None
+    """An SDR preview PNG (a single run); None writes none."""
+    float_exr: bool = False
+    """32-bit float EXR instead of half."""
+    debug_maps: bool = False
+    """Gain map and DA mask PNGs beside the output (``<stem>.gain_map.png`` / ``.mask.png``)."""
+    preview_exposure: str | float = "reference"
+    """Exposure of the SDR pictures: "reference", "auto" or stops from the reference."""
+
+    def with_preview(self, preview: Path | None) -> OutputOptions:
+        """The same options with another preview file (one scene of a batch)."""
+        return dataclasses.replace(self, preview=preview)
 
 
 @dataclass(frozen=True)
@@ -98,7 +120,7 @@ def check_outputs_spare_inputs(output: Path, preview: Path | None, debug_maps: b
                                inputs: list[Path]) -> None:
     """No output of a run (HDR, preview, debug maps) may replace one of its input files, by any
     name (relative path, symlink, hard link). Run before any compute."""
-    from gmodiff.io.output import check_not_an_input
+    from gmodiff.io.paths import check_not_an_input
 
     check_not_an_input(output, inputs)
     if preview is not None:
@@ -118,21 +140,19 @@ def ground_truth_scores(scene: Scene, hdr: np.ndarray) -> dict[str, float]:
 
 
 def write_reconstruction(scene: Scene, output: Path, method: str, options: ReconstructOptions,
-                         preview: Path | None = None, float_exr: bool = False,
-                         debug_maps: bool = False, preview_exposure: str | float = "reference",
-                         finish=None) -> dict:
+                         outputs: OutputOptions = OutputOptions(), finish=None) -> dict:
     """Reconstruct a loaded scene and write the HDR (and preview, debug maps); return a summary.
 
     ``finish(hdr) -> hdr`` post-processes the result (a plain bracket's extra frames); the
-    preview and the Ultra HDR SDR picture share one gain (``preview_exposure``); the reference
-    frame's EXIF goes into .jpg/.exr outputs. The files appear together or not at all.
+    preview and the Ultra HDR SDR picture share one gain (``outputs.preview_exposure``); the
+    reference frame's EXIF goes into .jpg/.exr outputs. The files appear together or not at all.
     """
     import time
 
     from gmodiff.io.atomic import atomic_group
     from gmodiff.io.metadata import read_metadata
     from gmodiff.io.output import write_output
-    from gmodiff.io.preview import preview_gain
+    from gmodiff.io.preview import preview_gain, write_preview
 
     result = reconstruct_scene(scene, method, options)
     if finish is not None:
@@ -140,18 +160,16 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
     if options.progress is not None:
         options.progress.stage(f"writing {output.name}")
     writing = time.perf_counter()
-    gain = preview_gain(result.hdr, preview_exposure,
+    gain = preview_gain(result.hdr, outputs.preview_exposure,
                         float(scene.exposure_times[scene.reference_index]))
     reference_path = (scene.frame_paths[scene.reference_index]
                       if len(scene.frame_paths) > scene.reference_index else None)
     with atomic_group():  # the HDR, preview and debug maps appear together or not at all
-        write_output(output, result.hdr, float_exr=float_exr, radiance_scale=gain,
+        write_output(output, result.hdr, float_exr=outputs.float_exr, radiance_scale=gain,
                      metadata=read_metadata(reference_path))
-        if preview is not None:
-            from gmodiff.io.preview import write_preview
-
-            write_preview(preview, result.hdr, gain)
-        if debug_maps:
+        if outputs.preview is not None:
+            write_preview(outputs.preview, result.hdr, gain)
+        if outputs.debug_maps:
             write_debug_maps(output, result)
     if options.progress is not None:
         options.progress.close()
@@ -162,8 +180,7 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
 
 
 def reconstruct_one(folder: Path, output: Path, method: str, options: ReconstructOptions,
-                    preview: Path | None = None, float_exr: bool = False,
-                    debug_maps: bool = False, preview_exposure: str | float = "reference") -> dict:
+                    outputs: OutputOptions = OutputOptions()) -> dict:
     """Load one scene folder, reconstruct it and write it; return a summary dict."""
     import time
 
@@ -172,8 +189,7 @@ def reconstruct_one(folder: Path, output: Path, method: str, options: Reconstruc
     start = time.perf_counter()
     scene = load_scene(folder)
     read_s = time.perf_counter() - start
-    summary = write_reconstruction(scene, output, method, options, preview, float_exr, debug_maps,
-                                   preview_exposure)
+    summary = write_reconstruction(scene, output, method, options, outputs)
     summary["timings"] = {"read": read_s, **summary["timings"]}
     return summary
 
@@ -181,7 +197,7 @@ def reconstruct_one(folder: Path, output: Path, method: str, options: Reconstruc
 def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,
                 output_format: str, debug_maps: bool = False) -> str:
     """Every check a batch needs before compute; returns the output suffix (".exr"/".hdr")."""
-    from gmodiff.io.output import check_writable_folder
+    from gmodiff.io.paths import check_writable_folder
 
     suffix = "." + output_format.lower().lstrip(".")
     if suffix not in BATCH_FORMATS:
@@ -212,10 +228,11 @@ def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,
 
 def reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: ReconstructOptions,
                      suffix: str = ".exr", preview_dir: Path | None = None,
-                     float_exr: bool = False, debug_maps: bool = False, shard: Shard = Shard(),
+                     outputs: OutputOptions = OutputOptions(), shard: Shard = Shard(),
                      progress: bool = True) -> BatchReport:
-    """Reconstruct this shard's scenes into ``out_dir/<scene name><suffix>``; a failing scene is
-    recorded in the report and the batch goes on. Run :func:`check_batch` first."""
+    """Reconstruct this shard's scenes into ``out_dir/<scene name><suffix>`` (previews, if any,
+    into ``preview_dir/<scene name>.png``); a failing scene is recorded in the report and the
+    batch goes on. Run :func:`check_batch` first."""
     import sys
 
     from tqdm import tqdm
@@ -230,7 +247,7 @@ def reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: Re
         target = out_dir / f"{folder.name}{suffix}"
         preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
         try:
-            reconstruct_one(folder, target, method, options, preview, float_exr, debug_maps)
+            reconstruct_one(folder, target, method, options, outputs.with_preview(preview))
             report.written += 1
         except GmodiffError as err:
             report.failed[index] = str(err)
@@ -248,14 +265,14 @@ def launched_processes() -> int:
 
 def reconstruct_sharded(scenes: list[Path], out_dir: Path, method: str,
                         options: ReconstructOptions, suffix: str = ".exr",
-                        preview_dir: Path | None = None, float_exr: bool = False,
-                        debug_maps: bool = False, progress: bool = True) -> BatchReport:
+                        preview_dir: Path | None = None, outputs: OutputOptions = OutputOptions(),
+                        progress: bool = True) -> BatchReport:
     """:func:`reconstruct_many` over every process of an ``accelerate launch`` (one process when
     not launched): each takes every N-th scene, on its own GPU when ``options.device`` is cuda;
     the main process's report covers the whole batch, the others' say ``main_process=False``."""
     if launched_processes() <= 1:
-        return reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir, float_exr,
-                                debug_maps, progress=progress)
+        return reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir, outputs,
+                                progress=progress)
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -264,8 +281,8 @@ def reconstruct_sharded(scenes: list[Path], out_dir: Path, method: str,
     if options.device.startswith("cuda"):
         options = dataclasses.replace(options, device=str(state.device))
     shard = Shard(state.process_index, state.num_processes)
-    report = reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir, float_exr,
-                              debug_maps, shard, progress=progress and state.is_main_process)
+    report = reconstruct_many(scenes, out_dir, method, options, suffix, preview_dir, outputs,
+                              shard, progress=progress and state.is_main_process)
     merged = BatchReport.merge(gather_object([report]))
     merged.main_process = state.is_main_process
     state.wait_for_everyone()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from gmodiff.data.inputs import GAMMA
+from gmodiff.camera.radiance import GAMMA
 from gmodiff.io.scene import Scene
 
 WEIGHT_FLOOR = 1e-4

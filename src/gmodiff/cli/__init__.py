@@ -10,8 +10,7 @@ import sys
 
 import typer
 
-from gmodiff.cli.flags import as_flags
-from gmodiff.errors import GmodiffError
+from gmodiff.errors import GmodiffError, as_flags
 
 app = typer.Typer(
     name="gmodiff",

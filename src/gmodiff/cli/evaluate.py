@@ -1,6 +1,6 @@
 """``gmodiff eval``: score folders of predicted HDR images against scene ground truths.
 
-The scoring lives in :mod:`gmodiff.evaluation`; this command prints a per-scene table, then the
+The scoring lives in :mod:`gmodiff.evaluation.folder`; this command prints a per-scene table, then the
 paper's layout: one row per method with its means (:func:`format_methods_table`) and a line per
 optional metric saying what it measured (``--extra cvvdp,flip``: ColorVideoVDP's display model,
 HDR-FLIP's version). ``--compare DIR1 DIR2 ...`` scores several methods' folders on the same
@@ -16,7 +16,7 @@ import typer
 
 from gmodiff.cli import app
 from gmodiff.errors import ConfigError, OutputError
-from gmodiff.evaluation import (REPORT_SUFFIXES, EvalReport, match_predictions, method_names,
+from gmodiff.evaluation.folder import (REPORT_SUFFIXES, EvalReport, match_predictions, method_names,
                                 metric_label, score_pairs, union_metric_names, write_comparison,
                                 write_report)
 

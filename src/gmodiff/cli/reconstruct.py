@@ -1,7 +1,7 @@
 """``gmodiff reconstruct``: scene folder(s) or a plain bracket of image files → HDR image(s).
 
 Two or more image files (JPEG/TIFF/PNG, e.g. straight from a camera) are one bracket: exposures
-from EXIF or ``--ev``/``--times``, frames chosen and aligned by ``gmodiff.brackets``.
+from EXIF or ``--ev``/``--times``, frames chosen and aligned by ``gmodiff.bracket.prepare``.
 
 One scene folder (with ``exposure.txt``) → the ``-o`` file (.hdr, .exr or Ultra HDR .jpg).
 A folder of scene folders → ``-o`` is a folder that receives ``<scene name>.<format>`` per scene;
@@ -18,15 +18,14 @@ from pathlib import Path
 
 import typer
 
-from gmodiff.cli import app
-from gmodiff.cli.flags import as_flags
 from gmodiff import jobs
-from gmodiff.errors import ConfigError, SceneError, display_path
-from gmodiff.reconstruct import DTYPES, ReconstructOptions
+from gmodiff.cli import app
+from gmodiff.errors import ConfigError, SceneError, as_flags, display_path
+from gmodiff.methods import DTYPES, ReconstructOptions
 
 
 def _check_method(method: str) -> None:
-    from gmodiff.reconstruct import available_methods
+    from gmodiff.methods import available_methods
 
     if method not in available_methods():
         raise ConfigError(f"unknown method {method!r}",
@@ -122,14 +121,15 @@ def reconstruct_command(
                              "posterior mode). Other methods have no randomness."),
 ) -> None:
     """Reconstruct reference-aligned HDR from exposure brackets."""
-    from gmodiff.io.output import check_output_path
+    from gmodiff.io.paths import check_output_path
     from gmodiff.io.scene import find_scenes
 
     from gmodiff.io.preview import parse_preview_exposure
     from gmodiff.memory import parse_size
     from gmodiff.progress import Progress
 
-    exposure_choice = parse_preview_exposure(preview_exposure)
+    outputs = jobs.OutputOptions(preview=preview, float_exr=float_exr, debug_maps=debug_maps,
+                                 preview_exposure=parse_preview_exposure(preview_exposure))
     _check_method(method)
     if method == "auto" and weights is not None:
         method = "gmodiff"  # --weights names a GMODiff pipeline
@@ -141,8 +141,7 @@ def reconstruct_command(
                                  progress=Progress(quiet=quiet or not progress) if single else None)
     _check_learned_flags(method, options, debug_maps)
     if len(inputs) > 1 or inputs[0].is_file():
-        _reconstruct_bracket(inputs, output, method, options, preview, float_exr, ev, times,
-                             reference, align, debug_maps, exposure_choice)
+        _reconstruct_bracket(inputs, output, method, options, outputs, ev, times, reference, align)
         return
     if ev is not None or times is not None or reference is not None:
         raise ConfigError("--ev/--times/--reference apply to image files, not scene folders",
@@ -158,52 +157,50 @@ def reconstruct_command(
         check_output_path(output)
         jobs.check_preview(preview)
         jobs.check_outputs_spare_inputs(output, preview, debug_maps, scene_input_paths(scene_dir))
-        summary = jobs.reconstruct_one(scene_dir, output, method, options, preview, float_exr,
-                                       debug_maps, exposure_choice)
+        summary = jobs.reconstruct_one(scene_dir, output, method, options, outputs)
         typer.echo(_describe(summary, output))
         if preview is not None:
             typer.echo(f"wrote {display_path(preview)}")
         return
-    _reconstruct_many(scenes, output, method, options, preview, output_format, float_exr,
-                      progress, debug_maps)
+    _reconstruct_many(scenes, output, method, options, outputs, output_format, progress)
 
 
 def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: ReconstructOptions,
-                         preview: Path | None, float_exr: bool, ev: str | None, times: str | None,
-                         reference: int | None, align: str, debug_maps: bool = False,
-                         preview_exposure: str | float = "reference") -> None:
+                         outputs: jobs.OutputOptions, ev: str | None, times: str | None,
+                         reference: int | None, align: str) -> None:
     """Several image files: one bracket → one HDR file; every check runs before any write."""
-    from gmodiff.brackets import prepare_bracket
-    from gmodiff.io.output import check_output_path
+    from gmodiff.bracket.prepare import prepare_bracket
+    from gmodiff.io.paths import check_output_path
 
     folders = [p for p in paths if p.is_dir()]
     if folders:
         raise SceneError("is a folder; pass either one scene folder or the image files of one "
                          "bracket", folders[0])
     check_output_path(output)
-    jobs.check_preview(preview)
-    jobs.check_outputs_spare_inputs(output, preview, debug_maps, paths)
+    jobs.check_preview(outputs.preview)
+    jobs.check_outputs_spare_inputs(output, outputs.preview, outputs.debug_maps, paths)
     reading = time.perf_counter()
     prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align)
     read_s = time.perf_counter() - reading
     typer.echo("\n".join(prepared.selection.describe().splitlines()))
     for warning in prepared.alignment.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    summary = jobs.write_reconstruction(prepared.scene, output, method, options, preview, float_exr,
-                                        debug_maps, preview_exposure, finish=prepared.finish)
+    summary = jobs.write_reconstruction(prepared.scene, output, method, options, outputs,
+                                        finish=prepared.finish)
     summary["timings"] = {"read + align": read_s, **summary["timings"]}
     typer.echo(_describe(summary, output))
-    if preview is not None:
-        typer.echo(f"wrote {display_path(preview)}")
+    if outputs.preview is not None:
+        typer.echo(f"wrote {display_path(outputs.preview)}")
 
 
 def _reconstruct_many(scenes: list[Path], out_dir: Path, method: str, options: ReconstructOptions,
-                      preview_dir: Path | None, output_format: str, float_exr: bool,
-                      progress: bool, debug_maps: bool = False) -> None:
-    """A folder of scene folders → one file per scene; broken scenes listed, exit code 1."""
-    suffix = jobs.check_batch(scenes, out_dir, preview_dir, output_format, debug_maps)
+                      outputs: jobs.OutputOptions, output_format: str, progress: bool) -> None:
+    """A folder of scene folders → one file per scene; broken scenes listed, exit code 1.
+    ``outputs.preview`` names the batch's preview folder."""
+    preview_dir = outputs.preview
+    suffix = jobs.check_batch(scenes, out_dir, preview_dir, output_format, outputs.debug_maps)
     report = jobs.reconstruct_sharded(scenes, out_dir, method, options, suffix, preview_dir,
-                                      float_exr, debug_maps, progress=progress)
+                                      outputs.with_preview(None), progress=progress)
     if not report.main_process:  # under accelerate launch, the main process reports for all
         raise typer.Exit(1 if report.failures else 0)
     typer.echo(f"wrote {report.written} of {report.total} HDR image(s) to {display_path(out_dir)}")

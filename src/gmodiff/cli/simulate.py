@@ -59,7 +59,7 @@ def simulate_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Simulate exposure brackets with ground truth from HDR radiance."""
-    from gmodiff.data.response import response_by_name
+    from gmodiff.camera.response import response_by_name
     from gmodiff.data.simulate import SimulationConfig, simulate_to_folder
 
     response_by_name(response)  # fail on a bad name before any work

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gmodiff.data.canonical import CURVE_JITTER
+from gmodiff.inputs.canonical import CURVE_JITTER
 from gmodiff.errors import SceneError
 from gmodiff.gainmap import encode_gain_map
-from gmodiff.preprocess import InputLayout, encode_bracket, network_scene
+from gmodiff.inputs.encode import InputLayout, encode_bracket, network_scene
 
 AUGMENT_MODES = 8
 """4 rotations × optional horizontal flip."""
@@ -52,10 +52,10 @@ def make_item(
 ) -> dict[str, torch.Tensor]:
     """One training item from a bracket (short→long, HxWx3 in [0, 1]) and its HDR ground truth.
 
-    Keys: ``inputs`` (S, 6, h, w) as :func:`gmodiff.preprocess.encode_bracket` makes them for
+    Keys: ``inputs`` (S, 6, h, w) as :func:`gmodiff.inputs.encode.encode_bracket` makes them for
     ``layout``, ``gt_gain_map``, ``gt_hdr``, ``ldr_ref``, ``ldr_short`` (3, h, w),
     ``exposure_times`` (3,). Frames must already be what the network sees (see
-    :func:`gmodiff.preprocess.network_scene`).
+    :func:`gmodiff.inputs.encode.network_scene`).
     """
     frames = [np.asarray(f, dtype=np.float32) for f in frames]
     ground_truth = np.asarray(ground_truth, dtype=np.float32)
@@ -304,7 +304,7 @@ class SimulatedDataset(_EpochDataset):
         simulation = simulate(radiance, config, rng)
         if not (self.layout and self.layout.canonical_inputs):
             return simulation.scene
-        from gmodiff.data.canonical import canonicalise_scene, jittered_inverse
+        from gmodiff.inputs.canonical import canonicalise_scene, jittered_inverse
 
         strength = self.curve_jitter
         if isinstance(strength, tuple):

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gmodiff.data.response import Response, response_by_name
+from gmodiff.camera.response import Response, response_by_name
 from gmodiff.errors import ConfigError, HDRValueError, OutputError
 from gmodiff.io.scene import Scene
 

@@ -129,7 +129,7 @@ def exposures_from_exif(paths: Sequence[str | Path]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Declared tone curve (a hint for gmodiff.calibration.estimate_response)
+# Declared tone curve (a hint for gmodiff.camera.calibration.estimate_response)
 
 TAG_COLOR_SPACE = 0xA001  # EXIF ColorSpace: 1 = sRGB, 0xFFFF = uncalibrated
 _ICC_NAMES = {"srgb": ("sRGB",), "gamma2.2": ("Adobe RGB", "AdobeRGB")}

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from gmodiff.errors import MetricsEnvError
-from gmodiff.metrics.external import CVVDP_DISPLAY
 from gmodiff.metrics.pu21 import DISPLAY_PEAK, to_absolute
 
+CVVDP_DISPLAY = "standard_hdr_linear"
+"""The ColorVideoVDP display model HDR images are scored on (linear, absolute units)."""
 METRICS_ENV_DIR = ".venv-metrics"
 METRICS_ENV_STAMP = ".installed"
 """Written by ``make metrics-env`` after its self-test passed: a half-built env is not used."""

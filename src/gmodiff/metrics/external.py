@@ -21,10 +21,9 @@ import importlib.util
 import numpy as np
 
 from gmodiff.errors import MetricUnavailableError
+from gmodiff.metrics.cvvdp_env import (CVVDP_DISPLAY, cvvdp_available, require_metrics_python,
+                                       shared_session)
 from gmodiff.metrics.pu21 import DISPLAY_PEAK
-
-CVVDP_DISPLAY = "standard_hdr_linear"
-"""ColorVideoVDP display model for linear HDR input in absolute units (cd/m²)."""
 
 
 def _load(module: str, package: str, required: bool):
@@ -51,7 +50,6 @@ def flip_available() -> bool:
 
 def available() -> dict[str, bool]:
     """Which optional metrics can run here: {'cvvdp': bool, 'flip': bool}."""
-    from gmodiff.metrics.cvvdp_env import cvvdp_available
 
     return {"cvvdp": cvvdp_available(), "flip": flip_available()}
 
@@ -64,7 +62,6 @@ def cvvdp_jod(pred: np.ndarray, gt: np.ndarray, peak: float = DISPLAY_PEAK,
     its seconds of start-up). Without the environment: None, or ``MetricsEnvError`` (a
     ``MetricUnavailableError``) with ``required``.
     """
-    from gmodiff.metrics.cvvdp_env import cvvdp_available, require_metrics_python, shared_session
 
     if not cvvdp_available():
         if required:

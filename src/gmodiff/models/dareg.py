@@ -24,7 +24,8 @@ from torch import nn
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.models.nafnet import NAFBlock
-from gmodiff.preprocess import PAD_MODES, REFERENCE_INDEX, crop, pad
+from gmodiff.inputs.encode import REFERENCE_INDEX
+from gmodiff.inputs.padding import PAD_MODES, crop, pad
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -51,7 +52,7 @@ class DaRegConfig:
     """Colour order the weights were trained on: "rgb" (ours) or "bgr" (the reference DaReg)."""
     canonical_inputs: bool = False
     """Frames are re-encoded with gamma 2.2 from a camera response estimated from the bracket
-    before the network sees them (``gmodiff.data.canonical``), so the network never has to
+    before the network sees them (``gmodiff.inputs.canonical``), so the network never has to
     guess the camera curve. Off for the paper layout and the reference weights."""
     merge_input: bool = False
     """A fourth input slot carries a classical merge of the bracket (``concat(H, GM)``); its

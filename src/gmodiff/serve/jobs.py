@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.cli.flags import as_flags
-from gmodiff.errors import GmodiffError
-from gmodiff.reconstruct import ReconstructOptions
+from gmodiff.errors import GmodiffError, as_flags
+from gmodiff.methods import ReconstructOptions
 from gmodiff.serve.config import ServeConfig
 
 METHODS: dict[str, tuple[str, ReconstructOptions]] = {
@@ -95,11 +94,11 @@ class Job:
 
 def run_job(job: Job) -> None:
     """Prepare the bracket, reconstruct (and the comparison), write every output of ``job``."""
-    from gmodiff.brackets import prepare_bracket
+    from gmodiff.bracket.prepare import prepare_bracket
     from gmodiff.io.ldr import write_ldr
     from gmodiff.io.output import write_output
     from gmodiff.jobs import write_debug_maps
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.methods import reconstruct_scene
 
     start = time.perf_counter()
     req = job.request
@@ -136,7 +135,7 @@ def warm_up() -> None:
     """Load the default model (if installed) by reconstructing a tiny grey bracket, so the first
     photographer's job does not pay for it; the pipeline cache keeps it."""
     from gmodiff.io.scene import Scene
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.methods import reconstruct_scene
 
     frames = [np.full((64, 64, 3), v, np.float32) for v in (0.2, 0.45, 0.7)]
     reconstruct_scene(Scene(frames=frames, exposure_times=np.array([1.0, 4.0, 16.0]),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gmodiff.errors import BackboneError, CheckpointError
 from gmodiff.models.backbone import TINY_UNET_CONFIG, TINY_VAE_CONFIG, BackboneConfig
-from gmodiff.pipeline import GMODiffPipeline, read_provenance, write_provenance
+from gmodiff.pipeline.pipeline import GMODiffPipeline, read_provenance, write_provenance
 
 
 def _tiny_equivalent(pipeline: GMODiffPipeline) -> BackboneConfig | None:

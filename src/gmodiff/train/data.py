@@ -39,7 +39,7 @@ class TrainDataConfig:
     """Items carry the classical-merge slot (DaRegConfig.merge_input)."""
     curve_jitter: float | list[float] = 0.06
     """With ``canonical_inputs``: strength of the random bend of the true camera curve that
-    linearises simulated items (``gmodiff.data.canonical.jittered_inverse``; 0 = exact), or a
+    linearises simulated items (``gmodiff.inputs.canonical.jittered_inverse``; 0 = exact), or a
     ``[lo, hi]`` range each item draws its strength from."""
     simulation: dict = field(default_factory=dict)
     """SimulationConfig overrides for the simulated training items (lists become (lo, hi)
@@ -107,7 +107,7 @@ def _jitter(value: float | list[float]) -> float | tuple[float, float]:
 
 def input_layout(config: TrainDataConfig):
     """The network input layout the config's data must follow."""
-    from gmodiff.preprocess import InputLayout
+    from gmodiff.inputs.encode import InputLayout
 
     return InputLayout(config.canonical_inputs, config.merge_input)
 

@@ -23,9 +23,9 @@ from gmodiff.gainmap import decode_gain_map, tonemap
 from gmodiff.models.backbone import BackboneConfig
 from gmodiff.models.dareg import DaReg, DaRegConfig
 from gmodiff.models.refiner import RefinerConfig
-from gmodiff.pipeline import (GMODiffPipeline, load_refiner_state, read_provenance, resolve_weights,
+from gmodiff.pipeline.pipeline import (GMODiffPipeline, load_refiner_state, read_provenance, resolve_weights,
                               write_provenance)
-from gmodiff.preprocess import batch_inputs
+from gmodiff.inputs.encode import batch_inputs
 from gmodiff.train.data import TrainDataConfig
 from gmodiff.train.loop import RunConfig, Stage, load_yaml_config, run_stage
 from gmodiff.train.losses import ms_ssim_loss

@@ -2,7 +2,7 @@
 
 A camera's response is unknown to the network; guessing it is what made the first default
 model overestimate deep shadows on real cameras. Here the frames are linearised with a curve
-estimated from the bracket itself (``gmodiff.calibration``), or with the simulator's true curve
+estimated from the bracket itself (``gmodiff.camera.calibration``), or with the simulator's true curve
 during training, and re-encoded as ``linear ** (1 / 2.2)``: exactly the encoding the spec §1
 inputs (``L ** 2.2 / t``) and the gain-map codec assume. The classical deghost merge of the
 canonical frames is then an input of its own (``merge_input`` DaRegs), so the network only has
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gmodiff.data.inputs import GAMMA
+from gmodiff.camera.radiance import GAMMA
 from gmodiff.gainmap import encode_gain_map
 from gmodiff.io.scene import Scene
 
@@ -42,7 +42,7 @@ def canonical_encoder(scene: Scene, linearise: Linearise | None = None
     given). It works pixel by pixel, so crops of frames give crops of the canonical frames:
     tiled DaReg encodes each tile's crops and never holds full-size canonical frames."""
     if linearise is None:
-        from gmodiff.calibration import estimate_response
+        from gmodiff.camera.calibration import estimate_response
 
         linearise = estimate_response(scene.frames, scene.exposure_times).linearise
     return functools.partial(canonical_frames, linearise=linearise)

@@ -1,11 +1,13 @@
 """DaReg over overlapping tiles of a bracket, so a 12-MP photo never holds full-size features.
 
-Each tile's network input is built (``gmodiff.preprocess.encode_bracket``) from crops of the frames,
+Each tile's network input is built (``gmodiff.inputs.encode.encode_bracket``) from crops of the frames,
 re-encoded for the model tile by tile (neither the full input stack nor full-size canonical frames
 are ever made). Tiles start on multiples of DaReg's total down-sampling, so every tile's prior
 tokens sit on the whole image's token grid; gain map, DA mask and tokens are then blended with the
-same feathered weights (:mod:`gmodiff.tiling`). The image is padded to that multiple by repeating
-its last row/column, as the untiled pipeline does, so the outputs have the padded size.
+same feathered weights (:mod:`gmodiff.tiling`). A tile past the image's bottom/right edge is
+encoded from the part inside the image and padded with the model's ``pad_mode`` by the one padder
+(:mod:`gmodiff.inputs.padding`), as the untiled road pads the whole image, so the outputs have
+the padded size and see the same values past the edge on both roads.
 
 Differences from the untiled output come only from context a tile cannot see: DaReg's channel
 attention pools over the whole tile, and the deepest level's receptive field is wider than the
@@ -19,8 +21,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from gmodiff.inputs.encode import FrameEncoder, encode_bracket
+from gmodiff.inputs.padding import pad_to
 from gmodiff.models.dareg import DaReg, DaRegOutput
-from gmodiff.preprocess import FrameEncoder, encode_bracket
 from gmodiff.tiling import Box, TileGrid, run_tiled
 
 
@@ -29,15 +32,10 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
-def crop_replicate(frame: np.ndarray, box: Box) -> np.ndarray:
-    """``frame[y0:y1, x0:x1]`` where rows/columns past the edge repeat the last one."""
+def crop_inside(frame: np.ndarray, box: Box) -> np.ndarray:
+    """The part of ``frame[y0:y1, x0:x1]`` that lies inside the image (never empty)."""
     y0, y1, x0, x1 = box
-    height, width = frame.shape[:2]
-    if y1 <= height and x1 <= width:
-        return frame[y0:y1, x0:x1]
-    rows = np.minimum(np.arange(y0, y1), height - 1)
-    cols = np.minimum(np.arange(x0, x1), width - 1)
-    return frame[rows][:, cols]
+    return frame[y0:min(y1, frame.shape[0]), x0:min(x1, frame.shape[1])]
 
 
 def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequence[float],
@@ -46,7 +44,7 @@ def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequ
                 encode: FrameEncoder | None = None) -> DaRegOutput:
     """DaReg outputs (gain map, mask, tokens) of the padded image, from ``tile``-px tiles.
 
-    ``encode`` (:func:`gmodiff.preprocess.network_encoder`) re-encodes each tile's crops, so
+    ``encode`` (:func:`gmodiff.inputs.encode.network_encoder`) re-encodes each tile's crops, so
     the frames may be the scene's own and the model's full-size frames are never made."""
     multiple = max(multiple, dareg.config.multiple)
     if tile % multiple or overlap % multiple:
@@ -58,13 +56,14 @@ def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequ
     times = [float(t) for t in exposure_times]
 
     def run(box: Box) -> dict[str, tuple[torch.Tensor, float]]:
-        crops = [crop_replicate(frame, box) for frame in frames]
+        crops = [crop_inside(frame, box) for frame in frames]
         if encode is not None:
             crops = encode(crops)
-        inputs = encode_bracket(crops, times, dareg.config)[None].to(parameter.device, parameter.dtype)
-        with torch.no_grad():
-            out = dareg(inputs)
         y0, y1, x0, x1 = box
+        inputs = pad_to(encode_bracket(crops, times, dareg.config), y1 - y0, x1 - x0,
+                        dareg.config.pad_mode)
+        with torch.no_grad():
+            out = dareg(inputs[None].to(parameter.device, parameter.dtype))
         grid_h, grid_w = (y1 - y0) // multiple, (x1 - x0) // multiple
         token_map = out.tokens.transpose(1, 2).reshape(out.tokens.shape[0], -1, grid_h, grid_w)
         pieces = {"gain_map": (out.gain_map, 1.0), "tokens": (token_map, 1.0 / multiple)}

@@ -1,6 +1,6 @@
 """Bracket → network input tensors, and back: the one place inputs are encoded, padded, cropped.
 
-Every road from a bracket to the networks goes through here: inference (``gmodiff.reconstruct``
+Every road from a bracket to the networks goes through here: inference (``gmodiff.methods``
 and ``GMODiffPipeline``), the training datasets (``gmodiff.data.datasets``) and the refiner's
 training (through ``GMODiffPipeline.predict``). Padding has one owner, :func:`pad`, and one mode:
 the model config's ``pad_mode``, so every road pads alike.
@@ -20,16 +20,15 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gmodiff.data.inputs import stack_inputs
 from gmodiff.errors import SceneError
+from gmodiff.inputs.frames import stack_inputs
+from gmodiff.inputs.padding import pad
 
 FRAMES = 3
 """The networks take three frames, short → long."""
 REFERENCE_INDEX = 1
 """The middle frame is the reference the gain map lifts to HDR."""
-PAD_MODES = ("replicate", "reflect", "constant")
 
 
 class InputSpec(Protocol):
@@ -86,11 +85,11 @@ FrameEncoder = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 def network_encoder(scene, spec: InputSpec | None = None) -> FrameEncoder:
     """How the model wants this scene's frames: re-encoded from a camera response estimated on
-    the whole bracket when the config has ``canonical_inputs`` (``gmodiff.data.canonical``),
+    the whole bracket when the config has ``canonical_inputs`` (``gmodiff.inputs.canonical``),
     else as they are. Pixel by pixel, so it may run on crops (tiled DaReg)."""
     if not getattr(spec, "canonical_inputs", False):
         return list
-    from gmodiff.data.canonical import canonical_encoder
+    from gmodiff.inputs.canonical import canonical_encoder
 
     return canonical_encoder(scene)
 
@@ -116,35 +115,13 @@ def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float]
     inputs = stack_inputs(list(frames), exposure_times)
     if not getattr(spec, "merge_input", False):
         return inputs
-    from gmodiff.data.canonical import merge_slot
+    from gmodiff.inputs.canonical import merge_slot
     from gmodiff.io.scene import Scene
 
     bracket = Scene(frames=list(frames), exposure_times=np.asarray(exposure_times, np.float64),
                     reference_index=REFERENCE_INDEX)
     merge = np.ascontiguousarray(merge_slot(bracket).transpose(2, 0, 1))
     return torch.cat([inputs, torch.from_numpy(merge)[None]], dim=0)
-
-
-def pad(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """Pad the last two dims of ``x`` (any leading dims) to ``spec.multiple`` with ``spec.pad_mode``."""
-    height, width = x.shape[-2:]
-    multiple = spec.multiple
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    mode = spec.pad_mode
-    if mode == "reflect" and (pad_h >= height or pad_w >= width):
-        mode = "replicate"  # reflect cannot pad more than the size itself
-    lead = x.shape[:-2]
-    # F.pad's replicate/reflect modes want (N, C, H, W); padding is per channel, so folding the
-    # leading dims into channels changes nothing.
-    padded = F.pad(x.reshape(1, -1, height, width), (0, pad_w, 0, pad_h), mode=mode)
-    return padded.reshape(*lead, height + pad_h, width + pad_w)
-
-
-def crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Cut a padded output back to ``size`` (H, W) in its last two dims."""
-    return x[..., :size[0], :size[1]]
 
 
 def batch_inputs(inputs: torch.Tensor, ldr_short: torch.Tensor, spec: InputSpec) -> NetworkInputs:

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from gmodiff.errors import ConfigError
+from gmodiff.camera.radiance import GAMMA
 from gmodiff.io.scene import Scene
 
 ALIGN_METHODS = ("none", "mtb", "ecc")
-GAMMA = 2.2
 DARK_LEVEL = 0.02
 """Encoded values below this are treated as noise when comparing frames."""
 SATURATION_LEVEL = 0.95

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-GAMMA = 2.2
-"""Linearisation gamma the network inputs assume, whatever the camera's real response."""
+from gmodiff.camera.radiance import linearise
 
 
 def frame_input(ldr: np.ndarray, exposure_time: float) -> np.ndarray:
     """Per-frame 6-channel input ``concat(LDR**2.2 / t, LDR)`` as (H, W, 6) float32."""
     ldr = np.asarray(ldr, dtype=np.float32)
-    linear = np.power(ldr, GAMMA, dtype=np.float32) / np.float32(exposure_time)
+    linear = linearise(ldr, exposure_time)
     return np.concatenate([linear, ldr], axis=-1)
 
 

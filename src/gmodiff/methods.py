@@ -4,7 +4,7 @@ Each method is a small class in the registry (:func:`methods`); :func:`load_meth
 typed :class:`ReconstructOptions` and keeps the last one loaded, so a batch of scenes loads the
 weights once. Every method returns a :class:`~gmodiff.result.Reconstruction`. Classical merges
 live in ``gmodiff.baselines``, the networks in ``gmodiff.models``, the scene → tensor step in
-``gmodiff.preprocess``; nothing below this module imports it.
+``gmodiff.inputs.encode``; nothing below this module imports it.
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ class DaRegMethod(Method):
         import torch
 
         from gmodiff.gainmap import decode_gain_map
-        from gmodiff.preprocess import crop, network_scene, scene_inputs, to_image
+        from gmodiff.inputs.encode import network_scene, scene_inputs, to_image
+        from gmodiff.inputs.padding import crop
 
         start = time.perf_counter()
         scene = network_scene(scene, self.model.config)
@@ -195,14 +196,14 @@ class GMODiffMethod(Method):
     @staticmethod
     def weights(options: ReconstructOptions) -> Path | None:
         """The pipeline folder ``options`` name: theirs, else the bundled default (or None)."""
-        from gmodiff.pipeline import bundled_pipeline
+        from gmodiff.pipeline.pipeline import bundled_pipeline
 
         return options.weights if options.weights is not None else bundled_pipeline()
 
     def __init__(self, options: ReconstructOptions):
         import torch
 
-        from gmodiff.pipeline import load_pipeline
+        from gmodiff.pipeline.pipeline import load_pipeline
 
         super().__init__(options)
         weights = self.weights(options)
@@ -306,8 +307,8 @@ def available_methods() -> list[str]:
 def auto_method(scene: Scene) -> str:
     """What ``auto`` means for ``scene``: gmodiff if a bundled model is installed and the bracket
     has the 3 frames it needs, else the best classical baseline."""
-    from gmodiff.pipeline import bundled_pipeline
-    from gmodiff.preprocess import FRAMES
+    from gmodiff.pipeline.pipeline import bundled_pipeline
+    from gmodiff.inputs.encode import FRAMES
 
     return "gmodiff" if bundled_pipeline() is not None and len(scene.frames) == FRAMES else CLASSICAL_ALIAS
 

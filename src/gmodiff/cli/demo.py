@@ -1,4 +1,4 @@
-"""``python -m gmodiff.demo --out demo-out``: reconstruct a bundled bracket and score it.
+"""``python -m gmodiff.cli.demo --out demo-out``: reconstruct a bundled bracket and score it.
 
 The demo needs no download: it reconstructs the sample scene shipped in ``gmodiff/samples``
 (simulated from a blender-data panorama the bundled model never trained on) with the default
@@ -20,7 +20,7 @@ import numpy as np
 
 from gmodiff.errors import GmodiffError
 
-SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLES_DIR = Path(__file__).parents[1] / "samples"
 SAMPLE = "sunset"
 
 
@@ -84,8 +84,8 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
     from gmodiff.io.scene import save_scene
     from gmodiff.jobs import write_maps
     from gmodiff.metrics import evaluate_pair
-    from gmodiff.pipeline import bundled_pipeline
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.pipeline.pipeline import bundled_pipeline
+    from gmodiff.methods import reconstruct_scene
 
     start = time.perf_counter()
     options: dict = {}
@@ -144,8 +144,8 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: ``python -m gmodiff.demo [--out DIR] [--seed N]``."""
-    parser = argparse.ArgumentParser(prog="python -m gmodiff.demo", description=__doc__.split("\n")[0])
+    """Command-line entry: ``python -m gmodiff.cli.demo [--out DIR] [--seed N]``."""
+    parser = argparse.ArgumentParser(prog="python -m gmodiff.cli.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="scene seed")
     parser.add_argument("--source", choices=("auto", "sample", "panorama", "procedural"),

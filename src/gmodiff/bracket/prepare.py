@@ -20,7 +20,7 @@ Which frames are used (the network takes exactly three: short, reference, long):
    never picked in steps 2-3 (an explicit ``reference`` is still honoured).
 6. Usable frames darker than the chosen short frame or brighter than the chosen long one are
    kept as *extras*: after reconstruction they fill the highlights/shadows the network's frames
-   lack (:mod:`gmodiff.bracket_extras`); frames between the chosen ones add nothing and are not
+   lack (:mod:`gmodiff.bracket.extras`); frames between the chosen ones add nothing and are not
    used. A bracket with a reused slot gets its output level anchored to the reference frame.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.align import ALIGN_METHODS, AlignmentResult, align_scene
+from gmodiff.bracket.align import ALIGN_METHODS, AlignmentResult, align_scene
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
 from gmodiff.io.ldr import read_ldr
@@ -248,12 +248,12 @@ class PreparedBracket:
     selection: BracketSelection
     alignment: AlignmentResult
     extras: list = field(default_factory=list)
-    """:class:`gmodiff.bracket_extras.ExtraFrame` per frame beyond the network's three."""
+    """:class:`gmodiff.bracket.extras.ExtraFrame` per frame beyond the network's three."""
 
     def finish(self, hdr: np.ndarray) -> np.ndarray:
         """The reconstruction with the extras merged in and, after a reused slot, its level
-        anchored to the reference frame (see :mod:`gmodiff.bracket_extras`)."""
-        from gmodiff.bracket_extras import anchor_level, extend_range
+        anchored to the reference frame (see :mod:`gmodiff.bracket.extras`)."""
+        from gmodiff.bracket.extras import anchor_level, extend_range
 
         if self.selection.reused:
             hdr = anchor_level(hdr, self.scene)
@@ -271,8 +271,8 @@ def prepare_bracket(paths: Sequence[str | Path], ev: str | None = None, times: s
     if align not in ALIGN_METHODS:  # checked before any image is read
         raise ConfigError(f"unknown alignment method '{align}'", None,
                           f"use one of: {', '.join(ALIGN_METHODS)}")
-    from gmodiff.align import align_frames
-    from gmodiff.bracket_extras import ExtraFrame
+    from gmodiff.bracket.align import align_frames
+    from gmodiff.bracket.extras import ExtraFrame
 
     scene, selection = load_bracket(paths, ev=ev, times=times, reference=reference)
     aligned, alignment = align_scene(scene, align)

@@ -113,7 +113,7 @@ def score_pairs(todo: list[tuple[Path, Path]], missing: list[str], extra=False,
     (``regions`` as in :func:`evaluate_folder`)."""
     from tqdm import tqdm
 
-    from gmodiff.evaluation_regions import carries_masks, scene_region_masks
+    from gmodiff.evaluation.regions import carries_masks, scene_region_masks
     from gmodiff.metrics import CORE_METRICS, ExtraMetrics, evaluate_pair
     from gmodiff.metrics.regions import region_metrics
 

@@ -33,9 +33,10 @@ from gmodiff.models.backbone import BackboneConfig, load_backbone
 from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
-from gmodiff.pipeline_config import FORMAT
-from gmodiff.preprocess import (FrameEncoder, NetworkInputs, crop, network_encoder, network_scene, pad,
-                                scene_inputs, to_image)
+from gmodiff.pipeline.folder import FORMAT
+from gmodiff.inputs.encode import (FrameEncoder, NetworkInputs, network_encoder, network_scene,
+                                   scene_inputs, to_image)
+from gmodiff.inputs.padding import crop, pad
 from gmodiff.result import Reconstruction
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 PIPELINE_CONFIG = "gmodiff_pipeline.json"
 REFINER_WEIGHTS = "refiner.safetensors"
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"
 BUNDLED = ("default",)
 """Pipelines shipped inside the package (``gmodiff/weights/<name>``), loadable by name."""
 
@@ -171,7 +172,7 @@ class GMODiffPipeline:
                         backbone: str | Path | None = None) -> GMODiffPipeline:
         """Load a folder written by :meth:`save_pretrained` (or a bundled name such as
         ``"default"``); ``backbone`` overrides the SD folder."""
-        from gmodiff.pipeline_config import (
+        from gmodiff.pipeline.folder import (
             build_refiner,
             check_token_width,
             read_pipeline_config,
@@ -183,7 +184,7 @@ class GMODiffPipeline:
         if not config_path.is_file():
             raise CheckpointError(f"no {PIPELINE_CONFIG} here", directory,
                                   "point at a folder written by GMODiffPipeline.save_pretrained")
-        # Every field is bound-checked before anything is built (see gmodiff.pipeline_config).
+        # Every field is bound-checked before anything is built (see gmodiff.pipeline.folder).
         config = read_pipeline_config(config_path)
         backbone_config = config.backbone
         if backbone is not None:
@@ -329,8 +330,8 @@ class GMODiffPipeline:
                        steps: int, tile: TileOptions | None, generator: torch.Generator | None,
                        progress: Progress, timings: dict[str, float]):
         """DaReg over tiles straight from the scene's frames, each tile's crops re-encoded by
-        ``encode`` (``gmodiff.tiled_dareg``), then the refiner."""
-        from gmodiff.tiled_dareg import dareg_tiled
+        ``encode`` (``gmodiff.pipeline.dareg_tiles``), then the refiner."""
+        from gmodiff.pipeline.dareg_tiles import dareg_tiled
 
         size = (scene.height, scene.width)
         progress.stage(f"DaReg ({plan.dareg_tile}-px tiles)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.data.inputs import GAMMA
+from gmodiff.camera.radiance import linearise
 from gmodiff.io.scene import Scene
 
 CLIP_START, CLIP_END = 0.85, 0.98
@@ -48,7 +48,7 @@ def _smoothstep(x: np.ndarray, edge0: float, edge1: float) -> np.ndarray:
 
 
 def _radiance(frame: np.ndarray, exposure: float) -> np.ndarray:
-    return np.power(np.clip(frame, 0.0, 1.0), GAMMA, dtype=np.float32) / np.float32(exposure)
+    return linearise(np.clip(frame, 0.0, 1.0), exposure)
 
 
 def extend_range(hdr: np.ndarray, scene: Scene, extras: list[ExtraFrame]) -> np.ndarray:

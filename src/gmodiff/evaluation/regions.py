@@ -1,4 +1,4 @@
-"""Region masks of a scene folder for :mod:`gmodiff.evaluation` (files in, boolean masks out).
+"""Region masks of a scene folder for :mod:`gmodiff.evaluation.folder` (files in, boolean masks out).
 
 - ``clipped``: from the scene's reference frame (always available);
 - ``motion``: from ``motion_mask.png`` in the scene folder (simulated scenes);
