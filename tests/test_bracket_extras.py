@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bracket_helpers import exif_bytes, expose, save_jpeg, scene_radiance
-from gmodiff.bracket.prepare import load_bracket, prepare_bracket
+from gmodiff.bracket.prepare import BracketOptions, load_bracket, prepare_bracket
 from gmodiff.io.hdr import read_hdr
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
@@ -25,7 +25,7 @@ def test_frames_beyond_the_chosen_three_are_kept_as_extras(tmp_path):
     assert selection.used == (1, 2, 3) and selection.extra == (0, 4)
     text = selection.describe()
     assert "f0.jpg (-6.0 EV)" in text and "f4.jpg (+6.0 EV)" in text and "not used" not in text
-    prepared = prepare_bracket(paths, align="none")
+    prepared = prepare_bracket(paths, BracketOptions(align="none"))
     assert [e.exposure for e in prepared.extras] == pytest.approx([1 / 8, 512], rel=1e-2)
 
 

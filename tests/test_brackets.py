@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from bracket_helpers import exif_bytes, expose, save_jpeg, scene_radiance, write_bracket
 
-from gmodiff.bracket.prepare import choose_reference, load_bracket, select_triplet
+from gmodiff.bracket.prepare import (BracketOptions, choose_reference, load_bracket, number_list,
+                                     select_triplet)
 from gmodiff.errors import ExposureError, ImageReadError, SceneError
 
 
@@ -28,12 +29,12 @@ def test_exif_bracket_is_sorted_with_middle_reference(tmp_path):
 
 def test_ev_flag_overrides_missing_exif(tmp_path):
     paths, _, _ = write_bracket(tmp_path, with_exif=False)
-    with pytest.raises(ExposureError, match="--ev"):
+    with pytest.raises(ExposureError, match="`ev`"):
         load_bracket(paths)
-    scene, selection = load_bracket(paths, ev="0,-2,2")
+    scene, selection = load_bracket(paths, BracketOptions(ev=(0, -2, 2)))
     np.testing.assert_allclose(scene.exposure_times, [1, 4, 16])
     assert selection.exposure_source == "ev"
-    scene, _ = load_bracket(paths, times="0.02,0.005,0.08")
+    scene, _ = load_bracket(paths, BracketOptions(times=(0.02, 0.005, 0.08)))
     np.testing.assert_allclose(scene.exposure_times, [1, 4, 16])
 
 
@@ -67,11 +68,11 @@ def test_two_frames_reuse_the_reference(tmp_path):
 
 def test_explicit_reference_is_one_based_in_argument_order(tmp_path):
     paths = _plain_bracket(tmp_path, [2, 0, -2])
-    scene, _ = load_bracket(paths, reference=1)  # the +2 EV file
+    scene, _ = load_bracket(paths, BracketOptions(reference=1))  # the +2 EV file
     assert scene.frame_paths[1].name == "f0.jpg"
     assert scene.frames[2] is scene.frames[1]  # nothing longer: reference reused
     with pytest.raises(SceneError, match="out of range"):
-        load_bracket(paths, reference=4)
+        load_bracket(paths, BracketOptions(reference=4))
 
 
 def test_single_frame(tmp_path):
@@ -114,21 +115,24 @@ def test_corrupt_jpeg(tmp_path):
     data = paths[1].read_bytes()
     paths[1].write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError) as err:
-        load_bracket(paths, ev="-2,0,2")
+        load_bracket(paths, BracketOptions(ev=(-2, 0, 2)))
     assert "f1.jpg" in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"ev": "-2,0"}, "2 values for 3"),
     ({"ev": "a,b,c"}, "comma-separated"),
+    ({"ev": "0,nan,2"}, "finite"),
     ({"times": "0.01,0,0.1"}, "positive"),
     ({"ev": "-2,0,2", "times": "1,2,3"}, "not both"),
     ({"ev": "0,2,400"}, "more than 30"),
 ])
-def test_bad_exposure_flags(tmp_path, kwargs, match):
+def test_bad_exposure_options(tmp_path, kwargs, match):
+    """The library takes numbers (``BracketOptions``); ``number_list`` reads what a person typed."""
     paths = _plain_bracket(tmp_path, [-2, 0, 2])
     with pytest.raises(ExposureError, match=match):
-        load_bracket(paths, **kwargs)
+        options = BracketOptions(**{k: number_list(v, k) for k, v in kwargs.items()})
+        load_bracket(paths, options)
 
 
 def test_prepare_bracket_aligns_and_reports(tmp_path):
@@ -136,12 +140,12 @@ def test_prepare_bracket_aligns_and_reports(tmp_path):
     from gmodiff.errors import ConfigError
 
     paths, _, _ = write_bracket(tmp_path)
-    prepared = prepare_bracket(paths, align="ecc")
+    prepared = prepare_bracket(paths, BracketOptions(align="ecc"))
     assert prepared.alignment.methods[1] == "reference"
     assert prepared.scene.frames[1] is prepared.scene.reference
     assert any(line.startswith("reference:") for line in prepared.messages())
     with pytest.raises(ConfigError):
-        prepare_bracket(paths, align="sift")
+        prepare_bracket(paths, BracketOptions(align="sift"))
 
 
 def test_blank_frames_are_never_chosen(tmp_path):

@@ -90,8 +90,10 @@ class MetricsEnvError(MetricUnavailableError):
 # page) show the flag that sets each one (--weights, --tile 16).
 OPTION_FLAGS = {"weights": "--weights", "backbone": "--backbone", "tile": "--tile", "steps": "--steps",
                 "seed": "--seed", "device": "--device", "dtype": "--dtype", "fuse_lora": "--fuse-lora",
-                "refine": "--refine", "allow_missing": "--allow-missing", "max_memory": "--max-memory"}
-"""Library option names (``ReconstructOptions`` fields) → the flags that set them."""
+                "refine": "--refine", "allow_missing": "--allow-missing", "max_memory": "--max-memory",
+                "ev": "--ev", "times": "--times", "reference": "--reference", "align": "--align"}
+"""Library option names (``ReconstructOptions`` and ``BracketOptions`` fields) → the flags that
+set them."""
 _OPTION = re.compile(r"`(\w+)(?:=([^`]*))?`")
 
 

@@ -1,6 +1,6 @@
 """Plain exposure brackets (any camera, any number of frames) → a three-frame ``Scene``.
 
-Exposures come from ``--times`` (seconds, or any relative unit), else ``--ev`` (stops), else
+Exposures come from ``times`` (seconds, or any relative unit), else ``ev`` (stops), else
 EXIF (exposure time, with ISO and aperture folded in; see :mod:`gmodiff.io.exif`).
 
 Which frames are used (the network takes exactly three: short, reference, long):
@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.bracket.align import ALIGN_METHODS, AlignmentResult, align_scene
+from gmodiff.bracket.align import ALIGN_METHODS, AlignmentResult, align_frames, align_scene
+from gmodiff.bracket.extras import ExtraFrame, anchor_level, extend_range
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
 from gmodiff.io.ldr import read_ldr
@@ -48,6 +49,42 @@ BLACK_LEVEL = 0.02
 SATURATED_FRACTION = 0.99
 """A frame is "all saturated" when this fraction of its pixels has every channel ≥ the level
 (and "all black" when this fraction has every channel ≤ ``BLACK_LEVEL``)."""
+
+
+@dataclass(frozen=True)
+class BracketOptions:
+    """How to read a bracket of image files, typed once at the edge (CLI flags, the web form).
+
+    Exposures given here win over EXIF; both lists are in the order the files are given.
+    """
+
+    ev: tuple[float, ...] | None = None
+    """Exposure of each file in stops (any origin), e.g. ``(-2, 0, 2)``."""
+    times: tuple[float, ...] | None = None
+    """Exposure time of each file (seconds, or any relative unit)."""
+    reference: int | None = None
+    """1-based position of the reference frame among the files; None picks the middle one."""
+    align: str = "ecc"
+    """Alignment of handheld frames: one of :data:`gmodiff.bracket.align.ALIGN_METHODS`."""
+
+    def __post_init__(self) -> None:
+        if self.ev is not None and self.times is not None:
+            raise ExposureError("give either `ev` or `times`, not both")
+        for name in ("ev", "times"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            values = tuple(float(v) for v in values)
+            object.__setattr__(self, name, values)
+            if not values or not all(math.isfinite(v) for v in values):
+                raise ExposureError(f"`{name}` must be finite numbers, got "
+                                    f"{','.join(map(str, values)) or 'nothing'}", None,
+                                    f"e.g. `{name}=-2,0,2`")
+        if self.times is not None and min(self.times) <= 0:
+            raise ExposureError("`times` must be positive", None, "give exposure times in seconds")
+        if self.align not in ALIGN_METHODS:
+            raise ConfigError(f"unknown alignment method '{self.align}'", None,
+                              f"use one of: {', '.join(ALIGN_METHODS)}")
 
 
 @dataclass
@@ -92,37 +129,36 @@ class BracketSelection:
         return "\n".join(lines)
 
 
-def parse_number_list(text: str, flag: str) -> list[float]:
-    """Comma-separated numbers from a command-line flag, e.g. ``-2,0,2``."""
+def number_list(text: str | None, option: str) -> tuple[float, ...] | None:
+    """Comma-separated numbers typed by a person (``-2,0,2``) for the option ``option``, as the
+    command line and the web form both take them; None or blank text gives None."""
+    if text is None or not text.strip():
+        return None
     try:
-        values = [float(part) for part in text.replace(" ", "").split(",") if part != ""]
+        values = tuple(float(part) for part in text.replace(" ", "").split(",") if part != "")
     except ValueError:
-        raise ExposureError(f"{flag} must be comma-separated numbers, got '{text}'", None,
-                            f"e.g. {flag} -2,0,2") from None
+        raise ExposureError(f"`{option}` must be comma-separated numbers, got '{text}'", None,
+                            f"e.g. `{option}=-2,0,2`") from None
     if not values or not all(math.isfinite(v) for v in values):
-        raise ExposureError(f"{flag} must be finite numbers, got '{text}'", None, f"e.g. {flag} -2,0,2")
+        raise ExposureError(f"`{option}` must be finite numbers, got '{text}'", None,
+                            f"e.g. `{option}=-2,0,2`")
     return values
 
 
-def bracket_exposures(paths: Sequence[Path], ev: str | None = None,
-                      times: str | None = None) -> tuple[np.ndarray, str]:
+def bracket_exposures(paths: Sequence[Path], options: BracketOptions = BracketOptions()
+                      ) -> tuple[np.ndarray, str]:
     """Relative exposure per file (in the given order) and where it came from."""
-    if ev is not None and times is not None:
-        raise ExposureError("give either --ev or --times, not both")
-    if times is not None or ev is not None:
-        flag = "--times" if times is not None else "--ev"
-        values = parse_number_list(times if times is not None else ev, flag)
-        if len(values) != len(paths):
-            raise ExposureError(f"{flag} has {len(values)} values for {len(paths)} images", None,
-                                f"give one {flag} value per image, in the same order")
-        if times is not None:
-            if min(values) <= 0:
-                raise ExposureError("--times must be positive", None, "give exposure times in seconds")
-            exposures = np.array(values, dtype=np.float64)
-        else:
-            exposures = np.exp2(np.array(values, dtype=np.float64))
-        return exposures / exposures.min(), flag.lstrip("-")
-    return exposures_from_exif(paths), "exif"
+    name = "times" if options.times is not None else "ev" if options.ev is not None else None
+    if name is None:
+        return exposures_from_exif(paths), "exif"
+    values = getattr(options, name)
+    if len(values) != len(paths):
+        raise ExposureError(f"`{name}` has {len(values)} values for {len(paths)} images", None,
+                            f"give one `{name}` value per image, in the same order")
+    exposures = np.array(values, dtype=np.float64)
+    if name == "ev":
+        exposures = np.exp2(exposures)
+    return exposures / exposures.min(), name
 
 
 def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
@@ -186,23 +222,24 @@ def _black(frame: np.ndarray) -> bool:
     return float(np.mean(frame.max(axis=2) <= BLACK_LEVEL)) >= SATURATED_FRACTION
 
 
-def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str | None = None,
-                 reference: int | None = None) -> tuple[Scene, BracketSelection]:
+def load_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketOptions()
+                 ) -> tuple[Scene, BracketSelection]:
     """Read a bracket of image files into a three-frame ``Scene`` (see module doc for the rule).
 
-    ``reference`` is 1-based, in the order of ``paths``. Raises ``SceneError``/``ExposureError``
-    /``ImageReadError`` with one-line messages on bad input.
+    Raises ``SceneError``/``ExposureError``/``ImageReadError`` with one-line messages on bad
+    input.
     """
+    reference = options.reference
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise SceneError(f"a bracket needs at least 2 frames, got {len(paths)}", paths[0] if paths else None,
                          "pass 2 or more differently exposed images of the same view")
     if len(set(p.resolve() for p in paths)) != len(paths):
         raise SceneError("the same file is given twice", None, "pass each frame once")
-    exposures, source = bracket_exposures(paths, ev, times)
+    exposures, source = bracket_exposures(paths, options)
     _check_duplicates(paths, exposures)
     if reference is not None and not 1 <= reference <= len(paths):
-        raise SceneError(f"--reference {reference} is out of range", None,
+        raise SceneError(f"`reference={reference}` is out of range", None,
                          f"give a number from 1 to {len(paths)} (the position of the file)")
     check_fits_in_memory(paths)  # from the headers, before decoding
     frames = [read_ldr(p).pixels for p in paths]
@@ -253,8 +290,6 @@ class PreparedBracket:
     def finish(self, hdr: np.ndarray) -> np.ndarray:
         """The reconstruction with the extras merged in and, after a reused slot, its level
         anchored to the reference frame (see :mod:`gmodiff.bracket.extras`)."""
-        from gmodiff.bracket.extras import anchor_level, extend_range
-
         if self.selection.reused:
             hdr = anchor_level(hdr, self.scene)
         return extend_range(hdr, self.scene, self.extras)
@@ -265,16 +300,11 @@ class PreparedBracket:
                 *(f"warning: {w}" for w in self.alignment.warnings)]
 
 
-def prepare_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str | None = None,
-                    reference: int | None = None, align: str = "ecc") -> PreparedBracket:
+def prepare_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketOptions()
+                    ) -> PreparedBracket:
     """:func:`load_bracket`, then align the non-reference frames to the reference."""
-    if align not in ALIGN_METHODS:  # checked before any image is read
-        raise ConfigError(f"unknown alignment method '{align}'", None,
-                          f"use one of: {', '.join(ALIGN_METHODS)}")
-    from gmodiff.bracket.align import align_frames
-    from gmodiff.bracket.extras import ExtraFrame
-
-    scene, selection = load_bracket(paths, ev=ev, times=times, reference=reference)
+    align = options.align  # checked (BracketOptions) before any image is read
+    scene, selection = load_bracket(paths, options)
     aligned, alignment = align_scene(scene, align)
     extras = []
     unit = float(selection.exposures[selection.used[0]])  # the scene's shortest frame is 1

@@ -169,7 +169,7 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
                          outputs: jobs.OutputOptions, ev: str | None, times: str | None,
                          reference: int | None, align: str) -> None:
     """Several image files: one bracket → one HDR file; every check runs before any write."""
-    from gmodiff.bracket.prepare import prepare_bracket
+    from gmodiff.bracket.prepare import BracketOptions, number_list, prepare_bracket
     from gmodiff.io.paths import check_output_path
 
     folders = [p for p in paths if p.is_dir()]
@@ -180,7 +180,9 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
     jobs.check_preview(outputs.preview)
     jobs.check_outputs_spare_inputs(output, outputs.preview, outputs.debug_maps, paths)
     reading = time.perf_counter()
-    prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align)
+    prepared = prepare_bracket(paths, BracketOptions(ev=number_list(ev, "ev"),
+                                                     times=number_list(times, "times"),
+                                                     reference=reference, align=align))
     read_s = time.perf_counter() - reading
     typer.echo("\n".join(prepared.selection.describe().splitlines()))
     for warning in prepared.alignment.warnings:

@@ -112,7 +112,7 @@ def relative_exposures(infos: Sequence[ExposureInfo],
     missing = [n for n, info in zip(names, infos) if info.exposure_time_seconds is None]
     if missing:
         raise ExposureError(f"no usable EXIF ExposureTime in {', '.join(missing)}", None,
-                            "give the exposures with --ev (stops, e.g. --ev -2,0,2) or --times")
+                            "give the exposures with `ev` (stops, e.g. `ev=-2,0,2`) or `times`")
     exposure = np.array([i.exposure_time_seconds for i in infos], dtype=np.float64)
     if all(i.iso is not None for i in infos):
         isos = np.array([i.iso for i in infos], dtype=np.float64)

@@ -94,7 +94,7 @@ class Job:
 
 def run_job(job: Job) -> None:
     """Prepare the bracket, reconstruct (and the comparison), write every output of ``job``."""
-    from gmodiff.bracket.prepare import prepare_bracket
+    from gmodiff.bracket.prepare import BracketOptions, number_list, prepare_bracket
     from gmodiff.io.ldr import write_ldr
     from gmodiff.io.output import write_output
     from gmodiff.jobs import write_debug_maps
@@ -103,7 +103,8 @@ def run_job(job: Job) -> None:
     start = time.perf_counter()
     req = job.request
     job.stage, job.progress = "reading and aligning the frames", 0.1
-    prepared = prepare_bracket(job.frames, ev=req.ev, align=req.align)
+    prepared = prepare_bracket(job.frames, BracketOptions(ev=number_list(req.ev, "ev"),
+                                                          align=req.align))
     job.messages = prepared.messages()
     scene = prepared.scene
     job.stem = scene.name
