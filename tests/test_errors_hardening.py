@@ -502,3 +502,61 @@ def test_same_thread_count_gives_identical_bytes(tmp_path, scene):
         torch.set_num_threads(threads)
     assert digests[0] == digests[1]
 
+
+
+# =========================================== hardening round 3 (issue 26): readers and options
+
+
+def _mpo_jpeg(path: Path, value: int, seconds: float, size: tuple[int, int] = (32, 48)) -> Path:
+    """A camera-style JPEG whose MPF segment (APP2) adds a small second image after the primary
+    one: Pillow opens it as "MPO"."""
+    from PIL import Image
+
+    from bracket_helpers import exif_bytes
+
+    primary = Image.fromarray(np.full((*size, 3), value, np.uint8))
+    preview = Image.fromarray(np.full((8, 12, 3), 255 - value, np.uint8))
+    primary.save(path, "MPO", save_all=True, append_images=[preview], exif=exif_bytes(seconds))
+    return path
+
+
+def test_mpo_camera_jpeg_is_read(capsys, tmp_path):
+    """A JPEG with an MPF preview (Pillow's "MPO") reads as its primary image, in the library
+    and on the command line (a bracket of three such frames reconstructs)."""
+    from PIL import Image
+
+    from gmodiff.io.ldr import read_ldr
+
+    frames = [_mpo_jpeg(tmp_path / f"DSC0{k}.JPG", value, seconds)
+              for k, (value, seconds) in enumerate([(40, 1 / 240), (120, 1 / 60), (220, 1 / 15)])]
+    with Image.open(frames[1]) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    image = read_ldr(frames[1])
+    assert image.pixels.shape == (32, 48, 3) and image.bit_depth == 8
+    assert abs(float(image.pixels.mean()) - 120 / 255) < 0.01  # the primary, not the preview
+    out = tmp_path / "out.exr"
+    code = main(["reconstruct", *map(str, frames), "-o", str(out), "--method", "merge",
+                 "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert out.is_file() and "MPO" not in captured.err
+
+
+def test_wrong_format_names_the_right_extension(capsys, tmp_path, scene):
+    """A PNG saved as .jpg (or a JPEG as .png): the fix names the extension its content has."""
+    from PIL import Image
+
+    from gmodiff.io.ldr import read_ldr
+
+    Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(tmp_path / "f.png")
+    (tmp_path / "f.png").rename(tmp_path / "frame.jpg")
+    with pytest.raises(ImageReadError, match=r"is a PNG image, not JPEG — rename it to frame\.png"):
+        read_ldr(tmp_path / "frame.jpg")
+    (scene / "input_2.tif").unlink()
+    Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(scene / "input_2.png", "JPEG")
+    # input_*.tif are taken when present: make every frame a PNG so the mislabelled one is read
+    for k in (1, 3):
+        Image.open(scene / f"input_{k}.tif").convert("RGB").save(scene / f"input_{k}.png")
+        (scene / f"input_{k}.tif").unlink()
+    reconstruct_error(capsys, tmp_path, scene, ImageReadError, "input_2.png", "JPEG image",
+                      "rename it to input_2.jpg")

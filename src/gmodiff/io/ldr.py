@@ -125,13 +125,30 @@ def _check_png_chunks(path: Path, data: bytes) -> None:
         pos += 12 + length
 
 
+JPEG_FORMATS = ("JPEG", "MPO")
+"""Pillow's names for JPEG files: "MPO" is a JPEG whose MPF segment (APP2) adds a preview or
+second image after the primary one, as many Sony, Panasonic and Nikon bodies write."""
+_FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "TIFF": ".tif"}
+
+
+def _wrong_format(path: Path, found: str | None, expected: str) -> ImageReadError:
+    """The content is another image format than the extension says: name the right extension."""
+    suffix = _FORMAT_SUFFIXES.get(found or "")
+    if suffix is None:
+        return ImageReadError(f"file is {found or 'an unknown format'}, not {expected}", path,
+                              "convert the frame to JPEG, PNG or 16-bit TIFF")
+    kind = "JPEG" if found in JPEG_FORMATS else found
+    return ImageReadError(f"file is a {kind} image, not {expected}", path,
+                          f"rename it to {path.stem}{suffix}")
+
+
 def _read_png(path: Path) -> np.ndarray:
     import cv2
     from PIL import Image
 
     with Image.open(path) as im:  # header only: size check before decoding
         if im.format != "PNG":
-            raise ImageReadError(f"file is {im.format}, not PNG", path, "fix the extension")
+            raise _wrong_format(path, im.format, "PNG")
         _check_size(path, im.height, im.width)
     # OpenCV keeps 16-bit RGB PNGs at 16 bits (Pillow would reduce them to 8).
     data = np.fromfile(path, dtype=np.uint8)
@@ -148,9 +165,11 @@ def _read_jpeg(path: Path) -> np.ndarray:
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        if im.format != "JPEG":
-            raise ImageReadError(f"file is {im.format}, not JPEG", path, "fix the extension")
+        if im.format not in JPEG_FORMATS:
+            raise _wrong_format(path, im.format, "JPEG")
         _check_size(path, im.height, im.width)
+        if im.format == "MPO":
+            im.seek(0)  # the primary image; the MPF's others are previews or a second view
         # Cameras store portrait shots rotated and say so in EXIF; honour it so frames line up.
         im = ImageOps.exif_transpose(im)
         return np.asarray(im.convert("RGB"))
