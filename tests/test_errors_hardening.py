@@ -560,3 +560,72 @@ def test_wrong_format_names_the_right_extension(capsys, tmp_path, scene):
         (scene / f"input_{k}.tif").unlink()
     reconstruct_error(capsys, tmp_path, scene, ImageReadError, "input_2.png", "JPEG image",
                       "rename it to input_2.jpg")
+
+
+def _jpeg_header_claiming(path: Path, width: int, height: int) -> Path:
+    """A few-KB JPEG whose SOF header claims width×height (libjpeg would decode the missing
+    data as a grey frame of that size)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(buf, "JPEG", quality=90)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_pixel_bomb_refused_by_the_memory_plan_before_decoding(capsys, tmp_path, monkeypatch,
+                                                               tiny_pipeline):
+    """3-KB JPEGs claiming 12000×12000 on a machine with 16 GB free: the loader's estimate
+    (10.4 GB) passes, the reconstruction's own plan (22 GB) does not, and refuses from the
+    headers, naming the file and the size, before any pixel is decoded."""
+    import gmodiff.io.ldr
+    import gmodiff.io.memory
+    import gmodiff.memory
+    from gmodiff.errors import OutOfMemoryError
+    from gmodiff.reconstruct import memory_check
+
+    frames = [_jpeg_header_claiming(tmp_path / f"bomb{k}.jpg", 12000, 12000) for k in range(3)]
+    assert all(f.stat().st_size < 4000 for f in frames)
+    for module in (gmodiff.io.memory, gmodiff.memory):
+        monkeypatch.setattr(module, "available_memory", lambda: 16 << 30)
+    monkeypatch.setattr(gmodiff.io.ldr, "_read_jpeg", _never)
+    out = tmp_path / "out"
+    out.mkdir()
+    line = expect_user_error(capsys, ["reconstruct", *map(str, frames), "-o", str(out / "o.exr"),
+                                      "--ev", "0,2,4", "--no-progress", "--method", "gmodiff",
+                                      "--weights", str(tiny_pipeline)],
+                             OutOfMemoryError, "bomb0.jpg", "12000x12000", "--max-memory")
+    assert "may be used" in line and _files(out) == {}
+    with pytest.raises(OutOfMemoryError, match="12000x12000.*DaReg alone"):
+        memory_check("dareg")(frames[0], 12000, 12000)
+    assert memory_check("merge") is None  # classical merges: the loader's estimate suffices
+    # Another format's reader (camera raw, HEIC) joins the same checks through the hook.
+    from gmodiff.io.memory import _HEADER_READERS, check_fits_in_memory, register_header_reader
+
+    monkeypatch.setattr(gmodiff.io.memory, "_HEADER_READERS", dict(_HEADER_READERS))
+    register_header_reader([".ARW"], lambda path: (30000, 20000))
+    (tmp_path / "raw.arw").write_bytes(b"raw")
+    with pytest.raises(ImageReadError, match="raw.arw: image is 20000x30000, larger than"):
+        check_fits_in_memory([tmp_path / "raw.arw"])
+
+
+def test_png_inside_the_side_cap_is_not_a_pillow_bomb(tmp_path, monkeypatch, recwarn):
+    """A valid 20000×14000 PNG (inside the documented 20000-px cap) is judged by our rules, not
+    refused (nor warned about) by Pillow's decompression-bomb limit, which is raised to the cap."""
+    import cv2
+    from PIL import Image
+
+    from gmodiff.io.ldr import MAX_SIDE, ldr_size, read_ldr
+
+    path = _png_header_only(tmp_path / "pano.png", 20000, 14000)
+    assert ldr_size(path) == (14000, 20000)
+    # Decoding 280 MP is not this test's business: stand in for OpenCV once Pillow let it pass.
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flags: np.zeros((4, 4, 3), np.uint8))
+    assert read_ldr(path).pixels.shape == (4, 4, 3)
+    assert Image.MAX_IMAGE_PIXELS >= MAX_SIDE * MAX_SIDE
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]

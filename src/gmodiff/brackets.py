@@ -37,7 +37,7 @@ from gmodiff.align import ALIGN_METHODS, AlignmentResult, align_scene
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
 from gmodiff.io.ldr import read_ldr
-from gmodiff.io.memory import check_fits_in_memory
+from gmodiff.io.memory import RunCheck, check_fits_in_memory
 from gmodiff.io.scene import MAX_EXPOSURE_SPAN_STOPS, Scene
 
 TARGET_GAP_STOPS = 3.0
@@ -187,11 +187,14 @@ def _black(frame: np.ndarray) -> bool:
 
 
 def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str | None = None,
-                 reference: int | None = None) -> tuple[Scene, BracketSelection]:
+                 reference: int | None = None,
+                 run_check: RunCheck | None = None) -> tuple[Scene, BracketSelection]:
     """Read a bracket of image files into a three-frame ``Scene`` (see module doc for the rule).
 
-    ``reference`` is 1-based, in the order of ``paths``. Raises ``SceneError``/``ExposureError``
-    /``ImageReadError`` with one-line messages on bad input.
+    ``reference`` is 1-based, in the order of ``paths``; ``run_check`` (the reconstruction's
+    memory plan, :func:`gmodiff.reconstruct.memory_check`) judges the header sizes before any
+    frame is decoded. Raises ``SceneError``/``ExposureError``/``ImageReadError`` with one-line
+    messages on bad input.
     """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -204,7 +207,7 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
     if reference is not None and not 1 <= reference <= len(paths):
         raise SceneError(f"--reference {reference} is out of range", None,
                          f"give a number from 1 to {len(paths)} (the position of the file)")
-    check_fits_in_memory(paths)  # from the headers, before decoding
+    check_fits_in_memory(paths, run_check=run_check)  # from the headers, before decoding
     frames = [read_ldr(p).pixels for p in paths]
     _check_sizes(paths, frames)
     if all(_saturated(f) for f in frames):
@@ -266,7 +269,8 @@ class PreparedBracket:
 
 
 def prepare_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str | None = None,
-                    reference: int | None = None, align: str = "ecc") -> PreparedBracket:
+                    reference: int | None = None, align: str = "ecc",
+                    run_check: RunCheck | None = None) -> PreparedBracket:
     """:func:`load_bracket`, then align the non-reference frames to the reference."""
     if align not in ALIGN_METHODS:  # checked before any image is read
         raise ConfigError(f"unknown alignment method '{align}'", None,
@@ -274,7 +278,8 @@ def prepare_bracket(paths: Sequence[str | Path], ev: str | None = None, times: s
     from gmodiff.align import align_frames
     from gmodiff.bracket_extras import ExtraFrame
 
-    scene, selection = load_bracket(paths, ev=ev, times=times, reference=reference)
+    scene, selection = load_bracket(paths, ev=ev, times=times, reference=reference,
+                                    run_check=run_check)
     aligned, alignment = align_scene(scene, align)
     extras = []
     unit = float(selection.exposures[selection.used[0]])  # the scene's shortest frame is 1

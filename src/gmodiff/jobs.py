@@ -18,7 +18,7 @@ import numpy as np
 
 from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError, display_path
 from gmodiff.io.scene import Scene
-from gmodiff.reconstruct import ReconstructOptions, reconstruct_scene
+from gmodiff.reconstruct import ReconstructOptions, memory_check, reconstruct_scene
 from gmodiff.result import Reconstruction
 
 BATCH_FORMATS = (".exr", ".hdr")
@@ -170,7 +170,8 @@ def reconstruct_one(folder: Path, output: Path, method: str, options: Reconstruc
     from gmodiff.io.scene import load_scene
 
     start = time.perf_counter()
-    scene = load_scene(folder)
+    # The method's memory plan judges the frames' header sizes before any pixel is decoded.
+    scene = load_scene(folder, run_check=memory_check(method, options))
     read_s = time.perf_counter() - start
     summary = write_reconstruction(scene, output, method, options, preview, float_exr, debug_maps,
                                    preview_exposure)

@@ -148,6 +148,23 @@ def minimum_bytes(height: int, width: int, refine: bool = True) -> int:
     return BASE_BYTES + IMAGE_BYTES_PER_PX * pixels + tiles
 
 
+def dareg_bytes(height: int, width: int) -> int:
+    """What DaReg alone (``method dareg``) needs for an h×w image: it runs on the whole image."""
+    pixels = _padded(height) * _padded(width)
+    return BASE_BYTES + (IMAGE_BYTES_PER_PX + DAREG_BYTES_PER_PX) * pixels
+
+
+def check_dareg_fits(height: int, width: int, source: str | Path | None = None,
+                     available: int | None = None) -> None:
+    """Refuse (before decoding) an image DaReg alone cannot hold in the memory free now."""
+    available = available_memory() if available is None else available
+    if (need := dareg_bytes(height, width)) > available:
+        raise OutOfMemoryError(
+            f"a {width}x{height} image needs about {format_bytes(need)} for DaReg alone (it does "
+            f"not tile), only {format_bytes(available)} is available", source,
+            "use the default method (it tiles to fit), or downscale the frames")
+
+
 def plan_memory(height: int, width: int, budget: int | None = None, refine: bool = True,
                 source: str | Path | None = None) -> MemoryPlan:
     """Tile sizes for an h×w image within ``budget`` bytes (None: :func:`default_budget`).

@@ -321,6 +321,36 @@ def resolve_method(scene: Scene, method: str) -> str:
     return BEST_CLASSICAL if method == CLASSICAL_ALIAS else method
 
 
+def memory_check(method: str, options: ReconstructOptions | None = None):
+    """The memory plan of ``method`` as a check on header sizes, for the loaders to call before
+    any pixel is decoded (``gmodiff.io.memory.check_fits_in_memory``'s ``run_check``); None
+    when the method holds no more than the loader's own estimate (the classical merges).
+
+    GMODiff's check is :func:`gmodiff.memory.plan_memory` with the run's budget (the same rule
+    it applies once the scene is loaded; refine off when the pipeline decides, the smaller
+    need), DaReg's is :func:`gmodiff.memory.check_dareg_fits`. ``auto`` plans as GMODiff when a
+    bundled model is installed (every scene it loads has the three frames auto needs)."""
+    from gmodiff.pipeline import bundled_pipeline
+
+    options = options or ReconstructOptions()
+    if method == AUTO:
+        method = "gmodiff" if bundled_pipeline() is not None else CLASSICAL_ALIAS
+    if method == "gmodiff":
+        from gmodiff.memory import plan_memory
+
+        refine = bool(options.refine)
+
+        def check(path: Path, height: int, width: int) -> None:
+            plan_memory(height, width, options.max_memory, refine=refine, source=path)
+
+        return check
+    if method == DaRegMethod.name:
+        from gmodiff.memory import check_dareg_fits
+
+        return lambda path, height, width: check_dareg_fits(height, width, path)
+    return None
+
+
 def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS,
                       options: ReconstructOptions | None = None, **values) -> Reconstruction:
     """Reconstruct the reference-aligned HDR image of ``scene`` with ``method``.

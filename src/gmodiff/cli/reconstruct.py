@@ -22,7 +22,7 @@ from gmodiff.cli import app
 from gmodiff.cli.flags import as_flags
 from gmodiff import jobs
 from gmodiff.errors import ConfigError, SceneError, display_path
-from gmodiff.reconstruct import DTYPES, ReconstructOptions
+from gmodiff.reconstruct import DTYPES, ReconstructOptions, memory_check
 
 
 def _check_method(method: str) -> None:
@@ -184,7 +184,8 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
     jobs.check_preview(preview)
     jobs.check_outputs_spare_inputs(output, preview, debug_maps, paths)
     reading = time.perf_counter()
-    prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align)
+    prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align,
+                               run_check=memory_check(method, options))
     read_s = time.perf_counter() - reading
     typer.echo("\n".join(prepared.selection.describe().splitlines()))
     for warning in prepared.alignment.warnings:

@@ -37,20 +37,44 @@ class LDRImage:
     path: Path
 
 
-def _pillow_size(path: Path) -> tuple[int, int]:
-    """(height, width) from a PNG/JPEG header. Pillow's decompression-bomb check is off for this
-    header read only: our own caps (``MAX_SIDE``, the memory estimate) judge the size, so a big
-    valid frame gets our message with the memory it needs, not "decompression bomb"."""
+def pillow():
+    """``PIL.Image`` with Pillow's own decompression-bomb limit raised to our cap (``MAX_SIDE``
+    squared), so a valid frame inside the documented cap (a 20000x14000 PNG) is judged by our
+    rules (the side cap, the memory plan) instead of failing as a "decompression bomb"."""
     from PIL import Image
 
+    cap = MAX_SIDE * MAX_SIDE
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < cap:
+        Image.MAX_IMAGE_PIXELS = cap
+    return Image
+
+
+def _pillow_header(path: Path) -> tuple[str | None, int, int]:
+    """(Pillow's format name, height, width) from a PNG/JPEG header. Pillow's bomb check is off
+    for this header read only: our own caps (``MAX_SIDE``, the memory estimate) judge the size,
+    so even a header far above the cap gets our message, not "decompression bomb"."""
+    Image = pillow()
     with _PIL_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
             with Image.open(path) as im:  # lazy: reads the header only
-                return int(im.height), int(im.width)
+                return im.format, int(im.height), int(im.width)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def _pillow_size(path: Path) -> tuple[int, int]:
+    """(height, width) from a PNG/JPEG header (see :func:`_pillow_header`)."""
+    _, height, width = _pillow_header(path)
+    return height, width
+
+
+def check_size(path: Path, height: int, width: int) -> None:
+    """The per-frame size rule, applied to a header before any pixel is decoded: not empty, at
+    most ``MAX_SIDE`` pixels a side. Readers of other formats (camera raw, HEIC) call it too,
+    through :func:`gmodiff.io.memory.check_frame_size`."""
+    _check_size(path, height, width)
 
 
 def _check_size(path: Path, height: int, width: int) -> None:
@@ -144,12 +168,11 @@ def _wrong_format(path: Path, found: str | None, expected: str) -> ImageReadErro
 
 def _read_png(path: Path) -> np.ndarray:
     import cv2
-    from PIL import Image
 
-    with Image.open(path) as im:  # header only: size check before decoding
-        if im.format != "PNG":
-            raise _wrong_format(path, im.format, "PNG")
-        _check_size(path, im.height, im.width)
+    found, height, width = _pillow_header(path)  # header only: size check before decoding
+    if found != "PNG":
+        raise _wrong_format(path, found, "PNG")
+    _check_size(path, height, width)
     # OpenCV keeps 16-bit RGB PNGs at 16 bits (Pillow would reduce them to 8).
     data = np.fromfile(path, dtype=np.uint8)
     _check_png_chunks(path, data.tobytes())
@@ -162,12 +185,13 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _read_jpeg(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    with Image.open(path) as im:
-        if im.format not in JPEG_FORMATS:
-            raise _wrong_format(path, im.format, "JPEG")
-        _check_size(path, im.height, im.width)
+    found, height, width = _pillow_header(path)
+    if found not in JPEG_FORMATS:
+        raise _wrong_format(path, found, "JPEG")
+    _check_size(path, height, width)  # before Pillow's own open: within the cap, it never warns
+    with pillow().open(path) as im:
         if im.format == "MPO":
             im.seek(0)  # the primary image; the MPF's others are previews or a second view
         # Cameras store portrait shots rotated and say so in EXIF; honour it so frames line up.

@@ -23,7 +23,7 @@ from gmodiff.errors import ExposureError, OutputError, SceneError
 from gmodiff.io.atomic import write_bytes_atomic
 from gmodiff.io.hdr import read_hdr, write_hdr
 from gmodiff.io.ldr import LDR_SUFFIXES, read_ldr, write_ldr
-from gmodiff.io.memory import check_fits_in_memory
+from gmodiff.io.memory import RunCheck, check_fits_in_memory
 
 EXPOSURE_FILE = "exposure.txt"
 GROUND_TRUTH_NAMES = ("HDRImg.hdr", "label.hdr", "HDRImg.exr", "label.exr")
@@ -147,11 +147,13 @@ def read_motion_mask(folder: str | Path, shape: tuple[int, int] | None = None) -
     return mask
 
 
-def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
+def load_scene(folder: str | Path, load_ground_truth: bool = True,
+               run_check: RunCheck | None = None) -> Scene:
     """Load a Kalantari-layout scene folder; every malformed input raises a GmodiffError.
 
     Exposure times are ``2**(stops - min(stops))`` so the shortest frame has t = 1, and the
-    medium frame (index 1) is the reference.
+    medium frame (index 1) is the reference. ``run_check`` (the reconstruction's memory plan,
+    :func:`gmodiff.reconstruct.memory_check`) judges the frames' header sizes before decoding.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -179,7 +181,8 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
     gt_path = find_ground_truth(folder) if load_ground_truth else None
     # From the headers, before any pixel is decoded: a valid but huge bracket is refused here
     # with the memory it would need, instead of failing (or swapping) half-way through decoding.
-    check_fits_in_memory(frame_paths, [gt_path] if gt_path is not None else [])
+    check_fits_in_memory(frame_paths, [gt_path] if gt_path is not None else [],
+                         run_check=run_check)
     images = [read_ldr(p) for p in frame_paths]
     first = images[0]
     for image in images[1:]:
