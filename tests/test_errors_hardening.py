@@ -629,3 +629,23 @@ def test_png_inside_the_side_cap_is_not_a_pillow_bomb(tmp_path, monkeypatch, rec
     assert read_ldr(path).pixels.shape == (4, 4, 3)
     assert Image.MAX_IMAGE_PIXELS >= MAX_SIDE * MAX_SIDE
     assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+@pytest.mark.parametrize("flag,value,mention", [
+    ("--max-memory", "9" * 400, "too large"),
+    ("--seed", str(2 ** 64), "seed must be a whole number from 0 to 9223372036854775807"),
+    ("--seed", "-1", "seed must be"),
+    ("--steps", "1000000000", "steps must be at most 1000"),
+], ids=["max-memory-400-digits", "seed-2**64", "seed-negative", "steps-1e9"])
+def test_options_bounded_at_the_edge(capsys, tmp_path, scene, tiny_pipeline, monkeypatch, flag,
+                                     value, mention):
+    """Out-of-range numbers are refused where they enter, in one line, before any weights are
+    loaded (they were an OverflowError, torch's ValueError after loading, an OOM later)."""
+    from gmodiff import pipeline as pipeline_module
+
+    monkeypatch.setattr("gmodiff.jobs.reconstruct_one", _never)
+    monkeypatch.setattr(pipeline_module, "load_pipeline", _never)
+    line = reconstruct_error(capsys, tmp_path, scene, ConfigError, mention,
+                             extra=["--method", "gmodiff", "--weights", str(tiny_pipeline),
+                                    "--refine", flag, value])
+    assert len(line) < 300, line  # a 400-digit value is not echoed whole

@@ -26,6 +26,11 @@ CLASSICAL_ALIAS = "classical"
 """Method name meaning "the best classical baseline" (see ``gmodiff.baselines.BEST_CLASSICAL``)."""
 AUTO = "auto"
 """Method name meaning "the bundled GMODiff model when installed (3-frame brackets), else classical"."""
+MAX_STEPS = 1000
+"""Most refinement steps: the diffusion schedule has 1000 timesteps, and a DDIM chain from the
+refiner's timestep (at most 999) with more steps than that only repeats them."""
+MAX_SEED = 2 ** 63 - 1
+"""Largest seed: torch generators take 64-bit seeds; 0..2**63-1 is one range on every platform."""
 DTYPES = ("fp32", "fp16", "bf16")
 """Refiner precisions by name; fp16/bf16 need a GPU."""
 _TORCH_DTYPES = dict(zip(DTYPES, ("float32", "float16", "bfloat16")))
@@ -72,8 +77,16 @@ class ReconstructOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        # Bounded here, where options enter, before any weights are loaded or image decoded.
         if self.steps < 1:
             raise ConfigError(f"steps must be ≥ 1, got {self.steps}", fix="use `steps=1`")
+        if self.steps > MAX_STEPS:
+            raise ConfigError(f"steps must be at most {MAX_STEPS}, got {_short(self.steps)}",
+                              fix=f"use `steps=1` (the one-step model) up to `steps={MAX_STEPS}`")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not \
+                0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (2**63 - 1), got "
+                              f"{_short(self.seed)}", fix="use a smaller `seed`, e.g. `seed=0`")
         if self.tile is not None:
             from gmodiff.models.refiner import MIN_LATENT_TILE
 
@@ -97,6 +110,12 @@ class ReconstructOptions:
             raise ConfigError(f"unknown reconstruction options {unknown}",
                               fix=f"use only {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def _short(value) -> str:
+    """A value for a message: a 400-digit number is shown by its first digits and length."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:20]}… ({len(text)} digits)"
 
 
 class Method:

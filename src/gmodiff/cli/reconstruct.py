@@ -97,7 +97,8 @@ def reconstruct_command(
     backbone: Path | None = typer.Option(None, "--backbone", help="gmodiff: local "
                                          "stable-diffusion-2-1-base diffusers folder."),
     steps: int = typer.Option(1, "--steps", min=1, help="gmodiff: refinement steps (1 = the "
-                              "one-step model; N>1 runs a DDIM chain from the same start)."),
+                              "one-step model; N>1 runs a DDIM chain from the same start; at "
+                              "most 1000)."),
     tile: int = typer.Option(0, "--tile", min=0, help="gmodiff: latent tile size in latent px "
                              "(e.g. 64); 0 = automatic (from the memory plan, see --max-memory)."),
     device: str = typer.Option("cpu", "--device", help="dareg/gmodiff: cpu or cuda[:N]."),
@@ -109,7 +110,8 @@ def reconstruct_command(
                                        "pipeline's config says (the bundled model's card explains)."),
     max_memory: str | None = typer.Option(None, "--max-memory", help="gmodiff: memory the run "
                                           "may use, e.g. 6G; it picks the tile sizes of DaReg "
-                                          "and the refiner. Default: 60% of the memory free now."),
+                                          "and the refiner (64M to 1024T). Default: 60% of the "
+                                          "memory free now."),
     preview_exposure: str = typer.Option("reference", "--preview-exposure", help="Exposure of "
                                          "the SDR pictures (--preview PNG and the Ultra HDR "
                                          "JPEG's SDR image, one rendition): reference (default: "
@@ -119,7 +121,7 @@ def reconstruct_command(
                                "tiles on stderr: a bar on a terminal, plain lines otherwise)."),
     seed: int = typer.Option(0, "--seed", help="Seed of gmodiff's VAE posterior sampling (only "
                              "pipelines trained with sample_latents draw; the default takes the "
-                             "posterior mode). Other methods have no randomness."),
+                             "posterior mode; 0 to 2**63-1). Other methods have no randomness."),
 ) -> None:
     """Reconstruct reference-aligned HDR from exposure brackets."""
     from gmodiff.io.output import check_output_path
