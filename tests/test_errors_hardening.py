@@ -24,9 +24,10 @@ import pytest
 from gmodiff.cli import main
 from gmodiff.errors import CheckpointError, ConfigError, ImageReadError, OutputError
 from gmodiff.io.scene import save_scene
-from test_errors_table import (  # noqa: F401  (scene and tiny_pipeline are fixtures)
+from test_errors_table import (  # noqa: F401  (bracket, scene and tiny_pipeline are fixtures)
     DOCS,
     _deny_writes_in,
+    bracket,
     _enospc,
     _files,
     _scene,
@@ -649,3 +650,35 @@ def test_options_bounded_at_the_edge(capsys, tmp_path, scene, tiny_pipeline, mon
                              extra=["--method", "gmodiff", "--weights", str(tiny_pipeline),
                                     "--refine", flag, value])
     assert len(line) < 300, line  # a 400-digit value is not echoed whole
+
+
+_WARN_THEN_FAIL = r"""
+import sys, warnings
+import numpy as np
+import gmodiff.brackets
+from gmodiff.errors import ExposureError
+def noisy(*args, **kwargs):
+    np.log2(np.zeros(1))  # numpy: "divide by zero encountered in log2"
+    warnings.warn("a library's note", UserWarning)
+    raise ExposureError("the exposures are odd", None, "fix them")
+gmodiff.brackets.bracket_exposures = noisy
+from gmodiff.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("case", ["ev-overflow", "warning-then-error"])
+def test_one_stderr_line_per_failure(tmp_path, bracket, case):
+    """Nothing is printed before the one error line: numpy's RuntimeWarnings (``--ev 0,2,2000``
+    overflows exp2) and any other warning raised on the way to a failure are held back."""
+    args = ["reconstruct", *map(str, bracket), "-o", str(tmp_path / "out.exr"), "--no-progress",
+            "--method", "merge"]
+    if case == "ev-overflow":
+        command = [sys.executable, "-W", "default", "-m", "gmodiff", *args, "--ev", "0,2,2000"]
+    else:
+        command = [sys.executable, "-W", "default", "-c", _WARN_THEN_FAIL, *args]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert not (tmp_path / "out.exr").exists()

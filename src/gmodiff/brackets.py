@@ -120,19 +120,27 @@ def bracket_exposures(paths: Sequence[Path], ev: str | None = None,
                 raise ExposureError("--times must be positive", None, "give exposure times in seconds")
             exposures = np.array(values, dtype=np.float64)
         else:
-            exposures = np.exp2(np.array(values, dtype=np.float64))
-        return exposures / exposures.min(), flag.lstrip("-")
+            exposures = np.array(values, dtype=np.float64)
+        # --ev 0,2,2000 overflows and --times 1e-320,1 divides to inf: _check_duplicates refuses
+        # those spans in one line, so numpy's warnings would only print noise before it.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if times is None:
+                exposures = np.exp2(exposures)
+            return exposures / exposures.min(), flag.lstrip("-")
     return exposures_from_exif(paths), "exif"
 
 
 def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
     order = np.argsort(exposures, kind="stable")
-    stops = np.log2(exposures[order])
-    if not np.all(np.isfinite(stops)) or stops[-1] - stops[0] > MAX_EXPOSURE_SPAN_STOPS:
-        raise ExposureError(f"the exposures span {stops[-1] - stops[0]:.4g} stops, more than "
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        stops = np.log2(exposures[order])
+        gaps = np.diff(stops)
+        span = float(stops[-1] - stops[0])
+    if not np.all(np.isfinite(stops)) or span > MAX_EXPOSURE_SPAN_STOPS:
+        raise ExposureError(f"the exposures span {span:.4g} stops, more than "
                             f"{MAX_EXPOSURE_SPAN_STOPS:g}", None,
                             "check --ev (stops) / --times (seconds) or the files' EXIF")
-    for a, b, gap in zip(order[:-1], order[1:], np.diff(stops)):
+    for a, b, gap in zip(order[:-1], order[1:], gaps):
         if gap < DUPLICATE_TOLERANCE_STOPS:
             raise ExposureError(
                 f"{paths[a].name} and {paths[b].name} have the same exposure ({gap:.2f} stops apart)",
