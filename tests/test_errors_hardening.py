@@ -26,11 +26,12 @@ from gmodiff.errors import CheckpointError, ConfigError, ImageReadError, OutputE
 from gmodiff.io.scene import save_scene
 from test_errors_table import (  # noqa: F401  (bracket, scene and tiny_pipeline are fixtures)
     DOCS,
+    _bracket_error,
     _deny_writes_in,
-    bracket,
     _enospc,
     _files,
     _scene,
+    bracket,
     expect_user_error,
     reconstruct_error,
     scene,
@@ -682,3 +683,139 @@ def test_one_stderr_line_per_failure(tmp_path, bracket, case):
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert not (tmp_path / "out.exr").exists()
+
+
+def _unblock_later(fifo: Path, seconds: float = 5.0):
+    """A watchdog: should a reader block on ``fifo`` (the bug), open and close its write end so
+    the test ends with a failed assertion instead of hanging."""
+    import threading
+
+    def writer():
+        import time
+
+        time.sleep(seconds)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader waiting: nothing was blocked
+            pass
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("where", ["bracket-frame", "exposure-file"])
+def test_special_file_is_refused_without_opening(capsys, tmp_path, bracket, scene, where):
+    """A FIFO given as a frame (or standing as exposure.txt) is refused from ``stat``: opening it
+    would block until a writer appears (the run hung forever)."""
+    from gmodiff.errors import ExposureError
+
+    if where == "bracket-frame":
+        fifo = tmp_path / "frame1.jpg"
+        bracket[1].unlink()
+        os.mkfifo(fifo)
+        _unblock_later(fifo)
+        _bracket_error(capsys, tmp_path, bracket, ImageReadError, "frame1.jpg",
+                       "is a FIFO (named pipe), not a regular file")
+    else:
+        fifo = scene / "exposure.txt"
+        fifo.unlink()
+        os.mkfifo(fifo)
+        _unblock_later(fifo)
+        reconstruct_error(capsys, tmp_path, scene, ExposureError, "exposure.txt",
+                          "is a FIFO (named pipe)")
+
+
+def test_same_file_twice_is_refused(capsys, tmp_path, bracket):
+    """Three names of one file (hard links) are not a bracket, even with --ev."""
+    from gmodiff.errors import SceneError
+
+    links = [bracket[0], tmp_path / "copy1.jpg", tmp_path / "copy2.jpg"]
+    for link in links[1:]:
+        os.link(bracket[0], link)
+    _bracket_error(capsys, tmp_path, links, SceneError, "copy1.jpg", "same file as frame0.jpg",
+                   extra=["--ev", "-2,0,2"])
+
+
+def test_scene_exposures_closer_than_the_bracket_rule(capsys, tmp_path, scene):
+    """exposure.txt values 1e-5 stops apart: refused like two equal --ev values (< 0.1 stop)."""
+    from gmodiff.errors import ExposureError
+
+    (scene / "exposure.txt").write_text("0 0.00001 4\n")
+    reconstruct_error(capsys, tmp_path, scene, ExposureError, "exposure.txt", "closer than 0.1")
+
+
+def test_exposure_file_with_a_byte_order_mark(capsys, tmp_path, scene):
+    """A UTF-8 exposure.txt that starts with a BOM (Windows editors) is read."""
+    (scene / "exposure.txt").write_text("\ufeff0 2 4\r\n", encoding="utf-8")
+    out = tmp_path / "out.exr"
+    code = main(["reconstruct", str(scene), "-o", str(out), "--method", "merge", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("case", ["followed", "loop"])
+def test_symlinked_scene_folders(capsys, tmp_path, scene, case):
+    """A folder of scenes whose scenes are symlinks: followed. A link back up the tree: refused
+    (it was skipped: "no scene folders found", or the loop went unnoticed)."""
+    from gmodiff.errors import SceneError
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    (scenes / "linked").symlink_to(scene, target_is_directory=True)
+    out = tmp_path / "out"
+    argv = ["reconstruct", str(scenes), "-o", str(out), "--method", "merge", "--no-progress"]
+    if case == "followed":
+        assert main(argv) == 0, capsys.readouterr().err
+        assert sorted(os.listdir(out)) == ["linked.exr"]
+    else:
+        (scenes / "real").mkdir()
+        (scenes / "real" / "up").symlink_to(scenes, target_is_directory=True)
+        expect_user_error(capsys, argv, SceneError, "up", "symlink loop")
+        assert not out.exists()
+
+
+def test_control_characters_in_file_names_are_escaped(capsys, tmp_path, bracket):
+    """A file name with an ANSI escape (or a newline) is shown escaped, so it can neither recolour
+    the terminal nor split the one error line."""
+    bad = tmp_path / "evil\x1b[2J\x1b[31m\nname.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["reconstruct", str(bracket[0]), str(bad), str(bracket[2]), "-o", str(out / "o.exr"),
+            "--ev", "-2,0,2", "--no-progress"]
+    line = expect_user_error(capsys, argv, ImageReadError, "evil\\x1b[2J\\x1b[31m\\x0aname.jpg")
+    assert "\x1b" not in line
+    from gmodiff.errors import display_path, printable
+
+    assert printable("a\u202eb\x9b") == "a\\u202eb\\x9b" and "\n" not in display_path(bad)
+
+
+@pytest.mark.parametrize("which", ["output", "preview"])
+def test_output_name_is_an_existing_folder(capsys, tmp_path, scene, monkeypatch, which):
+    """-o (or --preview) naming an existing folder: refused before compute (it failed only when
+    the finished result was written)."""
+    monkeypatch.setattr("gmodiff.jobs.reconstruct_one", _never)
+    folder = tmp_path / ("result.exr" if which == "output" else "preview.png")
+    folder.mkdir()
+    output = folder if which == "output" else tmp_path / "fine.exr"
+    extra = ["--preview", str(folder)] if which == "preview" else []
+    expect_user_error(capsys, ["reconstruct", str(scene), "-o", str(output), "--no-progress",
+                               *extra], OutputError, folder.name, "existing folder")
+    assert list(folder.iterdir()) == []
+
+
+def test_outputs_with_the_same_path_are_refused(capsys, tmp_path, scene, tiny_pipeline,
+                                                monkeypatch):
+    """--preview named like a debug map (out.gain_map.png): refused before compute, instead of
+    one silently replacing the other."""
+    monkeypatch.setattr("gmodiff.jobs.reconstruct_one", _never)
+    reconstruct_error(capsys, tmp_path, scene, OutputError, "out.gain_map.png", "same file",
+                      name="out.exr", extra=["--method", "gmodiff", "--weights", str(tiny_pipeline),
+                                             "--debug-maps", "--preview",
+                                             str(tmp_path / "out" / "out.gain_map.png")])
+    from gmodiff.io.output import check_distinct_outputs
+
+    os.link(scene / "input_1.tif", tmp_path / "hard.tif")
+    with pytest.raises(OutputError, match="the b and the a would be the same file"):
+        check_distinct_outputs([("a", scene / "input_1.tif"), ("b", tmp_path / "hard.tif")])

@@ -27,6 +27,7 @@ Which frames are used (the network takes exactly three: short, reference, long):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +37,11 @@ import numpy as np
 from gmodiff.align import ALIGN_METHODS, AlignmentResult, align_scene
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
-from gmodiff.io.ldr import read_ldr
+from gmodiff.io.ldr import check_input_file, read_ldr
 from gmodiff.io.memory import RunCheck, check_fits_in_memory
-from gmodiff.io.scene import MAX_EXPOSURE_SPAN_STOPS, Scene
+from gmodiff.io.scene import DUPLICATE_TOLERANCE_STOPS, MAX_EXPOSURE_SPAN_STOPS, Scene
 
 TARGET_GAP_STOPS = 3.0
-DUPLICATE_TOLERANCE_STOPS = 0.1
-"""Exposures closer than this (in stops) count as the same exposure."""
 SATURATED_LEVEL = 0.98
 BLACK_LEVEL = 0.02
 SATURATED_FRACTION = 0.99
@@ -130,6 +129,19 @@ def bracket_exposures(paths: Sequence[Path], ev: str | None = None,
     return exposures_from_exif(paths), "exif"
 
 
+def _check_distinct_files(paths: Sequence[Path]) -> None:
+    """Every path a regular file (checked by ``stat``: nothing is opened yet, so a FIFO cannot
+    hang us) and no file given twice, by any name: a relative path, a symlink, a hard link."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        check_input_file(path)
+        info = os.stat(path)
+        first = seen.setdefault((info.st_dev, info.st_ino), path)
+        if first is not path:
+            raise SceneError(f"is the same file as {first.name} (another name or a hard link to "
+                             "it)", path, "pass each frame once")
+
+
 def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
     order = np.argsort(exposures, kind="stable")
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -208,8 +220,7 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
     if len(paths) < 2:
         raise SceneError(f"a bracket needs at least 2 frames, got {len(paths)}", paths[0] if paths else None,
                          "pass 2 or more differently exposed images of the same view")
-    if len(set(p.resolve() for p in paths)) != len(paths):
-        raise SceneError("the same file is given twice", None, "pass each frame once")
+    _check_distinct_files(paths)
     exposures, source = bracket_exposures(paths, ev, times)
     _check_duplicates(paths, exposures)
     if reference is not None and not 1 <= reference <= len(paths):

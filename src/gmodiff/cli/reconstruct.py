@@ -21,7 +21,7 @@ import typer
 from gmodiff.cli import app
 from gmodiff.cli.flags import as_flags
 from gmodiff import jobs
-from gmodiff.errors import ConfigError, SceneError, display_path
+from gmodiff.errors import ConfigError, SceneError, display_path, printable
 from gmodiff.reconstruct import DTYPES, ReconstructOptions, memory_check
 
 
@@ -189,9 +189,10 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
     prepared = prepare_bracket(paths, ev=ev, times=times, reference=reference, align=align,
                                run_check=memory_check(method, options))
     read_s = time.perf_counter() - reading
-    typer.echo("\n".join(prepared.selection.describe().splitlines()))
+    for line in prepared.selection.describe().splitlines():  # file names: escapes shown
+        typer.echo(printable(line))
     for warning in prepared.alignment.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        typer.echo(printable(f"warning: {warning}"), err=True)
     summary = jobs.write_reconstruction(prepared.scene, output, method, options, preview, float_exr,
                                         debug_maps, preview_exposure, finish=prepared.finish)
     summary["timings"] = {"read + align": read_s, **summary["timings"]}

@@ -6,6 +6,8 @@ pixels, so a malformed or hostile header cannot make us allocate unbounded memor
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,34 @@ PNG_SUFFIXES = (".png",)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 LDR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
 """File extensions (lower case) that :func:`read_ldr` understands."""
+
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_kind(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder ("a FIFO
+    (named pipe)", "a character device", …), from ``stat`` alone; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
+
+
+def check_input_file(path: str | Path) -> None:
+    """Refuse, from ``stat`` alone (nothing is opened), an input that is missing, a folder, or
+    a special file: opening a FIFO blocks until some writer appears, a device never ends."""
+    path = Path(path)
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise ImageReadError(f"is {kind}, not a regular file", path, "pass the image file itself")
+    if path.is_dir():
+        raise ImageReadError("is a folder, not an image file", path,
+                             "pass the image files of one bracket, or one scene folder")
+    if not path.is_file():
+        raise ImageReadError("file not found", path, "check the path")
 
 
 @dataclass
@@ -218,8 +248,7 @@ def ldr_size(path: str | Path) -> tuple[int, int]:
     Applies the same ``MAX_SIDE`` check as :func:`read_ldr`; failures are ``ImageReadError``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError("file not found", path, "check the path")
+    check_input_file(path)
     try:
         with captured_native_output() as said:
             height, width = _header_size(path)
@@ -241,8 +270,7 @@ def read_ldr(path: str | Path) -> LDRImage:
     ``MAX_SIDE`` (20000) pixels on a side are refused. Any failure raises ``ImageReadError``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError("file not found", path, "check the path")
+    check_input_file(path)
     suffix = path.suffix.lower()
     try:
         # Decoders print warnings of their own (tifffile, libpng): captured, not shown.
