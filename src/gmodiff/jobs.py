@@ -212,9 +212,8 @@ def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,
     for folder in (out_dir, preview_dir):
         if folder is not None:
             check_writable_folder(folder)
-    from gmodiff.io.scene import scene_input_paths
-
     from gmodiff.io.output import check_distinct_outputs
+    from gmodiff.io.scene import scene_input_paths
 
     inputs = [path for folder in scenes for path in scene_input_paths(folder)]
     every_output = []

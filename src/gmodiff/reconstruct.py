@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,8 @@ class ReconstructOptions:
         if self.steps > MAX_STEPS:
             raise ConfigError(f"steps must be at most {MAX_STEPS}, got {_short(self.steps)}",
                               fix=f"use `steps=1` (the one-step model) up to `steps={MAX_STEPS}`")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not \
-                0 <= self.seed <= MAX_SEED:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not \
+                0 <= int(self.seed) <= MAX_SEED:
             raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (2**63 - 1), got "
                               f"{_short(self.seed)}", fix="use a smaller `seed`, e.g. `seed=0`")
         if self.tile is not None:
@@ -349,10 +350,10 @@ def memory_check(method: str, options: ReconstructOptions | None = None):
     it applies once the scene is loaded; refine off when the pipeline decides, the smaller
     need), DaReg's is :func:`gmodiff.memory.check_dareg_fits`. ``auto`` plans as GMODiff when a
     bundled model is installed (every scene it loads has the three frames auto needs)."""
-    from gmodiff.pipeline import bundled_pipeline
-
     options = options or ReconstructOptions()
     if method == AUTO:
+        from gmodiff.pipeline import bundled_pipeline
+
         method = "gmodiff" if bundled_pipeline() is not None else CLASSICAL_ALIAS
     if method == "gmodiff":
         from gmodiff.memory import plan_memory

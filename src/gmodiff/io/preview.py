@@ -105,9 +105,7 @@ def tonemap_preview(hdr: np.ndarray, exposure: float | None = None) -> np.ndarra
 
 def check_preview_path(path: str | Path) -> Path:
     """Fail early (before any compute) on a preview name or folder we cannot write."""
-    from gmodiff.io.output import check_writable_folder
-
-    from gmodiff.io.output import check_not_a_folder
+    from gmodiff.io.output import check_not_a_folder, check_writable_folder
 
     path = Path(path)
     check_not_a_folder(path, "preview")
