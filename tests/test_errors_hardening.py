@@ -24,12 +24,14 @@ import pytest
 from gmodiff.cli import main
 from gmodiff.errors import CheckpointError, ConfigError, ImageReadError, OutputError
 from gmodiff.io.scene import save_scene
-from test_errors_table import (  # noqa: F401  (scene and tiny_pipeline are fixtures)
+from test_errors_table import (  # noqa: F401  (bracket, scene and tiny_pipeline are fixtures)
     DOCS,
+    _bracket_error,
     _deny_writes_in,
     _enospc,
     _files,
     _scene,
+    bracket,
     expect_user_error,
     reconstruct_error,
     scene,
@@ -500,3 +502,317 @@ def test_same_thread_count_gives_identical_bytes(tmp_path, scene):
         torch.set_num_threads(threads)
     assert digests[0] == digests[1]
 
+
+
+# =========================================== hardening round 3 (issue 26): readers and options
+
+
+def _mpo_jpeg(path: Path, value: int, seconds: float, size: tuple[int, int] = (32, 48)) -> Path:
+    """A camera-style JPEG whose MPF segment (APP2) adds a small second image after the primary
+    one: Pillow opens it as "MPO"."""
+    from PIL import Image
+
+    from bracket_helpers import exif_bytes
+
+    primary = Image.fromarray(np.full((*size, 3), value, np.uint8))
+    preview = Image.fromarray(np.full((8, 12, 3), 255 - value, np.uint8))
+    primary.save(path, "MPO", save_all=True, append_images=[preview], exif=exif_bytes(seconds))
+    return path
+
+
+def test_mpo_camera_jpeg_is_read(capsys, tmp_path):
+    """A JPEG with an MPF preview (Pillow's "MPO") reads as its primary image, in the library
+    and on the command line (a bracket of three such frames reconstructs)."""
+    from PIL import Image
+
+    from gmodiff.io.ldr import read_ldr
+
+    frames = [_mpo_jpeg(tmp_path / f"DSC0{k}.JPG", value, seconds)
+              for k, (value, seconds) in enumerate([(40, 1 / 240), (120, 1 / 60), (220, 1 / 15)])]
+    with Image.open(frames[1]) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    image = read_ldr(frames[1])
+    assert image.pixels.shape == (32, 48, 3) and image.bit_depth == 8
+    assert abs(float(image.pixels.mean()) - 120 / 255) < 0.01  # the primary, not the preview
+    out = tmp_path / "out.exr"
+    code = main(["reconstruct", *map(str, frames), "-o", str(out), "--method", "merge",
+                 "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert out.is_file() and "MPO" not in captured.err
+
+
+def test_wrong_format_names_the_right_extension(capsys, tmp_path, scene):
+    """A PNG saved as .jpg (or a JPEG as .png): the fix names the extension its content has."""
+    from PIL import Image
+
+    from gmodiff.io.ldr import read_ldr
+
+    Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(tmp_path / "f.png")
+    (tmp_path / "f.png").rename(tmp_path / "frame.jpg")
+    with pytest.raises(ImageReadError, match=r"is a PNG image, not JPEG — rename it to frame\.png"):
+        read_ldr(tmp_path / "frame.jpg")
+    (scene / "input_2.tif").unlink()
+    Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(scene / "input_2.png", "JPEG")
+    # input_*.tif are taken when present: make every frame a PNG so the mislabelled one is read
+    for k in (1, 3):
+        Image.open(scene / f"input_{k}.tif").convert("RGB").save(scene / f"input_{k}.png")
+        (scene / f"input_{k}.tif").unlink()
+    reconstruct_error(capsys, tmp_path, scene, ImageReadError, "input_2.png", "JPEG image",
+                      "rename it to input_2.jpg")
+
+
+def _jpeg_header_claiming(path: Path, width: int, height: int) -> Path:
+    """A few-KB JPEG whose SOF header claims width×height (libjpeg would decode the missing
+    data as a grey frame of that size)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(buf, "JPEG", quality=90)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_pixel_bomb_refused_by_the_memory_plan_before_decoding(capsys, tmp_path, monkeypatch,
+                                                               tiny_pipeline):
+    """3-KB JPEGs claiming 12000×12000 on a machine with 16 GB free: the loader's estimate
+    (10.4 GB) passes, the reconstruction's own plan (22 GB) does not, and refuses from the
+    headers, naming the file and the size, before any pixel is decoded."""
+    import gmodiff.io.ldr
+    import gmodiff.io.memory
+    import gmodiff.memory
+    from gmodiff.errors import OutOfMemoryError
+    from gmodiff.methods import memory_check
+
+    frames = [_jpeg_header_claiming(tmp_path / f"bomb{k}.jpg", 12000, 12000) for k in range(3)]
+    assert all(f.stat().st_size < 4000 for f in frames)
+    for module in (gmodiff.io.memory, gmodiff.memory):
+        monkeypatch.setattr(module, "available_memory", lambda: 16 << 30)
+    monkeypatch.setattr(gmodiff.io.ldr, "_read_jpeg", _never)
+    out = tmp_path / "out"
+    out.mkdir()
+    line = expect_user_error(capsys, ["reconstruct", *map(str, frames), "-o", str(out / "o.exr"),
+                                      "--ev", "0,2,4", "--no-progress", "--method", "gmodiff",
+                                      "--weights", str(tiny_pipeline)],
+                             OutOfMemoryError, "bomb0.jpg", "12000x12000", "--max-memory")
+    assert "may be used" in line and _files(out) == {}
+    with pytest.raises(OutOfMemoryError, match="12000x12000.*DaReg alone"):
+        memory_check("dareg")(frames[0], 12000, 12000)
+    assert memory_check("merge") is None  # classical merges: the loader's estimate suffices
+    # Another format's reader (camera raw, HEIC) joins the same checks through the hook.
+    from gmodiff.io.memory import _HEADER_READERS, check_fits_in_memory, register_header_reader
+
+    monkeypatch.setattr(gmodiff.io.memory, "_HEADER_READERS", dict(_HEADER_READERS))
+    register_header_reader([".ARW"], lambda path: (30000, 20000))
+    (tmp_path / "raw.arw").write_bytes(b"raw")
+    with pytest.raises(ImageReadError, match="raw.arw: image is 20000x30000, larger than"):
+        check_fits_in_memory([tmp_path / "raw.arw"])
+
+
+def test_png_inside_the_side_cap_is_not_a_pillow_bomb(tmp_path, monkeypatch, recwarn):
+    """A valid 20000×14000 PNG (inside the documented 20000-px cap) is judged by our rules, not
+    refused (nor warned about) by Pillow's decompression-bomb limit, which is raised to the cap."""
+    import cv2
+    from PIL import Image
+
+    from gmodiff.io.ldr import MAX_SIDE, ldr_size, read_ldr
+
+    path = _png_header_only(tmp_path / "pano.png", 20000, 14000)
+    assert ldr_size(path) == (14000, 20000)
+    # Decoding 280 MP is not this test's business: stand in for OpenCV once Pillow let it pass.
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flags: np.zeros((4, 4, 3), np.uint8))
+    assert read_ldr(path).pixels.shape == (4, 4, 3)
+    assert Image.MAX_IMAGE_PIXELS >= MAX_SIDE * MAX_SIDE
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
+
+
+@pytest.mark.parametrize("flag,value,mention", [
+    ("--max-memory", "9" * 400, "too large"),
+    ("--seed", str(2 ** 64), "seed must be a whole number from 0 to 9223372036854775807"),
+    ("--seed", "-1", "seed must be"),
+    ("--steps", "1000000000", "steps must be at most 1000"),
+], ids=["max-memory-400-digits", "seed-2**64", "seed-negative", "steps-1e9"])
+def test_options_bounded_at_the_edge(capsys, tmp_path, scene, tiny_pipeline, monkeypatch, flag,
+                                     value, mention):
+    """Out-of-range numbers are refused where they enter, in one line, before any weights are
+    loaded (they were an OverflowError, torch's ValueError after loading, an OOM later)."""
+    from gmodiff.pipeline import pipeline as pipeline_module
+    monkeypatch.setattr("gmodiff.jobs.reconstruct_one", _never)
+    monkeypatch.setattr(pipeline_module, "load_pipeline", _never)
+    line = reconstruct_error(capsys, tmp_path, scene, ConfigError, mention,
+                             extra=["--method", "gmodiff", "--weights", str(tiny_pipeline),
+                                    "--refine", flag, value])
+    assert len(line) < 300, line  # a 400-digit value is not echoed whole
+
+
+_WARN_THEN_FAIL = r"""
+import sys, warnings
+import numpy as np
+import gmodiff.bracket.prepare
+from gmodiff.errors import ExposureError
+def noisy(*args, **kwargs):
+    np.log2(np.zeros(1))  # numpy: "divide by zero encountered in log2"
+    warnings.warn("a library's note", UserWarning)
+    raise ExposureError("the exposures are odd", None, "fix them")
+gmodiff.bracket.prepare.bracket_exposures = noisy
+from gmodiff.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("case", ["ev-overflow", "warning-then-error"])
+def test_one_stderr_line_per_failure(tmp_path, bracket, case):
+    """Nothing is printed before the one error line: numpy's RuntimeWarnings (``--ev 0,2,2000``
+    overflows exp2) and any other warning raised on the way to a failure are held back."""
+    args = ["reconstruct", *map(str, bracket), "-o", str(tmp_path / "out.exr"), "--no-progress",
+            "--method", "merge"]
+    if case == "ev-overflow":
+        command = [sys.executable, "-W", "default", "-m", "gmodiff", *args, "--ev", "0,2,2000"]
+    else:
+        command = [sys.executable, "-W", "default", "-c", _WARN_THEN_FAIL, *args]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert not (tmp_path / "out.exr").exists()
+
+
+def _unblock_later(fifo: Path, seconds: float = 5.0):
+    """A watchdog: should a reader block on ``fifo`` (the bug), open and close its write end so
+    the test ends with a failed assertion instead of hanging."""
+    import threading
+
+    def writer():
+        import time
+
+        time.sleep(seconds)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader waiting: nothing was blocked
+            pass
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("where", ["bracket-frame", "exposure-file"])
+def test_special_file_is_refused_without_opening(capsys, tmp_path, bracket, scene, where):
+    """A FIFO given as a frame (or standing as exposure.txt) is refused from ``stat``: opening it
+    would block until a writer appears (the run hung forever)."""
+    from gmodiff.errors import ExposureError
+
+    if where == "bracket-frame":
+        fifo = tmp_path / "frame1.jpg"
+        bracket[1].unlink()
+        os.mkfifo(fifo)
+        _unblock_later(fifo)
+        _bracket_error(capsys, tmp_path, bracket, ImageReadError, "frame1.jpg",
+                       "is a FIFO (named pipe), not a regular file")
+    else:
+        fifo = scene / "exposure.txt"
+        fifo.unlink()
+        os.mkfifo(fifo)
+        _unblock_later(fifo)
+        reconstruct_error(capsys, tmp_path, scene, ExposureError, "exposure.txt",
+                          "is a FIFO (named pipe)")
+
+
+def test_same_file_twice_is_refused(capsys, tmp_path, bracket):
+    """Three names of one file (hard links) are not a bracket, even with --ev."""
+    from gmodiff.errors import SceneError
+
+    links = [bracket[0], tmp_path / "copy1.jpg", tmp_path / "copy2.jpg"]
+    for link in links[1:]:
+        os.link(bracket[0], link)
+    _bracket_error(capsys, tmp_path, links, SceneError, "copy1.jpg", "same file as frame0.jpg",
+                   extra=["--ev", "-2,0,2"])
+
+
+def test_scene_exposures_closer_than_the_bracket_rule(capsys, tmp_path, scene):
+    """exposure.txt values 1e-5 stops apart: refused like two equal --ev values (< 0.1 stop)."""
+    from gmodiff.errors import ExposureError
+
+    (scene / "exposure.txt").write_text("0 0.00001 4\n")
+    reconstruct_error(capsys, tmp_path, scene, ExposureError, "exposure.txt", "closer than 0.1")
+
+
+def test_exposure_file_with_a_byte_order_mark(capsys, tmp_path, scene):
+    """A UTF-8 exposure.txt that starts with a BOM (Windows editors) is read."""
+    (scene / "exposure.txt").write_text("\ufeff0 2 4\r\n", encoding="utf-8")
+    out = tmp_path / "out.exr"
+    code = main(["reconstruct", str(scene), "-o", str(out), "--method", "merge", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("case", ["followed", "loop"])
+def test_symlinked_scene_folders(capsys, tmp_path, scene, case):
+    """A folder of scenes whose scenes are symlinks: followed. A link back up the tree: refused
+    (it was skipped: "no scene folders found", or the loop went unnoticed)."""
+    from gmodiff.errors import SceneError
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    (scenes / "linked").symlink_to(scene, target_is_directory=True)
+    out = tmp_path / "out"
+    argv = ["reconstruct", str(scenes), "-o", str(out), "--method", "merge", "--no-progress"]
+    if case == "followed":
+        assert main(argv) == 0, capsys.readouterr().err
+        assert sorted(os.listdir(out)) == ["linked.exr"]
+    else:
+        (scenes / "real").mkdir()
+        (scenes / "real" / "up").symlink_to(scenes, target_is_directory=True)
+        expect_user_error(capsys, argv, SceneError, "up", "symlink loop")
+        assert not out.exists()
+
+
+def test_control_characters_in_file_names_are_escaped(capsys, tmp_path, bracket):
+    """A file name with an ANSI escape (or a newline) is shown escaped, so it can neither recolour
+    the terminal nor split the one error line."""
+    bad = tmp_path / "evil\x1b[2J\x1b[31m\nname.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["reconstruct", str(bracket[0]), str(bad), str(bracket[2]), "-o", str(out / "o.exr"),
+            "--ev", "-2,0,2", "--no-progress"]
+    line = expect_user_error(capsys, argv, ImageReadError, "evil\\x1b[2J\\x1b[31m\\x0aname.jpg")
+    assert "\x1b" not in line
+    from gmodiff.errors import display_path, printable
+
+    assert printable("a\u202eb\x9b") == "a\\u202eb\\x9b" and "\n" not in display_path(bad)
+
+
+@pytest.mark.parametrize("which", ["output", "preview"])
+def test_output_name_is_an_existing_folder(capsys, tmp_path, scene, monkeypatch, which):
+    """-o (or --preview) naming an existing folder: refused before compute (it failed only when
+    the finished result was written)."""
+    monkeypatch.setattr("gmodiff.jobs.reconstruct_one", _never)
+    folder = tmp_path / ("result.exr" if which == "output" else "preview.png")
+    folder.mkdir()
+    output = folder if which == "output" else tmp_path / "fine.exr"
+    extra = ["--preview", str(folder)] if which == "preview" else []
+    expect_user_error(capsys, ["reconstruct", str(scene), "-o", str(output), "--no-progress",
+                               *extra], OutputError, folder.name, "existing folder")
+    assert list(folder.iterdir()) == []
+
+
+def test_outputs_with_the_same_path_are_refused(capsys, tmp_path, scene, tiny_pipeline,
+                                                monkeypatch):
+    """--preview named like a debug map (out.gain_map.png): refused before compute, instead of
+    one silently replacing the other."""
+    monkeypatch.setattr("gmodiff.jobs.reconstruct_one", _never)
+    reconstruct_error(capsys, tmp_path, scene, OutputError, "out.gain_map.png", "same file",
+                      name="out.exr", extra=["--method", "gmodiff", "--weights", str(tiny_pipeline),
+                                             "--debug-maps", "--preview",
+                                             str(tmp_path / "out" / "out.gain_map.png")])
+    from gmodiff.io.paths import check_distinct_outputs
+
+    os.link(scene / "input_1.tif", tmp_path / "hard.tif")
+    with pytest.raises(OutputError, match="the b and the a would be the same file"):
+        check_distinct_outputs([("a", scene / "input_1.tif"), ("b", tmp_path / "hard.tif")])

@@ -10,14 +10,26 @@ import os
 import re
 from pathlib import Path
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+"""C0/C1 control characters (ESC starts terminal escape sequences), line separators and the
+bidirectional overrides that can make a name display as another."""
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 def printable(text: str) -> str:
-    """``text`` with the bytes of non-UTF-8 file names (held as surrogates) shown as U+FFFD, so
-    ``print`` cannot fail with UnicodeEncodeError."""
+    """``text`` safe to print on a terminal: the bytes of non-UTF-8 file names (held as
+    surrogates) shown as U+FFFD, so ``print`` cannot fail with UnicodeEncodeError, and control
+    characters (ANSI escapes, newlines, bidi overrides) written as ``\\x1b``-style escapes, so a
+    file name can neither recolour the terminal nor split or disguise a message."""
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub(_escape, text)
 
 
 def display_path(path: str | Path) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from gmodiff.errors import ConfigError, GmodiffError, OutputError, SceneError, display_path
 from gmodiff.io.scene import Scene
-from gmodiff.methods import ReconstructOptions, reconstruct_scene
+from gmodiff.methods import ReconstructOptions, memory_check, reconstruct_scene
 from gmodiff.result import Reconstruction
 
 BATCH_FORMATS = (".exr", ".hdr")
@@ -118,16 +118,28 @@ def check_preview(path: Path | None) -> None:
 
 def check_outputs_spare_inputs(output: Path, preview: Path | None, debug_maps: bool,
                                inputs: list[Path]) -> None:
-    """No output of a run (HDR, preview, debug maps) may replace one of its input files, by any
-    name (relative path, symlink, hard link). Run before any compute."""
-    from gmodiff.io.paths import check_not_an_input
+    """No output of a run (HDR, preview, debug maps) may replace one of its input files, nor
+    another of its outputs, by any name (relative path, symlink, hard link). Run before any
+    compute."""
+    from gmodiff.io.paths import check_distinct_outputs, check_not_an_input
 
+    check_distinct_outputs(run_outputs(output, preview, debug_maps))
     check_not_an_input(output, inputs)
     if preview is not None:
         check_not_an_input(preview, inputs, "preview")
     if debug_maps:
         for path in debug_map_paths(output):
             check_not_an_input(path, inputs, "debug map")
+
+
+def run_outputs(output: Path, preview: Path | None, debug_maps: bool) -> list[tuple[str, Path]]:
+    """(what, path) of every file one run writes."""
+    outputs = [("output", output)]
+    if preview is not None:
+        outputs.append(("preview", preview))
+    if debug_maps:
+        outputs += list(zip(("gain map", "DA mask"), debug_map_paths(output)))
+    return outputs
 
 
 def ground_truth_scores(scene: Scene, hdr: np.ndarray) -> dict[str, float]:
@@ -187,7 +199,8 @@ def reconstruct_one(folder: Path, output: Path, method: str, options: Reconstruc
     from gmodiff.io.scene import load_scene
 
     start = time.perf_counter()
-    scene = load_scene(folder)
+    # The method's memory plan judges the frames' header sizes before any pixel is decoded.
+    scene = load_scene(folder, run_check=memory_check(method, options))
     read_s = time.perf_counter() - start
     summary = write_reconstruction(scene, output, method, options, outputs)
     summary["timings"] = {"read": read_s, **summary["timings"]}
@@ -215,14 +228,18 @@ def check_batch(scenes: list[Path], out_dir: Path, preview_dir: Path | None,
     for folder in (out_dir, preview_dir):
         if folder is not None:
             check_writable_folder(folder)
+    from gmodiff.io.paths import check_distinct_outputs
     from gmodiff.io.scene import scene_input_paths
 
     inputs = [path for folder in scenes for path in scene_input_paths(folder)]
+    every_output = []
     for folder in scenes:
-        check_outputs_spare_inputs(
-            out_dir / f"{folder.name}{suffix}",
-            preview_dir / f"{folder.name}.png" if preview_dir is not None else None,
-            debug_maps, inputs)
+        output = out_dir / f"{folder.name}{suffix}"
+        preview = preview_dir / f"{folder.name}.png" if preview_dir is not None else None
+        check_outputs_spare_inputs(output, preview, debug_maps, inputs)
+        every_output += [(f"{what} of {folder.name}", path)
+                         for what, path in run_outputs(output, preview, debug_maps)]
+    check_distinct_outputs(every_output)  # e.g. scene a's preview = scene "a.gain_map"'s output
     return suffix
 
 

@@ -52,6 +52,8 @@ VAE_TILE = 32
 """Refiner VAE tile in latent px (256 image px), overlap 8."""
 DEFAULT_FRACTION = 0.6
 MULTIPLE = 32
+MAX_MEMORY_BYTES = 1024 ** 5
+"""1 PiB (``1024T``): the largest ``--max-memory`` accepted (anything larger is a typo)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ def parse_size(text: str) -> int:
     if not match:
         raise ConfigError(f"`max_memory` {text!r} is not a size", fix="write e.g. 6G or 512M")
     value = float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " ")
+    shown = text if len(str(text)) <= 24 else f"{str(text)[:20]}… ({len(str(text))} characters)"
+    if not math.isfinite(value) or value > MAX_MEMORY_BYTES:  # 400 digits: float says inf
+        raise ConfigError(f"`max_memory` {shown!r} is too large", fix="give at most 1024T, e.g. 6G")
     if value < 64 * MIB:
         raise ConfigError(f"`max_memory` {text!r} is too small", fix="give at least 64M, e.g. 4G")
     return int(value)
@@ -146,6 +151,23 @@ def minimum_bytes(height: int, width: int, refine: bool = True) -> int:
     if refine:
         tiles = max(tiles, REFINER_TILED_BYTES + ATTENTION_BYTES * 32 ** 2 * (pixels // MULTIPLE ** 2))
     return BASE_BYTES + IMAGE_BYTES_PER_PX * pixels + tiles
+
+
+def dareg_bytes(height: int, width: int) -> int:
+    """What DaReg alone (``method dareg``) needs for an h×w image: it runs on the whole image."""
+    pixels = _padded(height) * _padded(width)
+    return BASE_BYTES + (IMAGE_BYTES_PER_PX + DAREG_BYTES_PER_PX) * pixels
+
+
+def check_dareg_fits(height: int, width: int, source: str | Path | None = None,
+                     available: int | None = None) -> None:
+    """Refuse (before decoding) an image DaReg alone cannot hold in the memory free now."""
+    available = available_memory() if available is None else available
+    if (need := dareg_bytes(height, width)) > available:
+        raise OutOfMemoryError(
+            f"a {width}x{height} image needs about {format_bytes(need)} for DaReg alone (it does "
+            f"not tile), only {format_bytes(available)} is available", source,
+            "use the default method (it tiles to fit), or downscale the frames")
 
 
 def plan_memory(height: int, width: int, budget: int | None = None, refine: bool = True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,11 @@ CLASSICAL_ALIAS = "classical"
 """Method name meaning "the best classical baseline" (see ``gmodiff.baselines.BEST_CLASSICAL``)."""
 AUTO = "auto"
 """Method name meaning "the bundled GMODiff model when installed (3-frame brackets), else classical"."""
+MAX_STEPS = 1000
+"""Most refinement steps: the diffusion schedule has 1000 timesteps, and a DDIM chain from the
+refiner's timestep (at most 999) with more steps than that only repeats them."""
+MAX_SEED = 2 ** 63 - 1
+"""Largest seed: torch generators take 64-bit seeds; 0..2**63-1 is one range on every platform."""
 DTYPES = ("fp32", "fp16", "bf16")
 """Refiner precisions by name; fp16/bf16 need a GPU."""
 _TORCH_DTYPES = dict(zip(DTYPES, ("float32", "float16", "bfloat16")))
@@ -72,8 +78,16 @@ class ReconstructOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        # Bounded here, where options enter, before any weights are loaded or image decoded.
         if self.steps < 1:
             raise ConfigError(f"steps must be ≥ 1, got {self.steps}", fix="use `steps=1`")
+        if self.steps > MAX_STEPS:
+            raise ConfigError(f"steps must be at most {MAX_STEPS}, got {_short(self.steps)}",
+                              fix=f"use `steps=1` (the one-step model) up to `steps={MAX_STEPS}`")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not \
+                0 <= int(self.seed) <= MAX_SEED:
+            raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (2**63 - 1), got "
+                              f"{_short(self.seed)}", fix="use a smaller `seed`, e.g. `seed=0`")
         if self.tile is not None:
             from gmodiff.models.refiner import MIN_LATENT_TILE
 
@@ -97,6 +111,12 @@ class ReconstructOptions:
             raise ConfigError(f"unknown reconstruction options {unknown}",
                               fix=f"use only {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def _short(value) -> str:
+    """A value for a message: a 400-digit number is shown by its first digits and length."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:20]}… ({len(text)} digits)"
 
 
 class Method:
@@ -320,6 +340,36 @@ def resolve_method(scene: Scene, method: str) -> str:
     if method == AUTO:
         method = auto_method(scene)
     return BEST_CLASSICAL if method == CLASSICAL_ALIAS else method
+
+
+def memory_check(method: str, options: ReconstructOptions | None = None):
+    """The memory plan of ``method`` as a check on header sizes, for the loaders to call before
+    any pixel is decoded (``gmodiff.io.memory.check_fits_in_memory``'s ``run_check``); None
+    when the method holds no more than the loader's own estimate (the classical merges).
+
+    GMODiff's check is :func:`gmodiff.memory.plan_memory` with the run's budget (the same rule
+    it applies once the scene is loaded; refine off when the pipeline decides, the smaller
+    need), DaReg's is :func:`gmodiff.memory.check_dareg_fits`. ``auto`` plans as GMODiff when a
+    bundled model is installed (every scene it loads has the three frames auto needs)."""
+    options = options or ReconstructOptions()
+    if method == AUTO:
+        from gmodiff.pipeline.pipeline import bundled_pipeline
+
+        method = "gmodiff" if bundled_pipeline() is not None else CLASSICAL_ALIAS
+    if method == "gmodiff":
+        from gmodiff.memory import plan_memory
+
+        refine = bool(options.refine)
+
+        def check(path: Path, height: int, width: int) -> None:
+            plan_memory(height, width, options.max_memory, refine=refine, source=path)
+
+        return check
+    if method == DaRegMethod.name:
+        from gmodiff.memory import check_dareg_fits
+
+        return lambda path, height, width: check_dareg_fits(height, width, path)
+    return None
 
 
 def reconstruct_scene(scene: Scene, method: str = CLASSICAL_ALIAS,

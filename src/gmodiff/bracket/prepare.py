@@ -27,6 +27,7 @@ Which frames are used (the network takes exactly three: short, reference, long):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +38,11 @@ from gmodiff.bracket.align import ALIGN_METHODS, AlignmentResult, align_frames, 
 from gmodiff.bracket.extras import ExtraFrame, anchor_level, extend_range
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.exif import exposures_from_exif
-from gmodiff.io.ldr import read_ldr
-from gmodiff.io.memory import check_fits_in_memory
-from gmodiff.io.scene import MAX_EXPOSURE_SPAN_STOPS, Scene
+from gmodiff.io.ldr import check_input_file, read_ldr
+from gmodiff.io.memory import RunCheck, check_fits_in_memory
+from gmodiff.io.scene import DUPLICATE_TOLERANCE_STOPS, MAX_EXPOSURE_SPAN_STOPS, Scene
 
 TARGET_GAP_STOPS = 3.0
-DUPLICATE_TOLERANCE_STOPS = 0.1
-"""Exposures closer than this (in stops) count as the same exposure."""
 SATURATED_LEVEL = 0.98
 BLACK_LEVEL = 0.02
 SATURATED_FRACTION = 0.99
@@ -156,19 +155,38 @@ def bracket_exposures(paths: Sequence[Path], options: BracketOptions = BracketOp
         raise ExposureError(f"`{name}` has {len(values)} values for {len(paths)} images", None,
                             f"give one `{name}` value per image, in the same order")
     exposures = np.array(values, dtype=np.float64)
-    if name == "ev":
-        exposures = np.exp2(exposures)
-    return exposures / exposures.min(), name
+    # ev 0,2,2000 overflows and times 1e-320,1 divides to inf: _check_duplicates refuses those
+    # spans in one line, so numpy's warnings would only print noise before it.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        if name == "ev":
+            exposures = np.exp2(exposures)
+        return exposures / exposures.min(), name
+
+
+def _check_distinct_files(paths: Sequence[Path]) -> None:
+    """Every path a regular file (checked by ``stat``: nothing is opened yet, so a FIFO cannot
+    hang us) and no file given twice, by any name: a relative path, a symlink, a hard link."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        check_input_file(path)
+        info = os.stat(path)
+        first = seen.setdefault((info.st_dev, info.st_ino), path)
+        if first is not path:
+            raise SceneError(f"is the same file as {first.name} (another name or a hard link to "
+                             "it)", path, "pass each frame once")
 
 
 def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
     order = np.argsort(exposures, kind="stable")
-    stops = np.log2(exposures[order])
-    if not np.all(np.isfinite(stops)) or stops[-1] - stops[0] > MAX_EXPOSURE_SPAN_STOPS:
-        raise ExposureError(f"the exposures span {stops[-1] - stops[0]:.4g} stops, more than "
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        stops = np.log2(exposures[order])
+        gaps = np.diff(stops)
+        span = float(stops[-1] - stops[0])
+    if not np.all(np.isfinite(stops)) or span > MAX_EXPOSURE_SPAN_STOPS:
+        raise ExposureError(f"the exposures span {span:.4g} stops, more than "
                             f"{MAX_EXPOSURE_SPAN_STOPS:g}", None,
                             "check --ev (stops) / --times (seconds) or the files' EXIF")
-    for a, b, gap in zip(order[:-1], order[1:], np.diff(stops)):
+    for a, b, gap in zip(order[:-1], order[1:], gaps):
         if gap < DUPLICATE_TOLERANCE_STOPS:
             raise ExposureError(
                 f"{paths[a].name} and {paths[b].name} have the same exposure ({gap:.2f} stops apart)",
@@ -222,26 +240,26 @@ def _black(frame: np.ndarray) -> bool:
     return float(np.mean(frame.max(axis=2) <= BLACK_LEVEL)) >= SATURATED_FRACTION
 
 
-def load_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketOptions()
-                 ) -> tuple[Scene, BracketSelection]:
+def load_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketOptions(),
+                 run_check: RunCheck | None = None) -> tuple[Scene, BracketSelection]:
     """Read a bracket of image files into a three-frame ``Scene`` (see module doc for the rule).
 
-    Raises ``SceneError``/``ExposureError``/``ImageReadError`` with one-line messages on bad
-    input.
+    ``run_check`` (the reconstruction's memory plan, :func:`gmodiff.methods.memory_check`)
+    judges the header sizes before any frame is decoded. Raises ``SceneError``/
+    ``ExposureError``/``ImageReadError`` with one-line messages on bad input.
     """
     reference = options.reference
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise SceneError(f"a bracket needs at least 2 frames, got {len(paths)}", paths[0] if paths else None,
                          "pass 2 or more differently exposed images of the same view")
-    if len(set(p.resolve() for p in paths)) != len(paths):
-        raise SceneError("the same file is given twice", None, "pass each frame once")
+    _check_distinct_files(paths)
     exposures, source = bracket_exposures(paths, options)
     _check_duplicates(paths, exposures)
     if reference is not None and not 1 <= reference <= len(paths):
         raise SceneError(f"`reference={reference}` is out of range", None,
                          f"give a number from 1 to {len(paths)} (the position of the file)")
-    check_fits_in_memory(paths)  # from the headers, before decoding
+    check_fits_in_memory(paths, run_check=run_check)  # from the headers, before decoding
     frames = [read_ldr(p).pixels for p in paths]
     _check_sizes(paths, frames)
     if all(_saturated(f) for f in frames):
@@ -300,11 +318,11 @@ class PreparedBracket:
                 *(f"warning: {w}" for w in self.alignment.warnings)]
 
 
-def prepare_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketOptions()
-                    ) -> PreparedBracket:
+def prepare_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketOptions(),
+                    run_check: RunCheck | None = None) -> PreparedBracket:
     """:func:`load_bracket`, then align the non-reference frames to the reference."""
     align = options.align  # checked (BracketOptions) before any image is read
-    scene, selection = load_bracket(paths, options)
+    scene, selection = load_bracket(paths, options, run_check=run_check)
     aligned, alignment = align_scene(scene, align)
     extras = []
     unit = float(selection.exposures[selection.used[0]])  # the scene's shortest frame is 1

@@ -6,7 +6,10 @@ user-fixable ``GmodiffError`` into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 
 import typer
 
@@ -50,8 +53,39 @@ def _register_commands() -> None:
 _register_commands()
 
 
+_UNCAPTURED_COMMANDS = ("serve",)
+"""Long-running commands whose warnings go to their console as they happen."""
+
+
+@contextlib.contextmanager
+def _held_warnings(argv: list[str] | None) -> Iterator[list[int]]:
+    """Hold back Python warnings (numpy's RuntimeWarnings on odd input, library notes) while a
+    command runs, so a failure prints its one ``error:`` line and nothing before it. The caller
+    puts the exit code in the yielded list: on success the held warnings are shown at the end
+    (numpy's floating-point RuntimeWarnings excepted: they are not the user's business)."""
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), None)
+    status: list[int] = []
+    if command in _UNCAPTURED_COMMANDS:
+        yield status
+        return
+    with warnings.catch_warnings(record=True) as held:
+        yield status
+    if status == [0]:
+        for w in held:
+            if not issubclass(w.category, RuntimeWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping user errors to one stderr line and exit code 2."""
+    with _held_warnings(argv) as status:
+        code = _run(argv)
+        status.append(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     from gmodiff.io.atomic import install_signal_cleanup
     from gmodiff.progress import mark_command_start
 

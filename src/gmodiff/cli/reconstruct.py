@@ -20,8 +20,8 @@ import typer
 
 from gmodiff import jobs
 from gmodiff.cli import app
-from gmodiff.errors import ConfigError, SceneError, as_flags, display_path
-from gmodiff.methods import DTYPES, ReconstructOptions
+from gmodiff.errors import ConfigError, SceneError, as_flags, display_path, printable
+from gmodiff.methods import DTYPES, ReconstructOptions, memory_check
 
 
 def _check_method(method: str) -> None:
@@ -96,7 +96,8 @@ def reconstruct_command(
     backbone: Path | None = typer.Option(None, "--backbone", help="gmodiff: local "
                                          "stable-diffusion-2-1-base diffusers folder."),
     steps: int = typer.Option(1, "--steps", min=1, help="gmodiff: refinement steps (1 = the "
-                              "one-step model; N>1 runs a DDIM chain from the same start)."),
+                              "one-step model; N>1 runs a DDIM chain from the same start; at "
+                              "most 1000)."),
     tile: int = typer.Option(0, "--tile", min=0, help="gmodiff: latent tile size in latent px "
                              "(e.g. 64); 0 = automatic (from the memory plan, see --max-memory)."),
     device: str = typer.Option("cpu", "--device", help="dareg/gmodiff: cpu or cuda[:N]."),
@@ -108,7 +109,8 @@ def reconstruct_command(
                                        "pipeline's config says (the bundled model's card explains)."),
     max_memory: str | None = typer.Option(None, "--max-memory", help="gmodiff: memory the run "
                                           "may use, e.g. 6G; it picks the tile sizes of DaReg "
-                                          "and the refiner. Default: 60% of the memory free now."),
+                                          "and the refiner (64M to 1024T). Default: 60% of the "
+                                          "memory free now."),
     preview_exposure: str = typer.Option("reference", "--preview-exposure", help="Exposure of "
                                          "the SDR pictures (--preview PNG and the Ultra HDR "
                                          "JPEG's SDR image, one rendition): reference (default: "
@@ -118,7 +120,7 @@ def reconstruct_command(
                                "tiles on stderr: a bar on a terminal, plain lines otherwise)."),
     seed: int = typer.Option(0, "--seed", help="Seed of gmodiff's VAE posterior sampling (only "
                              "pipelines trained with sample_latents draw; the default takes the "
-                             "posterior mode). Other methods have no randomness."),
+                             "posterior mode; 0 to 2**63-1). Other methods have no randomness."),
 ) -> None:
     """Reconstruct reference-aligned HDR from exposure brackets."""
     from gmodiff.io.paths import check_output_path
@@ -182,11 +184,13 @@ def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: 
     reading = time.perf_counter()
     prepared = prepare_bracket(paths, BracketOptions(ev=number_list(ev, "ev"),
                                                      times=number_list(times, "times"),
-                                                     reference=reference, align=align))
+                                                     reference=reference, align=align),
+                               run_check=memory_check(method, options))
     read_s = time.perf_counter() - reading
-    typer.echo("\n".join(prepared.selection.describe().splitlines()))
+    for line in prepared.selection.describe().splitlines():  # file names: escapes shown
+        typer.echo(printable(line))
     for warning in prepared.alignment.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        typer.echo(printable(f"warning: {warning}"), err=True)
     summary = jobs.write_reconstruction(prepared.scene, output, method, options, outputs,
                                         finish=prepared.finish)
     summary["timings"] = {"read + align": read_s, **summary["timings"]}

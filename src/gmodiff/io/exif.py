@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from gmodiff.errors import ExposureError, ImageReadError
+from gmodiff.io.ldr import check_input_file
 
 TAG_ORIENTATION = 0x0112
 TAG_EXIF_IFD = 0x8769
@@ -85,6 +86,7 @@ def parse_exif_bytes(data: bytes) -> ExposureInfo:
 def read_exif(path: str | Path) -> ExposureInfo:
     """Exposure settings of an image file; raises ``ImageReadError`` if it cannot be opened."""
     path = Path(path)
+    check_input_file(path)  # a FIFO would block Image.open forever
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # corrupt tags: Pillow warns, we treat them as absent

@@ -6,6 +6,8 @@ pixels, so a malformed or hostile header cannot make us allocate unbounded memor
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,34 @@ LDR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
 """File extensions (lower case) that :func:`read_ldr` understands."""
 
 
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_kind(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder ("a FIFO
+    (named pipe)", "a character device", …), from ``stat`` alone; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
+
+
+def check_input_file(path: str | Path) -> None:
+    """Refuse, from ``stat`` alone (nothing is opened), an input that is missing, a folder, or
+    a special file: opening a FIFO blocks until some writer appears, a device never ends."""
+    path = Path(path)
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise ImageReadError(f"is {kind}, not a regular file", path, "pass the image file itself")
+    if path.is_dir():
+        raise ImageReadError("is a folder, not an image file", path,
+                             "pass the image files of one bracket, or one scene folder")
+    if not path.is_file():
+        raise ImageReadError("file not found", path, "check the path")
+
+
 @dataclass
 class LDRImage:
     """A decoded LDR frame: float32 (H, W, 3) RGB in [0, 1], its stored bit depth and path."""
@@ -37,20 +67,44 @@ class LDRImage:
     path: Path
 
 
-def _pillow_size(path: Path) -> tuple[int, int]:
-    """(height, width) from a PNG/JPEG header. Pillow's decompression-bomb check is off for this
-    header read only: our own caps (``MAX_SIDE``, the memory estimate) judge the size, so a big
-    valid frame gets our message with the memory it needs, not "decompression bomb"."""
+def pillow():
+    """``PIL.Image`` with Pillow's own decompression-bomb limit raised to our cap (``MAX_SIDE``
+    squared), so a valid frame inside the documented cap (a 20000x14000 PNG) is judged by our
+    rules (the side cap, the memory plan) instead of failing as a "decompression bomb"."""
     from PIL import Image
 
+    cap = MAX_SIDE * MAX_SIDE
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < cap:
+        Image.MAX_IMAGE_PIXELS = cap
+    return Image
+
+
+def _pillow_header(path: Path) -> tuple[str | None, int, int]:
+    """(Pillow's format name, height, width) from a PNG/JPEG header. Pillow's bomb check is off
+    for this header read only: our own caps (``MAX_SIDE``, the memory estimate) judge the size,
+    so even a header far above the cap gets our message, not "decompression bomb"."""
+    Image = pillow()
     with _PIL_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
             with Image.open(path) as im:  # lazy: reads the header only
-                return int(im.height), int(im.width)
+                return im.format, int(im.height), int(im.width)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def _pillow_size(path: Path) -> tuple[int, int]:
+    """(height, width) from a PNG/JPEG header (see :func:`_pillow_header`)."""
+    _, height, width = _pillow_header(path)
+    return height, width
+
+
+def check_size(path: Path, height: int, width: int) -> None:
+    """The per-frame size rule, applied to a header before any pixel is decoded: not empty, at
+    most ``MAX_SIDE`` pixels a side. Readers of other formats (camera raw, HEIC) call it too,
+    through :func:`gmodiff.io.memory.check_frame_size`."""
+    _check_size(path, height, width)
 
 
 def _check_size(path: Path, height: int, width: int) -> None:
@@ -125,14 +179,30 @@ def _check_png_chunks(path: Path, data: bytes) -> None:
         pos += 12 + length
 
 
+JPEG_FORMATS = ("JPEG", "MPO")
+"""Pillow's names for JPEG files: "MPO" is a JPEG whose MPF segment (APP2) adds a preview or
+second image after the primary one, as many Sony, Panasonic and Nikon bodies write."""
+_FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "TIFF": ".tif"}
+
+
+def _wrong_format(path: Path, found: str | None, expected: str) -> ImageReadError:
+    """The content is another image format than the extension says: name the right extension."""
+    suffix = _FORMAT_SUFFIXES.get(found or "")
+    if suffix is None:
+        return ImageReadError(f"file is {found or 'an unknown format'}, not {expected}", path,
+                              "convert the frame to JPEG, PNG or 16-bit TIFF")
+    kind = "JPEG" if found in JPEG_FORMATS else found
+    return ImageReadError(f"file is a {kind} image, not {expected}", path,
+                          f"rename it to {path.stem}{suffix}")
+
+
 def _read_png(path: Path) -> np.ndarray:
     import cv2
-    from PIL import Image
 
-    with Image.open(path) as im:  # header only: size check before decoding
-        if im.format != "PNG":
-            raise ImageReadError(f"file is {im.format}, not PNG", path, "fix the extension")
-        _check_size(path, im.height, im.width)
+    found, height, width = _pillow_header(path)  # header only: size check before decoding
+    if found != "PNG":
+        raise _wrong_format(path, found, "PNG")
+    _check_size(path, height, width)
     # OpenCV keeps 16-bit RGB PNGs at 16 bits (Pillow would reduce them to 8).
     data = np.fromfile(path, dtype=np.uint8)
     _check_png_chunks(path, data.tobytes())
@@ -145,12 +215,15 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def _read_jpeg(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    with Image.open(path) as im:
-        if im.format != "JPEG":
-            raise ImageReadError(f"file is {im.format}, not JPEG", path, "fix the extension")
-        _check_size(path, im.height, im.width)
+    found, height, width = _pillow_header(path)
+    if found not in JPEG_FORMATS:
+        raise _wrong_format(path, found, "JPEG")
+    _check_size(path, height, width)  # before Pillow's own open: within the cap, it never warns
+    with pillow().open(path) as im:
+        if im.format == "MPO":
+            im.seek(0)  # the primary image; the MPF's others are previews or a second view
         # Cameras store portrait shots rotated and say so in EXIF; honour it so frames line up.
         im = ImageOps.exif_transpose(im)
         return np.asarray(im.convert("RGB"))
@@ -175,8 +248,7 @@ def ldr_size(path: str | Path) -> tuple[int, int]:
     Applies the same ``MAX_SIDE`` check as :func:`read_ldr`; failures are ``ImageReadError``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError("file not found", path, "check the path")
+    check_input_file(path)
     try:
         with captured_native_output() as said:
             height, width = _header_size(path)
@@ -198,8 +270,7 @@ def read_ldr(path: str | Path) -> LDRImage:
     ``MAX_SIDE`` (20000) pixels on a side are refused. Any failure raises ``ImageReadError``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError("file not found", path, "check the path")
+    check_input_file(path)
     suffix = path.suffix.lower()
     try:
         # Decoders print warnings of their own (tifffile, libpng): captured, not shown.

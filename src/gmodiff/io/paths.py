@@ -16,8 +16,11 @@ MIN_FREE_BYTES = 64 * 1024
 
 
 def check_output_path(path: str | Path) -> Path:
-    """Fail early (before any compute) on an output extension or folder we cannot write."""
-    path = supported_output(Path(path))
+    """Fail early (before any compute) on an output extension or folder we cannot write, or an
+    output name that is an existing folder."""
+    path = Path(path)
+    check_not_a_folder(path)
+    path = supported_output(path)
     check_writable_folder(path.parent, path)
     return path
 
@@ -51,6 +54,33 @@ def check_writable_folder(folder: Path, target: Path | None = None) -> None:
     if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
         raise OutputError(f"disk full: no free space in '{existing}'", named,
                           "free some space or choose another output folder")
+
+
+def check_not_a_folder(path: Path, what: str = "output") -> None:
+    """Refuse an output name that is an existing folder (the write would fail after compute)."""
+    if path.is_dir():
+        example = "result.png" if what == "preview" else "result.exr"
+        raise OutputError(f"the {what} name is an existing folder", path,
+                          f"name a file, e.g. {path / example}")
+
+
+def check_distinct_outputs(outputs: Iterable[tuple[str, str | Path]]) -> None:
+    """Refuse two outputs of a run with the same path (by any name: relative, symlink, hard
+    link): the later write would silently replace the earlier. ``outputs`` are (what, path)."""
+    taken: dict[tuple, str] = {}  # a resolved path, or an existing file's (device, inode)
+    for what, path in outputs:
+        path = Path(path)
+        keys: list[tuple] = [("path", str(path.resolve()))]
+        try:
+            info = os.stat(path)
+            keys.append(("inode", info.st_dev, info.st_ino))
+        except OSError:  # not written yet
+            pass
+        for key in keys:
+            if key in taken:
+                raise OutputError(f"the {what} and the {taken[key]} would be the same file", path,
+                                  f"give the {what} another name")
+        taken.update((key, what) for key in keys)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -105,9 +105,10 @@ def tonemap_preview(hdr: np.ndarray, exposure: float | None = None) -> np.ndarra
 
 def check_preview_path(path: str | Path) -> Path:
     """Fail early (before any compute) on a preview name or folder we cannot write."""
-    from gmodiff.io.paths import check_writable_folder
+    from gmodiff.io.paths import check_not_a_folder, check_writable_folder
 
     path = Path(path)
+    check_not_a_folder(path, "preview")
     if path.suffix.lower() != ".png":
         raise OutputError(f"previews are PNG, not '{path.suffix}'", path, "use a .png name")
     check_writable_folder(path.parent, path)

@@ -22,8 +22,8 @@ import numpy as np
 from gmodiff.errors import ExposureError, OutputError, SceneError
 from gmodiff.io.atomic import write_bytes_atomic
 from gmodiff.io.hdr import read_hdr, write_hdr
-from gmodiff.io.ldr import LDR_SUFFIXES, read_ldr, write_ldr
-from gmodiff.io.memory import check_fits_in_memory
+from gmodiff.io.ldr import LDR_SUFFIXES, read_ldr, special_file_kind, write_ldr
+from gmodiff.io.memory import RunCheck, check_fits_in_memory
 
 EXPOSURE_FILE = "exposure.txt"
 GROUND_TRUTH_NAMES = ("HDRImg.hdr", "label.hdr", "HDRImg.exr", "label.exr")
@@ -35,6 +35,9 @@ MAX_EXPOSURE_FILE_BYTES = 65536
 """exposure.txt holds a few numbers; anything larger is refused before it is read."""
 MAX_EXPOSURE_SPAN_STOPS = 30.0
 """Widest accepted bracket in stops; beyond it 2**stops loses meaning (and overflows)."""
+DUPLICATE_TOLERANCE_STOPS = 0.1
+"""Exposures closer than this (in stops) count as the same exposure (scene folders and image
+brackets alike)."""
 
 
 @dataclass
@@ -98,6 +101,9 @@ def scene_frame_paths(folder: Path) -> list[Path]:
 
 def read_exposure_stops(path: Path) -> np.ndarray:
     """Parse ``exposure.txt``: whitespace-separated exposure values in stops, one per frame."""
+    if (kind := special_file_kind(path)) is not None:  # a FIFO would block the read forever
+        raise ExposureError(f"is {kind}, not a regular file", path,
+                            "write exposure.txt as a plain text file")
     if not path.is_file():
         raise ExposureError("missing exposure file", path,
                             "add exposure.txt with one exposure value in stops per frame, "
@@ -107,7 +113,8 @@ def read_exposure_stops(path: Path) -> np.ndarray:
         raise ExposureError(f"exposure file is {size} bytes, expected a few numbers", path,
                             "write one exposure value in stops per frame, short to long")
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
+        # utf-8-sig: editors on Windows start UTF-8 files with a byte-order mark
+        text = path.read_text(encoding="utf-8-sig", errors="strict")
     except (OSError, UnicodeDecodeError) as exc:
         raise ExposureError(f"unreadable exposure file ({exc})", path,
                             "write it as plain text, one number per frame") from exc
@@ -147,11 +154,13 @@ def read_motion_mask(folder: str | Path, shape: tuple[int, int] | None = None) -
     return mask
 
 
-def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
+def load_scene(folder: str | Path, load_ground_truth: bool = True,
+               run_check: RunCheck | None = None) -> Scene:
     """Load a Kalantari-layout scene folder; every malformed input raises a GmodiffError.
 
     Exposure times are ``2**(stops - min(stops))`` so the shortest frame has t = 1, and the
-    medium frame (index 1) is the reference.
+    medium frame (index 1) is the reference. ``run_check`` (the reconstruction's memory plan,
+    :func:`gmodiff.methods.memory_check`) judges the frames' header sizes before decoding.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -168,18 +177,27 @@ def load_scene(folder: str | Path, load_ground_truth: bool = True) -> Scene:
     if stops.size != len(frame_paths):
         raise ExposureError(f"{stops.size} exposure values for {len(frame_paths)} frames",
                             exposure_path, "write one value in stops per frame")
-    if np.any(np.diff(stops) <= 0):
+    with np.errstate(over="ignore", invalid="ignore"):  # ±1e308: the span check refuses them
+        gaps = np.diff(stops)
+        span = float(stops.max() - stops.min())
+    if np.any(gaps <= 0):
         raise ExposureError(f"exposures {stops.tolist()} are not strictly increasing",
                             exposure_path, "list exposures short to long, matching the frames "
                             "sorted by name")
-    if stops.max() - stops.min() > MAX_EXPOSURE_SPAN_STOPS:
-        raise ExposureError(f"exposures span {stops.max() - stops.min():.4g} stops, more than "
+    if not math.isfinite(span) or span > MAX_EXPOSURE_SPAN_STOPS:
+        raise ExposureError(f"exposures span {span:.4g} stops, more than "
                             f"{MAX_EXPOSURE_SPAN_STOPS:g}", exposure_path,
                             "write exposure values in stops (EV), e.g. 0 2 4")
+    if np.any(gaps < DUPLICATE_TOLERANCE_STOPS):  # the rule image-file brackets follow too
+        k = int(np.argmax(gaps < DUPLICATE_TOLERANCE_STOPS))
+        raise ExposureError(f"exposures {stops[k]:g} and {stops[k + 1]:g} are {gaps[k]:.2g} stops "
+                            f"apart, closer than {DUPLICATE_TOLERANCE_STOPS:g}", exposure_path,
+                            "each frame needs its own exposure: fix the values or drop a frame")
     gt_path = find_ground_truth(folder) if load_ground_truth else None
     # From the headers, before any pixel is decoded: a valid but huge bracket is refused here
     # with the memory it would need, instead of failing (or swapping) half-way through decoding.
-    check_fits_in_memory(frame_paths, [gt_path] if gt_path is not None else [])
+    check_fits_in_memory(frame_paths, [gt_path] if gt_path is not None else [],
+                         run_check=run_check)
     images = [read_ldr(p) for p in frame_paths]
     first = images[0]
     for image in images[1:]:
@@ -230,7 +248,22 @@ def find_scenes(root: str | Path) -> list[Path]:
     if (root / EXPOSURE_FILE).is_file():
         return [root]
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    # Symlinked scene folders are followed; a link back to a folder above it (a loop) is refused,
+    # and a folder reached again by another link is taken once.
+    seen: set[tuple[int, int]] = set()
+    above: dict[str, tuple[tuple[int, int], ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        info = os.stat(dirpath)
+        identity = (info.st_dev, info.st_ino)
+        chain = above.get(os.path.dirname(dirpath), ())
+        if identity in chain:
+            raise SceneError("links back to a folder above it (a symlink loop)", dirpath,
+                             "remove the link, or point it at a folder outside this tree")
+        above[dirpath] = (*chain, identity)
+        if identity in seen:
+            dirnames[:] = []
+            continue
+        seen.add(identity)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if EXPOSURE_FILE in filenames:
             found.append(Path(dirpath))
