@@ -41,10 +41,10 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path):
 
     path = tmp_path / "big.png"
     Image.new("RGB", (200, 100)).save(path)
-    check_pixels(path, "png", "big.png", max_megapixels=0.02)
+    assert check_pixels(path, "big.png", max_megapixels=0.02) == 20000
     with pytest.raises(SceneError, match=r"big.png: image is 200x100 \(0.0 MP\), above this "
                                          r"server's 0.01 MP limit"):
-        check_pixels(path, "png", "big.png", max_megapixels=0.01)
+        check_pixels(path, "big.png", max_megapixels=0.01)
 
 
 def _job(queue: JobQueue, **request) -> Job:
@@ -168,6 +168,8 @@ def server(tmp_path_factory):
     finally:
         assert srv.stop() == 0
         assert list(work.iterdir()) == []  # Ctrl+C deleted every result
+        # Refused, malformed and aborted uploads are answered in one line, never a traceback.
+        assert "Traceback" not in srv.output and "Exception" not in srv.output, srv.output
 
 
 def test_bad_requests_are_refused_with_one_line(tmp_path, server):
@@ -189,7 +191,7 @@ def test_bad_requests_are_refused_with_one_line(tmp_path, server):
     huge = tmp_path / "huge.png"
     huge.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024))
     code, body = post(f"{url}/api/jobs", [huge, other])
-    assert code == 400 and "above this server's 1 MB limit" in body["error"]
+    assert code == 413 and "above this server's 1 MB limit" in body["error"]
     code, body = post(f"{url}/api/jobs", [other, other], {"method": "nope"})
     assert code == 400 and body["error"].startswith("error: unknown method 'nope'")
     code, body = post(f"{url}/api/jobs", [other], {"ev": "0"})  # one frame: the worker's error
@@ -231,3 +233,180 @@ def test_serve_is_a_cli_command(capsys):
     assert main(["serve", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--port" in out and "--max-megapixels" in out and "127.0.0.1" in out
+
+
+# ------------------------------------------------- other websites (issue 26: Host and Origin)
+
+
+@pytest.mark.parametrize("host, allowed", [
+    ("127.0.0.1:7860", True), ("127.0.0.1", True), ("127.8.9.10:80", True), ("LOCALHOST:7860", True),
+    ("localhost", True), ("[::1]:7860", True), ("[::1]", True),
+    ("attacker.example", False), ("attacker.example:7860", False), ("127.0.0.1.nip.io", False),
+    ("localhost.attacker.example", False), ("10.0.0.5:7860", False), ("::1", False),
+    ("[::1", False), ("127.0.0.1:99999", False), ("127.0.0.1:x", False), ("", False),
+])
+def test_only_loopback_host_names_are_answered(host, allowed):
+    from starlette.datastructures import Headers
+
+    from gmodiff.serve.guard import refusal
+
+    refused = refusal(ServeConfig(), "GET", "/api/health", Headers({"host": host}))
+    assert (refused is None) == allowed, refused
+    if not allowed:
+        assert refused[0] == 421 and refused[1].startswith("error: Host ")
+
+
+def test_the_host_the_server_was_started_with_is_answered_too():
+    from starlette.datastructures import Headers
+
+    from gmodiff.serve.guard import refusal
+
+    def ok(config, host, origin=None):
+        headers = {"host": host, **({"origin": origin} if origin else {})}
+        return refusal(config, "POST", "/api/jobs", Headers(headers)) is None
+
+    lan = ServeConfig(host="192.168.1.20", port=8000)
+    assert ok(lan, "192.168.1.20:8000", "http://192.168.1.20:8000")
+    assert not ok(lan, "192.168.1.21:8000") and not ok(lan, "photos.example:8000")
+    # A wildcard bind answers IP addresses (rebinding needs a name), never foreign names.
+    anywhere = ServeConfig(host="0.0.0.0")
+    assert ok(anywhere, "10.1.2.3:7860") and not ok(anywhere, "attacker.example:7860")
+    # Another port of this computer is another website.
+    assert not ok(ServeConfig(), "127.0.0.1:7860", "http://127.0.0.1:3000")
+    assert ok(ServeConfig(), "localhost:7860", "http://localhost:7860")
+
+
+def _done_job(tmp_path, server) -> tuple[str, list[Path]]:
+    """A finished deghost job on a small EXIF bracket: (its id, the frames)."""
+    from bracket_helpers import write_bracket
+    from serve_helpers import post, wait_job
+
+    paths, _, _ = write_bracket(tmp_path, h=48, w=64)
+    code, body = post(f"{server.url}/api/jobs", paths, {"method": "deghost"})
+    assert code == 200, body
+    assert wait_job(server.url, body["id"])["state"] == "done"
+    return body["id"], paths
+
+
+def test_other_websites_cannot_drive_the_server(tmp_path, server):
+    """DNS rebinding (a foreign Host) gets nothing, downloads included; a foreign Origin may
+    not queue, inspect or download; the page's own origin and loopback names still work."""
+    from serve_helpers import multipart, send
+
+    job, frames = _done_job(tmp_path, server)
+    url, port = server.url, server.port
+    download = f"{url}/api/jobs/{job}/download/jpg"
+    assert send(download)[0] == 200
+    before = server.job_folders()
+    body, content_type = multipart(frames)
+    upload = {"Content-Type": content_type}
+    for path in ("/api/health", "/", f"/api/jobs/{job}", f"/api/jobs/{job}/download/jpg",
+                 f"/api/jobs/{job}/preview?view=main"):
+        code, reply = send(url + path, headers={"Host": f"attacker.example:{port}"})
+        assert code == 421 and reply["error"].startswith("error: Host 'attacker.example:"), reply
+    code, reply = send(f"{url}/api/jobs", "POST", body, {**upload, "Host": "attacker.example"})
+    assert code == 421
+    for origin in ("http://attacker.example", f"http://attacker.example:{port}", "null",
+                   "http://127.0.0.1:3000", f"https://127.0.0.1:{port}"):
+        for method, path, data in (("POST", "/api/jobs", body), ("POST", "/api/inspect", body),
+                                   ("GET", f"/api/jobs/{job}/download/jpg", None),
+                                   ("GET", f"/api/jobs/{job}/download/exr", None)):
+            code, reply = send(url + path, method, data, {**upload, "Origin": origin})
+            assert code == 403, (origin, path, reply)
+            assert reply == {"error": f"error: request from another website ({origin!r}) refused"
+                                      f" — use the page at http://127.0.0.1:{port}/ itself"}
+    code, _ = send(download, headers={"Sec-Fetch-Site": "cross-site"})
+    assert code == 403
+    assert server.job_folders() == before  # nothing was queued
+    # The page's own origin, and the loopback names of this computer.
+    code, reply = send(f"{url}/api/inspect", "POST", body, {**upload, "Origin": url})
+    assert code == 200 and len(reply["frames"]) == 3
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "127.0.0.1"):
+        assert send(download, headers={"Host": host})[0] == 200
+    assert send(download, headers={"Sec-Fetch-Site": "same-origin", "Origin": url})[0] == 200
+
+
+# ------------------------------------------------------------- bodies that are not an upload
+
+
+def test_bodies_that_are_not_an_upload_are_refused(tmp_path, server):
+    """Empty, JSON, form without frames, cut-off and aborted bodies: one line each, no job, no
+    folder left, no traceback in the server's log (checked when the fixture stops it)."""
+    import socket
+
+    from serve_helpers import get_json, multipart, send
+
+    url = f"{server.url}/api/jobs"
+    before = server.job_folders()
+    png = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (90, 90, 90)).save(png)
+    full, content_type = multipart([png, png])
+    cut = full[: full.rindex(b"--")]  # no closing boundary
+    no_files, no_files_type = multipart([], {"method": "auto"})
+    cases = [
+        (b"", {"Content-Type": content_type}, 400, "the upload is empty"),
+        (b'{"files": []}', {"Content-Type": "application/json"}, 415,
+         "not a multipart form of frames (Content-Type application/json)"),
+        (no_files, {"Content-Type": no_files_type}, 400, "the upload has no frames"),
+        (cut, {"Content-Type": content_type}, 400, "the upload ended before its last part"),
+        (full, {"Content-Type": "multipart/form-data; boundary=other"}, 400,
+         "the upload is not a valid multipart form"),
+    ]
+    for body, headers, status, text in cases:
+        code, reply = send(url, "POST", body, headers)
+        assert code == status and set(reply) == {"error"}, (text, reply)
+        assert reply["error"].startswith("error: ") and text in reply["error"], reply
+        assert "\n" not in reply["error"]
+    # A client that goes away mid-upload.
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: "
+                    f"{content_type}\r\nContent-Length: {len(full) + 100_000}\r\n\r\n".encode()
+                    + full[:-10])
+    deadline = time.monotonic() + 30
+    while server.job_folders() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.job_folders() == before
+    assert get_json(f"{server.url}/api/health")["pending"] == 0
+
+
+def test_every_error_has_the_one_line_shape(server):
+    from serve_helpers import send
+
+    for method, path, status in (("GET", "/nope", 404), ("GET", "/static/nope.js", 404),
+                                 ("DELETE", "/api/jobs", 405), ("PUT", "/api/health", 405),
+                                 ("GET", f"/api/jobs/{'0' * 32}/preview?ev=abc", 400),
+                                 ("GET", "/api/jobs/nope", 404)):
+        code, reply = send(server.url + path, method)
+        assert code == status and set(reply) == {"error"}, (path, reply)
+        assert reply["error"].startswith("error: ") and "\n" not in reply["error"], reply
+
+
+def test_pixel_limit_uses_the_header_even_beyond_pillows_bomb_limit(tmp_path, server):
+    """A valid 20000x14000 PNG (280 MP: Pillow's own bomb check refuses to open it) is refused
+    at upload, naming the file and its size; no job is queued."""
+    import struct
+    import zlib
+
+    from serve_helpers import post
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 14000,
+                                                                       8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    other = tmp_path / "other.png"
+    from PIL import Image
+
+    Image.new("RGB", (20, 14)).save(other)
+    before = server.job_folders()
+    for route in ("/api/jobs", "/api/inspect"):
+        code, body = post(f"{server.url}{route}", [other, bomb])
+        assert code == 400 and body["error"] == (
+            "error: bomb.png: image is 20000x14000 (280.0 MP), above this server's 0.05 MP limit"
+            " — downscale the frames, or start the server with a larger --max-megapixels")
+    assert server.job_folders() == before

@@ -3,12 +3,15 @@
 A job is one uploaded bracket: its frames are in ``<root>/<id>/in``, its results in
 ``<root>/<id>/out``. The worker runs jobs strictly one at a time (a reconstruction already uses
 every core), so a second upload waits its turn and :meth:`JobQueue.position` says how long the
-line is. Everything runs through the same library calls as ``gmodiff reconstruct``: a bad
+line is. The line is bounded (``max_pending``: an upload first reserves its place), the frames
+are deleted as soon as their job ends (a failed job keeps nothing on disk), and the work folder
+has a disk budget (``max_disk_mb``) that the oldest finished results give way to. Everything runs through the same library calls as ``gmodiff reconstruct``: a bad
 bracket fails with the CLI's one-line message and the worker goes on with the next job.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import threading
@@ -157,6 +160,7 @@ class JobQueue:
         self._jobs: dict[str, Job] = {}
         self._order: list[str] = []  # queued ids, oldest first
         self._running: str | None = None
+        self._reserved = 0  # uploads under way that hold a place in the line
         self._lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="gmodiff-serve-worker", daemon=True)
@@ -178,10 +182,59 @@ class JobQueue:
         (folder / "in").mkdir(parents=True)
         return job_id, folder
 
-    def submit(self, job: Job) -> int:
-        """Queue ``job``; returns how many jobs are ahead of it."""
+    def reserve(self) -> bool:
+        """Hold a place in the line for an upload under way; False when the line is full
+        (``max_pending`` jobs queued, running or being uploaded). :meth:`submit` or
+        :meth:`release` gives the place back."""
+        with self._lock:
+            if len(self._order) + (self._running is not None) + self._reserved \
+                    >= self.config.max_pending:
+                return False
+            self._reserved += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a place :meth:`reserve` held (the upload was refused or aborted)."""
+        with self._lock:
+            self._reserved = max(0, self._reserved - 1)
+
+    def disk_used(self) -> int:
+        """Bytes in the work folder now (uploads under way, queued frames, kept results)."""
+        total = 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:  # deleted meanwhile
+                    pass
+        return total
+
+    def make_room(self, needed: int) -> bool:
+        """Whether ``needed`` more bytes fit in the disk budget, deleting the oldest finished
+        results first when they would not."""
+        self.cleanup()
+        while self.disk_used() + needed > self.config.max_disk_bytes:
+            with self._lock:
+                done = sorted((j for j in self._jobs.values() if j.finished is not None),
+                              key=lambda j: j.finished)
+                if not done:
+                    return False
+                del self._jobs[done[0].id]
+            self._delete(done[0])
+        return True
+
+    def _delete(self, job: Job) -> None:
+        if self.on_delete is not None:
+            self.on_delete(job.folder)
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+    def submit(self, job: Job, reserved: bool = True) -> int:
+        """Queue ``job`` (taking the place :meth:`reserve` held for it, unless ``reserved`` is
+        False); returns how many jobs are ahead of it."""
         self.cleanup()
         with self._lock:
+            if reserved:
+                self._reserved = max(0, self._reserved - 1)
             self._jobs[job.id] = job
             self._order.append(job.id)
             ahead = self._ahead(job.id)
@@ -242,6 +295,9 @@ class JobQueue:
                     f"internal error ({type(exc).__name__}: {exc}) — please report it with "
                     "these frames"))
             finally:
+                # The frames are not needed once the job ends; a failed job has no results.
+                shutil.rmtree(job.inputs if job.state == "done" else job.folder,
+                              ignore_errors=True)
                 job.finished = time.time()
                 with self._lock:
                     self._running = None
@@ -258,9 +314,7 @@ class JobQueue:
             for job_id in doomed:
                 del self._jobs[job_id]
         for job in doomed.values():
-            if self.on_delete is not None:
-                self.on_delete(job.folder)
-            shutil.rmtree(job.folder, ignore_errors=True)
+            self._delete(job)
         return list(doomed)
 
     def close(self, timeout: float = 5.0) -> None:
