@@ -410,3 +410,156 @@ def test_pixel_limit_uses_the_header_even_beyond_pillows_bomb_limit(tmp_path, se
             "error: bomb.png: image is 20000x14000 (280.0 MP), above this server's 0.05 MP limit"
             " — downscale the frames, or start the server with a larger --max-megapixels")
     assert server.job_folders() == before
+
+
+# ------------------------------------------------------- bounded queue, disk budget (issue 26)
+
+
+def _frames(tmp_path, n: int = 2, size=(40, 30)) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """``n`` small PNG frames as a TestClient ``files=`` list."""
+    import io
+
+    from PIL import Image
+
+    files = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.new("RGB", size, (60 * (i + 1), 90, 90)).save(buf, "PNG")
+        files.append(("files", (f"f{i}.png", buf.getvalue(), "image/png")))
+    return files
+
+
+def _client(config: ServeConfig):
+    pytest.importorskip("fastapi", reason="the 'ui' extra (fastapi, uvicorn) is not installed")
+    from starlette.testclient import TestClient
+
+    from gmodiff.serve.app import create_app
+
+    app = create_app(config)
+    return app, TestClient(app, base_url=f"http://127.0.0.1:{config.port}")
+
+
+def _finished(client, job_id: str, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/jobs/{job_id}").json()
+        if status.get("state") in ("done", "failed"):
+            return status
+        time.sleep(0.02)
+    raise TimeoutError(job_id)
+
+
+def test_the_queue_is_bounded_and_frames_go_when_their_job_ends(tmp_path, monkeypatch):
+    release, seen = threading.Event(), {}
+
+    def fake_run(job):
+        seen[job.id] = sorted(p.name for p in job.inputs.iterdir())
+        assert release.wait(20)
+        if job.request.ev == "bad":
+            raise ExposureError("--ev must be comma-separated numbers, got 'bad'")
+        job.outputs.mkdir()
+        (job.outputs / "main.jpg").write_bytes(b"result")
+
+    monkeypatch.setattr(jobs_module, "run_job", fake_run)
+    app, client = _client(ServeConfig(workdir=tmp_path, preload=False, max_pending=2))
+    with client:
+        root = app.state.jobs.root
+        good = client.post("/api/jobs", files=_frames(tmp_path), data={"ev": "0,2"})
+        bad = client.post("/api/jobs", files=_frames(tmp_path), data={"ev": "bad"})
+        assert good.status_code == bad.status_code == 200
+        ids = [good.json()["id"], bad.json()["id"]]
+        full = client.post("/api/jobs", files=_frames(tmp_path))
+        assert full.status_code == 429 and full.headers["retry-after"] == "30"
+        assert full.json() == {"error": "error: the server already has 2 jobs waiting or "
+                                        "running, its limit — wait for one to finish and upload "
+                                        "again (or start the server with a larger --max-queue)"}
+        assert sorted(p.name for p in root.iterdir()) == sorted(ids)  # the refused one left none
+        release.set()
+        assert _finished(client, ids[0])["state"] == "done"
+        failed = _finished(client, ids[1])
+        assert failed["error"] == "error: --ev must be comma-separated numbers, got 'bad'"
+        assert seen[ids[0]] == ["f0.png", "f1.png"]
+        # Frames deleted once the job ended; results kept; a failed job keeps nothing.
+        assert sorted(p.name for p in (root / ids[0]).iterdir()) == ["out"]
+        assert not (root / ids[1]).exists()
+        assert client.get(f"/api/jobs/{ids[0]}/download/jpg").content == b"result"
+        again = client.post("/api/jobs", files=_frames(tmp_path))
+        assert again.status_code == 200  # the line has room again
+        _finished(client, again.json()["id"])
+
+
+def test_uploads_are_written_under_the_workdir_only(tmp_path, monkeypatch):
+    """A 1.7 MB frame: Starlette would spool it to the system temp folder; ours goes straight
+    into the job's folder under --workdir."""
+    import io
+    import tempfile
+
+    from PIL import Image
+
+    spooled = []
+    real = tempfile.TemporaryFile
+    monkeypatch.setattr(tempfile, "TemporaryFile",
+                        lambda *a, **k: spooled.append(a) or real(*a, **k))
+    release, sizes = threading.Event(), {}
+    monkeypatch.setattr(jobs_module, "run_job", lambda job: (
+        sizes.update({p.name: p.stat().st_size for p in job.inputs.iterdir()}),
+        release.wait(20)))
+    noise = np.random.default_rng(0).integers(0, 255, (700, 800, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG", compress_level=0)
+    big = buf.getvalue()
+    app, client = _client(ServeConfig(workdir=tmp_path / "work", preload=False))
+    with client:
+        files = [("files", ("big.png", big, "image/png")), *_frames(tmp_path, 1)]
+        reply = client.post("/api/jobs", files=files, data={"ev": "0,2"})
+        assert reply.status_code == 200, reply.json()
+        release.set()
+        _finished(client, reply.json()["id"])
+    assert len(big) > 1.5e6 and sizes["big.png"] == len(big)
+    assert spooled == []
+
+
+def test_the_work_folder_has_a_disk_budget(tmp_path, monkeypatch):
+    """Results give way oldest first; an upload that still would not fit (a running job holds
+    the space) is refused in one line and nothing is deleted for it."""
+    release = threading.Event()
+
+    def fake_run(job):  # ev: "<KiB of results>" or "block:<KiB>" (then wait)
+        kib = int(job.request.ev.split(":")[-1])
+        job.outputs.mkdir()
+        (job.outputs / "main.npy").write_bytes(bytes(kib * 1024))
+        if job.request.ev.startswith("block"):
+            assert release.wait(20)
+
+    monkeypatch.setattr(jobs_module, "run_job", fake_run)
+    # 40x30 frames: each upload also books 1200 px × 64 B = 75 KiB for its results.
+    app, client = _client(ServeConfig(workdir=tmp_path, preload=False, max_disk_mb=1.0))
+    with client:
+        def upload(ev: str):
+            return client.post("/api/jobs", files=_frames(tmp_path), data={"ev": ev})
+
+        ids = {}
+        for name, ev in (("a", "500"), ("b", "450"), ("c", "300")):
+            reply = upload(ev)
+            assert reply.status_code == 200, reply.json()
+            ids[name] = reply.json()["id"]
+            _finished(client, ids[name])
+        # c did not fit beside a and b: the oldest (a) made room.
+        assert client.get(f"/api/jobs/{ids['a']}").status_code == 404
+        assert client.get(f"/api/jobs/{ids['b']}").json()["state"] == "done"
+        blocker = upload("block:1000").json()["id"]
+        deadline = time.monotonic() + 20
+        while client.get(f"/api/jobs/{blocker}").json()["state"] != "running" \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        before = sorted(p.name for p in app.state.jobs.root.iterdir())
+        refused = upload("1")
+        assert refused.status_code == 507
+        assert refused.json() == {"error": (
+            "error: the server's work folder is full (its budget is 1 MB, taken by jobs that are "
+            "still queued or running) — wait for a job to finish and upload again, or start the "
+            "server with a larger --max-disk-mb")}
+        assert sorted(p.name for p in app.state.jobs.root.iterdir()) == before
+        assert client.get(f"/api/jobs/{ids['c']}").json()["state"] == "done"
+        release.set()
+        _finished(client, blocker)

@@ -80,7 +80,8 @@ async def _save_frames(request: Request, config: ServeConfig, jobs: JobQueue, fo
     ``results``). Raises :class:`Refused` (or GmodiffError) with a one-line message."""
     length = request.headers.get("content-length", "")
     incoming = int(length) if length.isascii() and length.isdigit() else 0
-    if incoming <= config.max_upload_bytes and not jobs.make_room(incoming):
+    # Before the body: could it fit at all? (Results make room only once its size is known.)
+    if incoming <= config.max_upload_bytes and not jobs.make_room(incoming, evict=False):
         raise _disk_full(config)
     folder.mkdir(parents=True, exist_ok=True)
     form = await read_form(request, folder, config.max_upload_bytes, config.max_files,

@@ -146,6 +146,17 @@ def warm_up() -> None:
                             name="warm-up"), "auto")
 
 
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:  # deleted meanwhile
+                pass
+    return total
+
+
 class JobQueue:
     """Jobs by id, run in order by one background thread; old results are deleted."""
 
@@ -200,27 +211,31 @@ class JobQueue:
 
     def disk_used(self) -> int:
         """Bytes in the work folder now (uploads under way, queued frames, kept results)."""
-        total = 0
-        for folder, _, files in os.walk(self.root):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(folder, name)).st_size
-                except OSError:  # deleted meanwhile
-                    pass
-        return total
+        return _folder_bytes(self.root)
 
-    def make_room(self, needed: int) -> bool:
+    def make_room(self, needed: int, evict: bool = True) -> bool:
         """Whether ``needed`` more bytes fit in the disk budget, deleting the oldest finished
-        results first when they would not."""
+        results when they would not (none when even that would not make enough room, nor when
+        ``evict`` is False: then only whether they could fit is answered)."""
         self.cleanup()
-        while self.disk_used() + needed > self.config.max_disk_bytes:
+        budget, used = self.config.max_disk_bytes, self.disk_used()
+        if used + needed <= budget:
+            return True
+        with self._lock:
+            done = sorted((j for j in self._jobs.values() if j.finished is not None),
+                          key=lambda j: j.finished)
+        sizes = [_folder_bytes(job.folder) for job in done]
+        if used - sum(sizes) + needed > budget:
+            return False
+        if not evict:
+            return True
+        for job, size in zip(done, sizes):
             with self._lock:
-                done = sorted((j for j in self._jobs.values() if j.finished is not None),
-                              key=lambda j: j.finished)
-                if not done:
-                    return False
-                del self._jobs[done[0].id]
-            self._delete(done[0])
+                self._jobs.pop(job.id, None)
+            self._delete(job)
+            used -= size
+            if used + needed <= budget:
+                break
         return True
 
     def _delete(self, job: Job) -> None:
