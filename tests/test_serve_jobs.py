@@ -563,3 +563,42 @@ def test_the_work_folder_has_a_disk_budget(tmp_path, monkeypatch):
         assert client.get(f"/api/jobs/{ids['c']}").json()["state"] == "done"
         release.set()
         _finished(client, blocker)
+
+
+# ------------------------------------------------ the web page's write road is the CLI's (issue 24)
+
+
+def test_the_page_writes_what_the_cli_writes(tmp_path, server, capsys):
+    """A two-frame bracket: the page's result is level-anchored and written like
+    `gmodiff reconstruct` (same EXR), and its Ultra HDR download carries the reference EXIF."""
+    import io
+
+    from PIL import Image
+    from bracket_helpers import write_bracket
+    from serve_helpers import post, send, wait_job
+
+    from gmodiff.cli import main
+    from gmodiff.io.hdr import read_hdr
+
+    paths, _, _ = write_bracket(tmp_path, h=48, w=64, stops=(0.0, 2.0))
+    code, body = post(f"{server.url}/api/jobs", paths, {"method": "deghost"})
+    assert code == 200, body
+    status = wait_job(server.url, body["id"])
+    assert status["state"] == "done", status
+    downloads = {}
+    for fmt in ("exr", "jpg"):
+        code, reply = send(f"{server.url}/api/jobs/{body['id']}/download/{fmt}")
+        assert code == 200
+        downloads[fmt] = tmp_path / f"page.{fmt}"
+        downloads[fmt].write_bytes(reply["raw"])
+    cli = tmp_path / "cli.exr"
+    assert main(["reconstruct", *map(str, paths), "--method", "deghost", "-o", str(cli),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(read_hdr(downloads["exr"]), read_hdr(cli))
+    with Image.open(downloads["jpg"]) as im:
+        exposure = im.getexif().get_ifd(0x8769).get(0x829A)  # Exif IFD → ExposureTime
+    line = next(m for m in status["messages"] if m.startswith("reference: "))
+    reference = line.removeprefix("reference: ").split(" (")[0]
+    with Image.open(next(p for p in paths if p.name == reference)) as im:
+        assert exposure is not None and exposure == im.getexif().get_ifd(0x8769).get(0x829A)

@@ -97,11 +97,12 @@ class Job:
 
 
 def run_job(job: Job) -> None:
-    """Prepare the bracket, reconstruct (and the comparison), write every output of ``job``."""
+    """Prepare the bracket, reconstruct (and the comparison), write every output of ``job``:
+    the bracket's own finish (extra frames merged, a two-frame bracket's level anchored) and
+    the CLI's write road (:func:`gmodiff.jobs.write_result`: EXIF carried, one atomic group)."""
     from gmodiff.brackets import prepare_bracket
     from gmodiff.io.ldr import write_ldr
-    from gmodiff.io.output import write_output
-    from gmodiff.jobs import write_debug_maps
+    from gmodiff.jobs import debug_map_paths, write_debug_maps, write_result
     from gmodiff.reconstruct import reconstruct_scene
 
     start = time.perf_counter()
@@ -122,16 +123,17 @@ def run_job(job: Job) -> None:
         job.progress = 0.25 + 0.5 * i / len(views)
         method, options = METHODS[choice]
         results[view] = reconstruct_scene(scene, method, options)
+        results[view].hdr = prepared.finish(results[view].hdr)
         job.methods[view] = results[view].method
         np.save(out / f"{view}.npy", results[view].hdr.astype(np.float32))
     job.stage, job.progress = "writing the HDR files", 0.8
     # Ultra HDR: SDR white at the reference exposure, as `gmodiff reconstruct` writes it.
-    scale = float(scene.exposure_times[scene.reference_index])
-    for suffix in OUTPUT_SUFFIXES:
-        write_output(out / f"main{suffix}", results["main"].hdr, radiance_scale=scale)
-    for view, result in results.items():
-        for path in write_debug_maps(out / f"{view}.png", result):
-            job.maps.append(path.name)  # e.g. main.gain_map.png
+    main = [out / f"main{suffix}" for suffix in OUTPUT_SUFFIXES]
+    write_result(scene, results["main"], main, debug_maps=True)
+    job.maps = [path.name for path in debug_map_paths(main[0]) if path.is_file()]
+    if "compare" in results:  # e.g. compare.gain_map.png, for the page only
+        job.maps += [path.name for path in write_debug_maps(out / "compare.png",
+                                                            results["compare"])]
     job.seconds = time.perf_counter() - start
 
 
