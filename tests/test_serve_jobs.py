@@ -353,8 +353,12 @@ def test_bodies_that_are_not_an_upload_are_refused(tmp_path, server):
         (cut, {"Content-Type": content_type}, 400, "the upload ended before its last part"),
         (full, {"Content-Type": "multipart/form-data; boundary=other"}, 400,
          "the upload is not a valid multipart form"),
+        (None, {"Content-Type": content_type}, 411, "the upload has no Content-Length"),
+        (*multipart([png] * 10), 413, "more than 9 frames, above this server's limit of 9"),
     ]
     for body, headers, status, text in cases:
+        if isinstance(headers, str):  # (body, content type) from multipart()
+            headers = {"Content-Type": headers}
         code, reply = send(url, "POST", body, headers)
         assert code == status and set(reply) == {"error"}, (text, reply)
         assert reply["error"].startswith("error: ") and text in reply["error"], reply
@@ -602,3 +606,18 @@ def test_the_page_writes_what_the_cli_writes(tmp_path, server, capsys):
     reference = line.removeprefix("reference: ").split(" (")[0]
     with Image.open(next(p for p in paths if p.name == reference)) as im:
         assert exposure is not None and exposure == im.getexif().get_ifd(0x8769).get(0x829A)
+
+
+def test_the_errors_table_names_these_tests():
+    """docs/errors.md's web-page table: every row names tests that exist here or in the
+    browser test (tests/test_errors_table.py checks the CLI tables)."""
+    import re
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+    section = docs.read_text(encoding="utf-8").split("## The web page (`gmodiff serve`)")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "::test_" in line]
+    assert len(rows) >= 10
+    here = Path(__file__).parent
+    for row in rows:
+        for module, name in re.findall(r"`(test_serve_\w+)\.py::(test_\w+)`", row):
+            assert f"def {name}(" in (here / f"{module}.py").read_text(encoding="utf-8"), name
