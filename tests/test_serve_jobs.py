@@ -621,3 +621,22 @@ def test_the_errors_table_names_these_tests():
     for row in rows:
         for module, name in re.findall(r"`(test_serve_\w+)\.py::(test_\w+)`", row):
             assert f"def {name}(" in (here / f"{module}.py").read_text(encoding="utf-8"), name
+
+
+def test_a_full_disk_while_uploading_is_one_line(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from gmodiff.serve import form as form_module
+
+    def full(self, data, start, end):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(form_module._Parser, "on_part_data", full)
+    app, client = _client(ServeConfig(workdir=tmp_path, preload=False))
+    with client:
+        reply = client.post("/api/jobs", files=_frames(tmp_path))
+        assert reply.status_code == 507 and reply.json() == {"error": (
+            "error: the disk of the server's work folder is full — free some space, or start "
+            "the server with --workdir on another disk")}
+        assert list(app.state.jobs.root.iterdir()) == []

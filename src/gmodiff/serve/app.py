@@ -10,10 +10,15 @@ Routes (all under the server's own origin; nothing takes a path from the client)
 - ``GET /api/jobs/{id}/preview?view=main|compare|reference&ev=X`` tone-mapped PNG
 - ``GET /api/jobs/{id}/map/{gain_map|mask}?view=main|compare`` the network's maps as PNG
 - ``GET /api/jobs/{id}/download/{jpg|exr|hdr}`` the HDR files
+
+Every request passes :mod:`gmodiff.serve.guard` first (loopback ``Host`` names only, no foreign
+``Origin``), and every error, FastAPI's own included, is answered in one shape:
+``{"error": "error: <one line>"}``, the line the page shows.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 import shutil
@@ -81,11 +86,19 @@ async def _save_frames(request: Request, config: ServeConfig, jobs: JobQueue, fo
     length = request.headers.get("content-length", "")
     incoming = int(length) if length.isascii() and length.isdigit() else 0
     # Before the body: could it fit at all? (Results make room only once its size is known.)
-    if incoming <= config.max_upload_bytes and not jobs.make_room(incoming, evict=False):
+    # Walking the work folder is blocking file IO: off the event loop, like the header reads.
+    if incoming <= config.max_upload_bytes and \
+            not await run_in_threadpool(jobs.make_room, incoming, False):
         raise _disk_full(config)
     folder.mkdir(parents=True, exist_ok=True)
-    form = await read_form(request, folder, config.max_upload_bytes, config.max_files,
-                           config.max_upload_mb)
+    try:
+        form = await read_form(request, folder, config.max_upload_bytes, config.max_files,
+                               config.max_upload_mb)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise refuse("the disk of the server's work folder is full", "free some space, or "
+                     "start the server with --workdir on another disk", 507) from None
     if not form.files:
         raise refuse("the upload has no frames", "choose the bracket's 2 or more frames")
     kinds = []
@@ -104,7 +117,7 @@ async def _save_frames(request: Request, config: ServeConfig, jobs: JobQueue, fo
         paths.append(path)
     if results and pixels:
         frame = pixels // len(paths)  # the frames of a bracket share one size
-        if not jobs.make_room(frame * RESULT_BYTES_PER_PIXEL):
+        if not await run_in_threadpool(jobs.make_room, frame * RESULT_BYTES_PER_PIXEL):
             raise _disk_full(config)
     return paths, form.fields
 
