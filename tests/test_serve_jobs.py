@@ -233,6 +233,10 @@ def test_serve_is_a_cli_command(capsys):
     assert main(["serve", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--port" in out and "--max-megapixels" in out and "127.0.0.1" in out
+    assert "--max-queue" in out and "--max-disk-mb" in out
+    for flag, value in (("--max-upload-mb", "1e400"), ("--max-megapixels", "nan"),
+                        ("--max-queue", "0"), ("--max-disk-mb", "inf")):
+        assert main(["serve", flag, value]) == 2, flag  # click's range check, no traceback
 
 
 # ------------------------------------------------- other websites (issue 26: Host and Origin)
