@@ -77,7 +77,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         tmp = Path(tmp)
         frames = small_sunset(tmp, width, height)
-        server = ServerProcess(tmp / "work")
+        # Room in the line for every concurrent upload (the default --max-queue is 4).
+        server = ServerProcess(tmp / "work", "--max-queue", str(max(4, args.concurrent)))
         server.wait_ready()
         base, pid = server.url, server.proc.pid
         started = rss_mib(pid)

@@ -51,6 +51,8 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
+        self.output = ""
+        """What the server printed (stdout and stderr), once :meth:`stop` returned."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
                                               os.environ.get("PYTHONPATH", "")])}
@@ -81,7 +83,13 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            self.output = self.proc.stdout.read()
         return self.proc.returncode
+
+    def job_folders(self) -> set[str]:
+        """Names of the job folders in the server's work folder now."""
+        return {p.name for root in self.workdir.glob("gmodiff-serve-*") for p in root.iterdir()
+                if len(p.name) == 32}
 
 
 def multipart(files: list[Path], fields: dict[str, str] | None = None) -> tuple[bytes, str]:
@@ -102,17 +110,38 @@ def multipart(files: list[Path], fields: dict[str, str] | None = None) -> tuple[
 
 
 def post(url: str, files: list[Path], fields: dict[str, str] | None = None,
-         timeout: float = 120.0) -> tuple[int, dict]:
+         timeout: float = 120.0, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """POST a multipart upload; (HTTP status, JSON body), errors included."""
-    import urllib.error
-
     body, content_type = multipart(files, fields)
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    return send(url, "POST", body, {"Content-Type": content_type, **(headers or {})}, timeout)
+
+
+def send(url: str, method: str = "GET", body: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 120.0) -> tuple[int, dict]:
+    """Any request (``Host`` may be set too); (HTTP status, JSON body or {"raw": bytes})."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        headers = dict(headers or {})
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.putrequest(method, path, skip_host="Host" in headers,
+                              skip_accept_encoding=True)
+        for key, value in headers.items():
+            connection.putheader(key, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(data)
+    except ValueError:
+        return response.status, {"raw": data}
 
 
 def wait_job(base: str, job_id: str, timeout: float = 300.0) -> dict:

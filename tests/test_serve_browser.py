@@ -52,6 +52,8 @@ def browser(tmp_path, monkeypatch):
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1500",
+                 # DNS rebinding, simulated: another website's name that resolves to us.
+                 "--host-resolver-rules=MAP attacker.example 127.0.0.1",
                  f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
@@ -200,3 +202,86 @@ def test_page_end_to_end(tmp_path, server, browser, capsys):
     assert server.stop() == 0
     assert list(server.workdir.iterdir()) == []
     assert time.monotonic() - start < 600  # 35-50 s alone on the shared 2-core machine
+
+
+FOREIGN_PAGE = """<!doctype html><title>another website</title><script>
+async function attack(target, png) {
+  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+  const form = new FormData();
+  for (const name of ["a.png", "b.png"]) form.append("files", new Blob([bytes]), name);
+  form.append("ev", "0,2");
+  const results = [];
+  for (const mode of ["no-cors", "cors"]) {
+    try { await fetch(target + "/api/jobs", {method: "POST", mode, body: form});
+          results.push("sent"); }
+    catch (e) { results.push("blocked"); }
+  }
+  return results;
+}
+</script>"""
+
+
+def _foreign_site(port: int):
+    """Another website on this computer (a page on another port: another origin)."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 — http.server's name
+            body = FOREIGN_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", port), Page)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    return site
+
+
+def test_other_websites_cannot_use_the_server(tmp_path, browser):
+    """From the browser: the page works at its loopback names; a rebound name gets the one-line
+    refusal, and a page of another origin cannot queue a job (its POSTs are refused)."""
+    import base64
+    import io
+
+    from PIL import Image
+    from serve_helpers import free_port
+
+    srv = ServerProcess(tmp_path / "work", "--no-preload")
+    site = _foreign_site(free_port())
+    try:
+        srv.wait_ready()
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 12), (90, 90, 90)).save(buf, "PNG")
+        png = base64.b64encode(buf.getvalue()).decode()
+        for base in (srv.url, f"http://localhost:{srv.port}"):
+            browser.get(base)
+            assert browser.find_element(By.ID, "dropzone").is_displayed()
+            # The page's own POST (the browser adds its Origin) is answered.
+            status = browser.execute_script(
+                "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));"
+                "const form = new FormData();"
+                "for (const n of ['a.png', 'b.png']) form.append('files', new Blob([bytes]), n);"
+                "return fetch('/api/inspect', {method: 'POST', body: form})"
+                ".then((r) => r.status);", png)
+            assert status == 200
+        browser.get(f"http://attacker.example:{srv.port}/")
+        assert "error: Host 'attacker.example:" in browser.find_element(By.TAG_NAME, "body").text
+        for origin in (f"http://127.0.0.1:{site.server_port}",
+                       f"http://attacker.example:{site.server_port}"):
+            browser.get(origin + "/")
+            browser.execute_script("window.done = null; attack(arguments[0], arguments[1])"
+                                   ".then((r) => { window.done = r; });", srv.url, png)
+            WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.done"))
+            assert browser.execute_script("return window.done") == ["sent", "blocked"]
+        assert srv.job_folders() == set()
+        assert get_json(f"{srv.url}/api/health")["pending"] == 0
+    finally:
+        site.shutdown()
+        assert srv.stop() == 0
+    assert "Traceback" not in srv.output

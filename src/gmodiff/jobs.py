@@ -159,6 +159,26 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
     preview and the Ultra HDR SDR picture share one gain (``outputs.preview_exposure``); the
     reference frame's EXIF goes into .jpg/.exr outputs. The files appear together or not at all.
     """
+    result = reconstruct_scene(scene, method, options)
+    if finish is not None:
+        result.hdr = finish(result.hdr)
+    if options.progress is not None:
+        options.progress.stage(f"writing {output.name}")
+    write_s = write_result(scene, result, [output], outputs)
+    if options.progress is not None:
+        options.progress.close()
+    timings = {k: v for k, v in result.timings.items() if k != "total"}
+    timings["write"] = write_s
+    return {"scene": scene.name, "method": result.method, "seconds": result.timings["total"],
+            "timings": timings, **ground_truth_scores(scene, result.hdr)}
+
+
+def write_result(scene: Scene, result: Reconstruction, paths: list[Path],
+                 outputs: OutputOptions = OutputOptions()) -> float:
+    """Write a (finished) reconstruction of ``scene`` to every path of ``paths`` (by
+    extension), with the preview and the debug maps (beside ``paths[0]``); the reference
+    frame's EXIF goes into .jpg/.exr files. All appear together or not at all; returns the
+    seconds it took. The one write road of ``gmodiff reconstruct`` and the web page."""
     import time
 
     from gmodiff.io.atomic import atomic_group
@@ -166,29 +186,21 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
     from gmodiff.io.output import write_output
     from gmodiff.io.preview import preview_gain, write_preview
 
-    result = reconstruct_scene(scene, method, options)
-    if finish is not None:
-        result.hdr = finish(result.hdr)
-    if options.progress is not None:
-        options.progress.stage(f"writing {output.name}")
     writing = time.perf_counter()
     gain = preview_gain(result.hdr, outputs.preview_exposure,
                         float(scene.exposure_times[scene.reference_index]))
     reference_path = (scene.frame_paths[scene.reference_index]
                       if len(scene.frame_paths) > scene.reference_index else None)
+    metadata = read_metadata(reference_path)
     with atomic_group():  # the HDR, preview and debug maps appear together or not at all
-        write_output(output, result.hdr, float_exr=outputs.float_exr, radiance_scale=gain,
-                     metadata=read_metadata(reference_path))
+        for path in paths:
+            write_output(path, result.hdr, float_exr=outputs.float_exr, radiance_scale=gain,
+                         metadata=metadata)
         if outputs.preview is not None:
             write_preview(outputs.preview, result.hdr, gain)
         if outputs.debug_maps:
-            write_debug_maps(output, result)
-    if options.progress is not None:
-        options.progress.close()
-    timings = {k: v for k, v in result.timings.items() if k != "total"}
-    timings["write"] = time.perf_counter() - writing
-    return {"scene": scene.name, "method": result.method, "seconds": result.timings["total"],
-            "timings": timings, **ground_truth_scores(scene, result.hdr)}
+            write_debug_maps(paths[0], result)
+    return time.perf_counter() - writing
 
 
 def reconstruct_one(folder: Path, output: Path, method: str, options: ReconstructOptions,

@@ -16,17 +16,24 @@ def serve_command(
                              "login: keep the default (this computer only) unless you trust "
                              "your network."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
-    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=1,
+    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=1, max=1e6,
                                         help="Largest upload (all frames together), in MB."),
-    max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.01,
+    max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.01, max=400,
                                          help="Largest frame, in megapixels."),
-    max_files: int = typer.Option(9, "--max-files", min=2, help="Most frames per bracket."),
-    keep_minutes: float = typer.Option(60.0, "--keep-minutes", min=1,
+    max_files: int = typer.Option(9, "--max-files", min=2, max=100,
+                                  help="Most frames per bracket."),
+    max_queue: int = typer.Option(4, "--max-queue", min=1, max=1000, help="Most jobs waiting or "
+                                  "running at once; one more upload is refused until one ends."),
+    max_disk_mb: float = typer.Option(10240.0, "--max-disk-mb", min=10, max=1e9,
+                                      help="Disk budget of the work folder (uploads and kept "
+                                      "results), in MB; the oldest results make room first."),
+    keep_minutes: float = typer.Option(60.0, "--keep-minutes", min=1, max=1e6,
                                        help="Results older than this are deleted."),
     preload: bool = typer.Option(True, "--preload/--no-preload", help="Load the default model "
                                  "at start-up, not on the first job."),
-    workdir: Path | None = typer.Option(None, "--workdir", help="Where the temporary results "
-                                        "folder goes (default: the system temp folder)."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Where the temporary work "
+                                        "folder goes: uploads and results (default: the system "
+                                        "temp folder)."),
 ) -> None:
     """Open a local web page: drop brackets, compare methods, slide the exposure, download."""
     try:
@@ -38,5 +45,6 @@ def serve_command(
 
     run_server(ServeConfig(host=host, port=port, max_upload_mb=max_upload_mb,
                            max_megapixels=max_megapixels, max_files=max_files,
+                           max_pending=max_queue, max_disk_mb=max_disk_mb,
                            result_ttl_s=keep_minutes * 60, preload=preload,
                            workdir=workdir))

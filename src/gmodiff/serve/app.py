@@ -10,10 +10,15 @@ Routes (all under the server's own origin; nothing takes a path from the client)
 - ``GET /api/jobs/{id}/preview?view=main|compare|reference&ev=X`` tone-mapped PNG
 - ``GET /api/jobs/{id}/map/{gain_map|mask}?view=main|compare`` the network's maps as PNG
 - ``GET /api/jobs/{id}/download/{jpg|exr|hdr}`` the HDR files
+
+Every request passes :mod:`gmodiff.serve.guard` first (loopback ``Host`` names only, no foreign
+``Origin``), and every error, FastAPI's own included, is answered in one shape:
+``{"error": "error: <one line>"}``, the line the page shows.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 import shutil
@@ -23,12 +28,16 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gmodiff.errors import ConfigError, GmodiffError, SceneError
+from gmodiff.errors import ConfigError, GmodiffError, printable
 from gmodiff.serve.config import ServeConfig
+from gmodiff.serve.form import ClientDisconnect, Refused, read_form, refuse
+from gmodiff.serve.guard import RequestGuard
 from gmodiff.serve.jobs import (
     COMPARE_CHOICES,
     METHOD_LABELS,
@@ -42,61 +51,82 @@ from gmodiff.serve.render import EV_RANGE, HDRCache, preview_png
 from gmodiff.serve.uploads import SNIFF_BYTES, check_pixels, sniff, unique_names, wrong_type_error
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-CHUNK = 1 << 20
 DOWNLOAD_TYPES = {"jpg": "image/jpeg", "exr": "image/x-exr", "hdr": "image/vnd.radiance"}
 DOWNLOAD_SUFFIX = {"jpg": ".jpg", "exr": ".exr", "hdr": ".hdr"}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _error(message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(message: str, status: int = 400, headers: dict | None = None) -> JSONResponse:
+    """The one reply shape of every error: ``{"error": "error: <one line>"}``."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _refused(err: BaseException) -> JSONResponse:
+    if isinstance(err, Refused):
+        return _error(err.line, err.status, err.headers)
+    if isinstance(err, ClientDisconnect):  # nobody reads this; no traceback in the log either
+        return _error("error: the upload was cut off — upload the frames again", 400)
+    return _error(f"error: {err}")
 
 
 def _static_dir() -> Path:
     return Path(str(resources.files("gmodiff.serve") / "static"))
 
 
-async def _save_frames(request: Request, config: ServeConfig, folder: Path):
+RESULT_BYTES_PER_PIXEL = 64
+"""What a job's kept results take on disk, per pixel of its frames: two views' float32 arrays
+(24 B) and maps, the EXR, Radiance, Ultra HDR and reference PNG files, rounded up."""
+
+
+async def _save_frames(request: Request, config: ServeConfig, jobs: JobQueue, folder: Path,
+                       results: bool = False):
     """Read the multipart form into ``folder``: (frame paths, form fields), checked by content,
-    size and pixel count. Raises GmodiffError with a one-line message."""
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        raise SceneError("the upload has no Content-Length", None, "upload from the page")
-    if int(length) > config.max_upload_bytes:
-        raise SceneError(f"the upload is {int(length) / 2**20:.1f} MB, above this server's "
-                         f"{config.max_upload_mb:g} MB limit", None,
-                         "send smaller frames, or start the server with a larger --max-upload-mb")
-    form = await request.form(max_files=config.max_files + 1, max_fields=20)
+    size, pixel count and the disk budget (with the results the job will write when
+    ``results``). Raises :class:`Refused` (or GmodiffError) with a one-line message."""
+    length = request.headers.get("content-length", "")
+    incoming = int(length) if length.isascii() and length.isdigit() else 0
+    # Before the body: could it fit at all? (Results make room only once its size is known.)
+    # Walking the work folder is blocking file IO: off the event loop, like the header reads.
+    if incoming <= config.max_upload_bytes and \
+            not await run_in_threadpool(jobs.make_room, incoming, False):
+        raise _disk_full(config)
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        uploads = [v for k, v in form.multi_items() if k == "files" and hasattr(v, "read")]
-        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        if len(uploads) > config.max_files:
-            raise SceneError(f"{len(uploads)} frames, above this server's limit of "
-                             f"{config.max_files}", None, "upload fewer frames")
-        heads, client_names = [], []
-        for upload in uploads:
-            heads.append(await upload.read(SNIFF_BYTES))
-            client_names.append(upload.filename or "")
-            await upload.seek(0)
-        kinds = []
-        for head, client in zip(heads, client_names):
-            kind = sniff(head)
-            if kind is None:
-                raise wrong_type_error(Path(client.replace("\\", "/")).name or "upload")
-            kinds.append(kind)
-        names = unique_names(client_names, [suffix for _, suffix in kinds])
-        paths = []
-        for upload, name, (kind, _) in zip(uploads, names, kinds):
-            path = folder / name
-            with path.open("wb") as fh:
-                while chunk := await upload.read(CHUNK):
-                    fh.write(chunk)
-            # Header reads are blocking file IO: keep them off the event loop.
-            await run_in_threadpool(check_pixels, path, kind, name, config.max_megapixels)
-            paths.append(path)
-        return paths, fields
-    finally:
-        await form.close()
+        form = await read_form(request, folder, config.max_upload_bytes, config.max_files,
+                               config.max_upload_mb)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise refuse("the disk of the server's work folder is full", "free some space, or "
+                     "start the server with --workdir on another disk", 507) from None
+    if not form.files:
+        raise refuse("the upload has no frames", "choose the bracket's 2 or more frames")
+    kinds = []
+    for client, path in form.files:
+        with path.open("rb") as fh:
+            kind = sniff(fh.read(SNIFF_BYTES))
+        if kind is None:
+            raise wrong_type_error(Path(client.replace("\\", "/")).name or "upload")
+        kinds.append(kind)
+    names = unique_names([client for client, _ in form.files], [suffix for _, suffix in kinds])
+    paths, pixels = [], 0
+    for (_, part), name in zip(form.files, names):
+        path = part.rename(folder / name)
+        # Header reads are blocking file IO: keep them off the event loop.
+        pixels += await run_in_threadpool(check_pixels, path, name, config.max_megapixels)
+        paths.append(path)
+    if results and pixels:
+        frame = pixels // len(paths)  # the frames of a bracket share one size
+        if not await run_in_threadpool(jobs.make_room, frame * RESULT_BYTES_PER_PIXEL):
+            raise _disk_full(config)
+    return paths, form.fields
+
+
+def _disk_full(config: ServeConfig) -> Refused:
+    return refuse(f"the server's work folder is full (its budget is {config.max_disk_mb:g} MB, "
+                  "taken by jobs that are still queued or running)",
+                  "wait for a job to finish and upload again, or start the server with a larger "
+                  "--max-disk-mb", 507)
 
 
 def _parse_request(fields: dict[str, str]) -> JobRequest:
@@ -144,7 +174,33 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     app = FastAPI(title="gmodiff", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.jobs = jobs
+    app.add_middleware(RequestGuard, config=config)
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
+
+    # One reply shape for every error, FastAPI's own included (no {"detail": ...}).
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            line = f"error: no such page {request.url.path!r} — open the page at /"
+        elif exc.status_code == 405:
+            line = f"error: {request.method} is not allowed on {request.url.path!r}"
+        else:
+            line = f"error: {printable(str(exc.detail))}"
+        return _error(line, exc.status_code, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in exc.errors()[:3]:
+            where = ".".join(str(part) for part in item.get("loc", ()) if part != "query")
+            problems.append(f"{where}: {item.get('msg', 'invalid')}" if where
+                            else str(item.get("msg", "invalid")))
+        return _error(f"error: bad request ({printable('; '.join(problems))[:200]}) — use the "
+                      "page, which sends valid values", 400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(f"error: internal error ({type(exc).__name__}) — please report it", 500)
 
     def _done_job(job_id: str) -> Job | None:
         job = jobs.get(job_id) if JOB_ID.match(job_id) else None
@@ -168,9 +224,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         from gmodiff.io.exif import read_exif, relative_exposures
 
         folder = jobs.root / "inspect" / uuid.uuid4().hex
-        folder.mkdir(parents=True)
         try:
-            paths, _ = await _save_frames(request, config, folder)
+            paths, _ = await _save_frames(request, config, jobs, folder)
 
             def exif_or_none(path: Path):
                 try:
@@ -188,20 +243,31 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                        "ev": stops[k] if stops else None}
                       for k, (path, info) in enumerate(zip(paths, infos))]
             return JSONResponse({"frames": frames})
-        except GmodiffError as err:
-            return _error(f"error: {err}")
+        except (Refused, GmodiffError, ClientDisconnect) as err:
+            return _refused(err)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
     @app.post("/api/jobs")
     async def submit(request: Request) -> JSONResponse:
+        if not jobs.reserve():
+            n = config.max_pending
+            return _error(f"error: the server already has {n} job{'s' if n > 1 else ''} waiting "
+                          f"or running, its limit — wait for one to finish and upload again (or "
+                          f"start the server with a larger --max-queue)", 429,
+                          headers={"Retry-After": "30"})
         job_id, folder = jobs.new_folder()
         try:
-            paths, fields = await _save_frames(request, config, folder / "in")
+            paths, fields = await _save_frames(request, config, jobs, folder / "in",
+                                               results=True)
             job = Job(id=job_id, folder=folder, frames=paths, request=_parse_request(fields))
-        except GmodiffError as err:
+        except BaseException as err:
+            # Refused, malformed or aborted: nothing of this upload stays on disk.
+            jobs.release()
             shutil.rmtree(folder, ignore_errors=True)
-            return _error(f"error: {err}")
+            if isinstance(err, (Refused, GmodiffError, ClientDisconnect)):
+                return _refused(err)
+            raise
         ahead = jobs.submit(job)
         return JSONResponse({"id": job_id, "ahead": ahead})
 

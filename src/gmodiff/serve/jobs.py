@@ -3,12 +3,15 @@
 A job is one uploaded bracket: its frames are in ``<root>/<id>/in``, its results in
 ``<root>/<id>/out``. The worker runs jobs strictly one at a time (a reconstruction already uses
 every core), so a second upload waits its turn and :meth:`JobQueue.position` says how long the
-line is. Everything runs through the same library calls as ``gmodiff reconstruct``: a bad
+line is. The line is bounded (``max_pending``: an upload first reserves its place), the frames
+are deleted as soon as their job ends (a failed job keeps nothing on disk), and the work folder
+has a disk budget (``max_disk_mb``) that the oldest finished results give way to. Everything runs through the same library calls as ``gmodiff reconstruct``: a bad
 bracket fails with the CLI's one-line message and the worker goes on with the next job.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import threading
@@ -93,18 +96,22 @@ class Job:
 
 
 def run_job(job: Job) -> None:
-    """Prepare the bracket, reconstruct (and the comparison), write every output of ``job``."""
+    """Prepare the bracket, reconstruct (and the comparison), write every output of ``job``:
+    the bracket's own finish (extra frames merged, a two-frame bracket's level anchored) and
+    the CLI's write road (:func:`gmodiff.jobs.write_result`: EXIF carried, one atomic group)."""
     from gmodiff.bracket.prepare import BracketOptions, number_list, prepare_bracket
     from gmodiff.io.ldr import write_ldr
-    from gmodiff.io.output import write_output
-    from gmodiff.jobs import write_debug_maps
-    from gmodiff.methods import reconstruct_scene
+    from gmodiff.jobs import OutputOptions, debug_map_paths, write_debug_maps, write_result
+    from gmodiff.methods import memory_check, reconstruct_scene
 
     start = time.perf_counter()
     req = job.request
     job.stage, job.progress = "reading and aligning the frames", 0.1
+    method, options = METHODS[req.method]
+    # The same header-size check through the method's memory plan as the CLI, before decoding.
     prepared = prepare_bracket(job.frames, BracketOptions(ev=number_list(req.ev, "ev"),
-                                                          align=req.align))
+                                                          align=req.align),
+                               run_check=memory_check(method, options))
     job.messages = prepared.messages()
     scene = prepared.scene
     job.stem = scene.name
@@ -119,16 +126,17 @@ def run_job(job: Job) -> None:
         job.progress = 0.25 + 0.5 * i / len(views)
         method, options = METHODS[choice]
         results[view] = reconstruct_scene(scene, method, options)
+        results[view].hdr = prepared.finish(results[view].hdr)
         job.methods[view] = results[view].method
         np.save(out / f"{view}.npy", results[view].hdr.astype(np.float32))
     job.stage, job.progress = "writing the HDR files", 0.8
     # Ultra HDR: SDR white at the reference exposure, as `gmodiff reconstruct` writes it.
-    scale = float(scene.exposure_times[scene.reference_index])
-    for suffix in OUTPUT_SUFFIXES:
-        write_output(out / f"main{suffix}", results["main"].hdr, radiance_scale=scale)
-    for view, result in results.items():
-        for path in write_debug_maps(out / f"{view}.png", result):
-            job.maps.append(path.name)  # e.g. main.gain_map.png
+    main = [out / f"main{suffix}" for suffix in OUTPUT_SUFFIXES]
+    write_result(scene, results["main"], main, OutputOptions(debug_maps=True))
+    job.maps = [path.name for path in debug_map_paths(main[0]) if path.is_file()]
+    if "compare" in results:  # e.g. compare.gain_map.png, for the page only
+        job.maps += [path.name for path in write_debug_maps(out / "compare.png",
+                                                            results["compare"])]
     job.seconds = time.perf_counter() - start
 
 
@@ -141,6 +149,17 @@ def warm_up() -> None:
     frames = [np.full((64, 64, 3), v, np.float32) for v in (0.2, 0.45, 0.7)]
     reconstruct_scene(Scene(frames=frames, exposure_times=np.array([1.0, 4.0, 16.0]),
                             name="warm-up"), "auto")
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:  # deleted meanwhile
+                pass
+    return total
 
 
 class JobQueue:
@@ -157,6 +176,7 @@ class JobQueue:
         self._jobs: dict[str, Job] = {}
         self._order: list[str] = []  # queued ids, oldest first
         self._running: str | None = None
+        self._reserved = 0  # uploads under way that hold a place in the line
         self._lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="gmodiff-serve-worker", daemon=True)
@@ -178,10 +198,63 @@ class JobQueue:
         (folder / "in").mkdir(parents=True)
         return job_id, folder
 
-    def submit(self, job: Job) -> int:
-        """Queue ``job``; returns how many jobs are ahead of it."""
+    def reserve(self) -> bool:
+        """Hold a place in the line for an upload under way; False when the line is full
+        (``max_pending`` jobs queued, running or being uploaded). :meth:`submit` or
+        :meth:`release` gives the place back."""
+        with self._lock:
+            if len(self._order) + (self._running is not None) + self._reserved \
+                    >= self.config.max_pending:
+                return False
+            self._reserved += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a place :meth:`reserve` held (the upload was refused or aborted)."""
+        with self._lock:
+            self._reserved = max(0, self._reserved - 1)
+
+    def disk_used(self) -> int:
+        """Bytes in the work folder now (uploads under way, queued frames, kept results)."""
+        return _folder_bytes(self.root)
+
+    def make_room(self, needed: int, evict: bool = True) -> bool:
+        """Whether ``needed`` more bytes fit in the disk budget, deleting the oldest finished
+        results when they would not (none when even that would not make enough room, nor when
+        ``evict`` is False: then only whether they could fit is answered)."""
+        self.cleanup()
+        budget, used = self.config.max_disk_bytes, self.disk_used()
+        if used + needed <= budget:
+            return True
+        with self._lock:
+            done = sorted((j for j in self._jobs.values() if j.finished is not None),
+                          key=lambda j: j.finished)
+        sizes = [_folder_bytes(job.folder) for job in done]
+        if used - sum(sizes) + needed > budget:
+            return False
+        if not evict:
+            return True
+        for job, size in zip(done, sizes):
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            self._delete(job)
+            used -= size
+            if used + needed <= budget:
+                break
+        return True
+
+    def _delete(self, job: Job) -> None:
+        if self.on_delete is not None:
+            self.on_delete(job.folder)
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+    def submit(self, job: Job, reserved: bool = True) -> int:
+        """Queue ``job`` (taking the place :meth:`reserve` held for it, unless ``reserved`` is
+        False); returns how many jobs are ahead of it."""
         self.cleanup()
         with self._lock:
+            if reserved:
+                self._reserved = max(0, self._reserved - 1)
             self._jobs[job.id] = job
             self._order.append(job.id)
             ahead = self._ahead(job.id)
@@ -242,6 +315,9 @@ class JobQueue:
                     f"internal error ({type(exc).__name__}: {exc}) — please report it with "
                     "these frames"))
             finally:
+                # The frames are not needed once the job ends; a failed job has no results.
+                shutil.rmtree(job.inputs if job.state == "done" else job.folder,
+                              ignore_errors=True)
                 job.finished = time.time()
                 with self._lock:
                     self._running = None
@@ -258,9 +334,7 @@ class JobQueue:
             for job_id in doomed:
                 del self._jobs[job_id]
         for job in doomed.values():
-            if self.on_delete is not None:
-                self.on_delete(job.folder)
-            shutil.rmtree(job.folder, ignore_errors=True)
+            self._delete(job)
         return list(doomed)
 
     def close(self, timeout: float = 5.0) -> None:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from gmodiff.errors import ImageReadError, SceneError
+from gmodiff.io.ldr import ldr_size
 
 MAGIC = (
     (b"\xff\xd8\xff", "jpeg", ".jpg"),
@@ -56,32 +57,28 @@ def wrong_type_error(name: str) -> ImageReadError:
                           "upload the bracket's camera JPEG, PNG or TIFF frames")
 
 
-def frame_size(path: Path, kind: str) -> tuple[int, int] | None:
-    """(width, height) from the header without decoding pixels; None when unreadable (the
-    frame reader then gives its own message)."""
+def frame_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the header without decoding pixels, through the frame readers' own
+    header check (:func:`gmodiff.io.ldr.ldr_size`: Pillow's bomb limit is off for it, so a big
+    frame gets our size message, not Pillow's). None when the header is unreadable or above the
+    readers' per-side cap: the job then refuses it before decoding, in the CLI's words."""
     try:
-        if kind == "tiff":
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                shape = tif.pages[0].shape
-                return int(shape[1]), int(shape[0])
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.size
-    except Exception:  # corrupt header: read_ldr reports it with the CLI's message
+        height, width = ldr_size(path)
+    except ImageReadError:
         return None
+    return width, height
 
 
-def check_pixels(path: Path, kind: str, display_name: str, max_megapixels: float) -> None:
-    """Refuse a frame above the pixel limit, naming the file and the server option."""
-    size = frame_size(path, kind)
+def check_pixels(path: Path, display_name: str, max_megapixels: float) -> int:
+    """Refuse a frame above the pixel limit, naming the file, its size and the server option;
+    returns its pixel count (0 when the header is unreadable)."""
+    size = frame_size(path)
     if size is None:
-        return
+        return 0
     megapixels = size[0] * size[1] / 1e6
     if megapixels > max_megapixels:
         raise SceneError(f"image is {size[0]}x{size[1]} ({megapixels:.1f} MP), above this "
                          f"server's {max_megapixels:g} MP limit", display_name,
                          "downscale the frames, or start the server with a larger "
                          "--max-megapixels")
+    return size[0] * size[1]
