@@ -257,7 +257,7 @@ class GMODiffMethod(Method):
             tile.vae_tile = plan.vae_tile
         try:
             out = self.pipeline(scene, seed=options.seed, tile=tile, steps=options.steps,
-                                refine=options.refine, plan=plan, progress=options.progress)
+                                refine=refine, plan=plan, progress=options.progress)
         except Exception as exc:  # every allocation failure (torch's CPU allocator: RuntimeError)
             if not is_allocation_failure(exc):
                 raise
