@@ -35,8 +35,7 @@ import numpy as np
 
 from gmodiff.align import ALIGN_METHODS, AlignmentResult, align_scene
 from gmodiff.errors import ConfigError, ExposureError, SceneError
-from gmodiff.io.exif import exposures_from_exif
-from gmodiff.io.ldr import read_ldr
+from gmodiff.io.frames import bracket_kind, frame_exposures, read_frame
 from gmodiff.io.memory import check_fits_in_memory
 from gmodiff.io.scene import MAX_EXPOSURE_SPAN_STOPS, Scene
 
@@ -122,7 +121,7 @@ def bracket_exposures(paths: Sequence[Path], ev: str | None = None,
         else:
             exposures = np.exp2(np.array(values, dtype=np.float64))
         return exposures / exposures.min(), flag.lstrip("-")
-    return exposures_from_exif(paths), "exif"
+    return frame_exposures(paths), "exif"
 
 
 def _check_duplicates(paths: Sequence[Path], exposures: np.ndarray) -> None:
@@ -199,13 +198,14 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
                          "pass 2 or more differently exposed images of the same view")
     if len(set(p.resolve() for p in paths)) != len(paths):
         raise SceneError("the same file is given twice", None, "pass each frame once")
+    encoding = bracket_kind(paths)  # raw frames: a known, linear curve
     exposures, source = bracket_exposures(paths, ev, times)
     _check_duplicates(paths, exposures)
     if reference is not None and not 1 <= reference <= len(paths):
         raise SceneError(f"--reference {reference} is out of range", None,
                          f"give a number from 1 to {len(paths)} (the position of the file)")
     check_fits_in_memory(paths)  # from the headers, before decoding
-    frames = [read_ldr(p).pixels for p in paths]
+    frames = [read_frame(p) for p in paths]
     _check_sizes(paths, frames)
     if all(_saturated(f) for f in frames):
         raise SceneError("every frame is saturated (white)", paths[0],
@@ -236,6 +236,7 @@ def load_bracket(paths: Sequence[str | Path], ev: str | None = None, times: str 
         name=sorted_paths[ref].stem,
         root=sorted_paths[ref].parent,
         frame_paths=[sorted_paths[i] for i in used],
+        encoding=encoding,
     )
     return scene, selection
 
@@ -281,7 +282,7 @@ def prepare_bracket(paths: Sequence[str | Path], ev: str | None = None, times: s
     t_ref = float(aligned.exposure_times[aligned.reference_index])
     for index in selection.extra:
         exposure = float(selection.exposures[index]) / unit
-        pair = align_frames([aligned.reference, read_ldr(selection.paths[index]).pixels],
+        pair = align_frames([aligned.reference, read_frame(selection.paths[index])],
                             [t_ref, exposure], 0, align)
         alignment.warnings.extend(w.replace("frame 2", selection.paths[index].name)
                                   for w in pair.warnings)

@@ -35,10 +35,10 @@ def check_fits_in_memory(frame_paths: Sequence[Path], hdr_paths: Sequence[Path] 
     bytes; raises ``ImageReadError`` naming the largest frame and the memory it would need.
     """
     from gmodiff.io.hdr import hdr_size
-    from gmodiff.io.ldr import ldr_size
+    from gmodiff.io.frames import frame_size
 
     frame_paths = [Path(p) for p in frame_paths]
-    frame_sizes = [ldr_size(p) for p in frame_paths]
+    frame_sizes = [frame_size(p) for p in frame_paths]
     hdr_sizes = [hdr_size(p) for p in hdr_paths]
     needed = estimate_bytes(frame_sizes, hdr_sizes)
     available = available_memory() if available is None else available
