@@ -146,7 +146,7 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
                       if len(scene.frame_paths) > scene.reference_index else None)
     with atomic_group():  # the HDR, preview and debug maps appear together or not at all
         write_output(output, result.hdr, float_exr=float_exr, radiance_scale=gain,
-                     metadata=read_metadata(reference_path))
+                     metadata=read_metadata(reference_path), source=reference_path)
         if preview is not None:
             from gmodiff.io.preview import write_preview
 

@@ -12,7 +12,8 @@ from gmodiff.errors import OutputError
 from gmodiff.io.hdr import HDR_SUFFIXES, write_hdr
 
 ULTRAHDR_SUFFIXES = (".jpg", ".jpeg")
-OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES
+DNG_SUFFIXES = (".dng",)
+OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES + DNG_SUFFIXES
 MIN_FREE_BYTES = 64 * 1024
 """A folder on a file system with less free space than this is "full" before any compute."""
 
@@ -27,7 +28,8 @@ def check_output_path(path: str | Path) -> Path:
 def _supported(path: Path) -> Path:
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise OutputError(f"unsupported output extension '{path.suffix}'", path,
-                          "use .hdr (Radiance), .exr (OpenEXR) or .jpg (Ultra HDR JPEG)")
+                          "use .hdr (Radiance), .exr (OpenEXR), .jpg (Ultra HDR JPEG) or .dng "
+                          "(linear float DNG)")
     return path
 
 
@@ -74,14 +76,22 @@ def check_not_an_input(target: str | Path, inputs: Iterable[str | Path],
 
 
 def write_output(path: str | Path, hdr: np.ndarray, float_exr: bool = False,
-                 radiance_scale: float | None = None, metadata=None) -> None:
+                 radiance_scale: float | None = None, metadata=None,
+                 source: str | Path | None = None) -> None:
     """Write linear HDR by extension: .hdr Radiance, .exr OpenEXR (half unless ``float_exr``),
-    .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto). Atomic: a folder that
-    turned unwritable since :func:`check_output_path` is the atomic writer's OutputError.
-    ``metadata`` (:class:`gmodiff.io.metadata.CarriedMetadata`) goes into .jpg and .exr files."""
+    .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto), .dng linear float
+    DNG (``gmodiff.io.dng``; its metadata is read from ``source``, the reference frame's file).
+    Atomic: a folder that turned unwritable since :func:`check_output_path` is the atomic
+    writer's OutputError. ``metadata`` (:class:`gmodiff.io.metadata.CarriedMetadata`) goes into
+    .jpg and .exr files."""
     path = _supported(Path(path))
     suffix = path.suffix.lower()
-    if suffix in ULTRAHDR_SUFFIXES:
+    if suffix in DNG_SUFFIXES:
+        from gmodiff.io.dng import dng_metadata, write_dng
+
+        write_dng(path, hdr, dng_metadata(source),
+                  display_scale=radiance_scale if radiance_scale is not None else 1.0)
+    elif suffix in ULTRAHDR_SUFFIXES:
         from gmodiff.io.ultrahdr import write_ultrahdr
 
         write_ultrahdr(path, hdr, radiance_scale=radiance_scale,
