@@ -59,6 +59,10 @@ class RawInfo:
     model: str | None = None
     orientation: int = 1
     """EXIF orientation (1-8) the camera recorded; pixels from :func:`read_raw` are already upright."""
+    auto_bracket: bool = False
+    """EXIF ExposureMode = 2 (auto bracket), where the file's TIFF tags say so."""
+    bias_ev: float | None = None
+    """EXIF ExposureBiasValue (stops), where the file's TIFF tags have it."""
 
 
 @dataclass
@@ -110,9 +114,14 @@ def _shot_info(raw, path: Path) -> RawInfo:
     timestamp = tags.get("timestamp")
     if timestamp is None and other.timestamp is not None and other.timestamp.year > 1970:
         timestamp = other.timestamp  # LibRaw's (whole seconds; 1970 means "none")
+    bias = tags.get("bias")
+    if isinstance(bias, tuple) and len(bias) == 2 and bias[1]:
+        bias = bias[0] / bias[1]
     return RawInfo(exposure=exposure, timestamp=timestamp, make=tags.get("make"),
                    model=tags.get("model"),
-                   orientation=_FLIP_TO_ORIENTATION.get(int(raw.sizes.flip), 1))
+                   orientation=_FLIP_TO_ORIENTATION.get(int(raw.sizes.flip), 1),
+                   auto_bracket=tags.get("exposure_mode") == 2,
+                   bias_ev=float(bias) if isinstance(bias, (int, float)) else None)
 
 
 def _text(value) -> str | None:
