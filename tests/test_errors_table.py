@@ -661,6 +661,51 @@ def test_memory_budget_too_small_for_the_image(capsys, tmp_path, scene):
 # --------------------------------------------------------------------------- the table itself
 
 
+# ------------------------------------------------------------------------ camera raw brackets
+
+
+@pytest.fixture
+def raw_files(tmp_path) -> list[Path]:
+    """A 3-frame 12-bit Bayer DNG bracket (tests/raw_helpers.py)."""
+    from raw_helpers import raw_bracket, smooth_radiance
+
+    return raw_bracket(tmp_path / "raw", smooth_radiance(32, 48), (1.0, 4.0, 16.0))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "tiff-renamed"])
+def test_raw_file_corrupt_truncated_or_unsupported(capsys, tmp_path, raw_files, damage):
+    bad = raw_files[1]
+    data = bad.read_bytes()
+    if damage == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        bad.write_bytes(b"not a raw file" * 40)
+    else:
+        import tifffile
+
+        bad = bad.with_suffix(".nef")
+        raw_files[1].unlink()
+        tifffile.imwrite(bad, np.zeros((40, 40, 3), np.uint8))
+    files = [raw_files[0], bad, raw_files[2]]
+    _bracket_error(capsys, tmp_path, files, ImageReadError, bad.name,
+                   extra=["--method", "deghost"])
+
+
+def test_bracket_mixing_raw_and_jpeg(capsys, tmp_path, raw_files, bracket):
+    _bracket_error(capsys, tmp_path, [raw_files[0], raw_files[1], bracket[2]], SceneError,
+                   bracket[2].name, "mixes raw")
+
+
+def test_group_without_a_bracket(capsys, tmp_path, raw_files):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    raw_files[0].rename(folder / raw_files[0].name)
+    out_dir = tmp_path / "out"
+    expect_user_error(capsys, ["reconstruct", str(folder), "--group", "-o", str(out_dir)],
+                      SceneError, "one", "no bracket")
+    assert not out_dir.exists()
+
+
 def test_every_row_of_the_table_has_its_test():
     """docs/errors.md names a test and an error type per row; both must exist."""
     text = DOCS.read_text(encoding="utf-8")

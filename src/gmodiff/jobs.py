@@ -195,7 +195,7 @@ def write_result(scene: Scene, result: Reconstruction, paths: list[Path],
     with atomic_group():  # the HDR, preview and debug maps appear together or not at all
         for path in paths:
             write_output(path, result.hdr, float_exr=outputs.float_exr, radiance_scale=gain,
-                         metadata=metadata)
+                         metadata=metadata, source=reference_path)
         if outputs.preview is not None:
             write_preview(outputs.preview, result.hdr, gain)
         if outputs.debug_maps:

@@ -37,8 +37,8 @@ import numpy as np
 from gmodiff.bracket.align import ALIGN_METHODS, AlignmentResult, align_frames, align_scene
 from gmodiff.bracket.extras import ExtraFrame, anchor_level, extend_range
 from gmodiff.errors import ConfigError, ExposureError, SceneError
-from gmodiff.io.exif import exposures_from_exif
-from gmodiff.io.ldr import check_input_file, read_ldr
+from gmodiff.io.frames import bracket_kind, frame_exposures, read_frame
+from gmodiff.io.ldr import check_input_file
 from gmodiff.io.memory import RunCheck, check_fits_in_memory
 from gmodiff.io.scene import DUPLICATE_TOLERANCE_STOPS, MAX_EXPOSURE_SPAN_STOPS, Scene
 
@@ -149,7 +149,7 @@ def bracket_exposures(paths: Sequence[Path], options: BracketOptions = BracketOp
     """Relative exposure per file (in the given order) and where it came from."""
     name = "times" if options.times is not None else "ev" if options.ev is not None else None
     if name is None:
-        return exposures_from_exif(paths), "exif"
+        return frame_exposures(paths), "exif"
     values = getattr(options, name)
     if len(values) != len(paths):
         raise ExposureError(f"`{name}` has {len(values)} values for {len(paths)} images", None,
@@ -254,13 +254,14 @@ def load_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketO
         raise SceneError(f"a bracket needs at least 2 frames, got {len(paths)}", paths[0] if paths else None,
                          "pass 2 or more differently exposed images of the same view")
     _check_distinct_files(paths)
+    encoding = bracket_kind(paths)  # raw frames: a known, linear curve
     exposures, source = bracket_exposures(paths, options)
     _check_duplicates(paths, exposures)
     if reference is not None and not 1 <= reference <= len(paths):
         raise SceneError(f"`reference={reference}` is out of range", None,
                          f"give a number from 1 to {len(paths)} (the position of the file)")
     check_fits_in_memory(paths, run_check=run_check)  # from the headers, before decoding
-    frames = [read_ldr(p).pixels for p in paths]
+    frames = [read_frame(p) for p in paths]
     _check_sizes(paths, frames)
     if all(_saturated(f) for f in frames):
         raise SceneError("every frame is saturated (white)", paths[0],
@@ -291,6 +292,7 @@ def load_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketO
         name=sorted_paths[ref].stem,
         root=sorted_paths[ref].parent,
         frame_paths=[sorted_paths[i] for i in used],
+        encoding=encoding,
     )
     return scene, selection
 
@@ -329,7 +331,7 @@ def prepare_bracket(paths: Sequence[str | Path], options: BracketOptions = Brack
     t_ref = float(aligned.exposure_times[aligned.reference_index])
     for index in selection.extra:
         exposure = float(selection.exposures[index]) / unit
-        pair = align_frames([aligned.reference, read_ldr(selection.paths[index]).pixels],
+        pair = align_frames([aligned.reference, read_frame(selection.paths[index])],
                             [t_ref, exposure], 0, align)
         alignment.warnings.extend(w.replace("frame 2", selection.paths[index].name)
                                   for w in pair.warnings)

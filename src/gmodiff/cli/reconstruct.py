@@ -1,7 +1,9 @@
 """``gmodiff reconstruct``: scene folder(s) or a plain bracket of image files → HDR image(s).
 
-Two or more image files (JPEG/TIFF/PNG, e.g. straight from a camera) are one bracket: exposures
-from EXIF or ``--ev``/``--times``, frames chosen and aligned by ``gmodiff.bracket.prepare``.
+Two or more image files (JPEG/TIFF/PNG or camera raw files, e.g. straight from a camera) are
+one bracket: exposures from EXIF or ``--ev``/``--times``, frames chosen and aligned by
+``gmodiff.bracket.prepare``. ``DIR --group`` finds the brackets in a folder of camera files
+(``gmodiff.cli.groups``).
 
 One scene folder (with ``exposure.txt``) → the ``-o`` file (.hdr, .exr or Ultra HDR .jpg).
 A folder of scene folders → ``-o`` is a folder that receives ``<scene name>.<format>`` per scene;
@@ -68,7 +70,8 @@ def reconstruct_command(
     inputs: list[Path] = typer.Argument(..., help="A scene folder, a folder of scene folders, "
                                         "or 2+ image files of one bracket (any order)."),
     output: Path = typer.Option(..., "-o", "--output",
-                                help="Output .hdr/.exr/.jpg file (one scene) or folder (many)."),
+                                help="Output .hdr/.exr/.jpg/.dng file (one scene) or folder "
+                                "(many, or --group)."),
     method: str = typer.Option("auto", "--method",
                                help="auto (the bundled GMODiff model when installed, else "
                                "classical), classical (= deghost), reference, merge, deghost, "
@@ -76,7 +79,14 @@ def reconstruct_command(
     preview: Path | None = typer.Option(None, "--preview", help="Also write a tone-mapped PNG "
                                         "(one scene), or a folder of them (many scenes)."),
     output_format: str = typer.Option("exr", "--format",
-                                      help="File type per scene when writing a folder: exr or hdr."),
+                                      help="File type per scene when writing a folder: exr or "
+                                      "hdr (with --group also dng or jpg)."),
+    group: bool = typer.Option(False, "--group", help="The input is a folder of camera files "
+                               "(raw/JPEG/TIFF): find the brackets in it from EXIF and write "
+                               "one output per bracket into the -o folder, named after its "
+                               "reference frame."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --group: list the brackets "
+                                 "found (and the files placed in none), write nothing."),
     float_exr: bool = typer.Option(False, "--float", "--float-exr",
                                    help="Write 32-bit float EXR, not half."),
     ev: str | None = typer.Option(None, "--ev", help="Image files: exposure per file in stops, "
@@ -142,6 +152,18 @@ def reconstruct_command(
                                  max_memory=parse_size(max_memory) if max_memory else None,
                                  progress=Progress(quiet=quiet or not progress) if single else None)
     _check_learned_flags(method, options, debug_maps)
+    if group or dry_run:
+        if not group:
+            raise ConfigError("--dry-run lists the brackets that --group finds",
+                              fix="add --group (and pass the folder of camera files)")
+        if len(inputs) != 1 or ev is not None or times is not None or reference is not None:
+            raise ConfigError("--group takes one folder, with exposures from EXIF",
+                              fix="pass only the folder (no --ev/--times/--reference)")
+        from gmodiff.cli.groups import reconstruct_groups
+
+        reconstruct_groups(inputs[0], output, method, options, output_format, float_exr, align,
+                           dry_run, progress and not quiet)
+        return
     if len(inputs) > 1 or inputs[0].is_file():
         _reconstruct_bracket(inputs, output, method, options, outputs, ev, times, reference, align)
         return

@@ -19,6 +19,7 @@ import numpy as np
 
 from gmodiff.camera.radiance import GAMMA
 from gmodiff.gainmap import encode_gain_map
+from gmodiff.io.frames import RAW_ENCODING
 from gmodiff.io.scene import Scene
 
 Linearise = Callable[[np.ndarray], np.ndarray]
@@ -39,8 +40,10 @@ def canonical_frames(frames: list[np.ndarray], linearise: Linearise) -> list[np.
 def canonical_encoder(scene: Scene, linearise: Linearise | None = None
                       ) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
     """:func:`canonical_frames` with the curve fixed (estimated from the whole bracket when not
-    given). It works pixel by pixel, so crops of frames give crops of the canonical frames:
+    given; raw scenes, whose frames are canonical already, pass through). It works pixel by pixel, so crops of frames give crops of the canonical frames:
     tiled DaReg encodes each tile's crops and never holds full-size canonical frames."""
+    if linearise is None and scene.encoding == RAW_ENCODING:
+        return list  # raw frames are canonical already: the curve is known, nothing to estimate
     if linearise is None:
         from gmodiff.camera.calibration import estimate_response
 

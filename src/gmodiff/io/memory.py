@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gmodiff.errors import ImageReadError
+from gmodiff.io.raw import is_raw, raw_size
 from gmodiff.memory import available_memory, format_bytes
 
 BYTES_PER_FRAME_PIXEL = 24
@@ -55,6 +56,8 @@ def frame_size(path: str | Path) -> tuple[int, int]:
 
     path = Path(path)
     reader = _HEADER_READERS.get(path.suffix.lower())
+    if reader is None and is_raw(path):
+        reader = raw_size
     if reader is None:
         return ldr_size(path)
     height, width = reader(path)

@@ -6,20 +6,27 @@ from pathlib import Path
 
 import numpy as np
 
+from gmodiff.io.dng import dng_metadata, write_dng
 from gmodiff.io.hdr import write_exr, write_hdr
-from gmodiff.io.paths import ULTRAHDR_SUFFIXES, supported_output
+from gmodiff.io.paths import DNG_SUFFIXES, ULTRAHDR_SUFFIXES, supported_output
 from gmodiff.io.ultrahdr import write_ultrahdr
 
 
 def write_output(path: str | Path, hdr: np.ndarray, float_exr: bool = False,
-                 radiance_scale: float | None = None, metadata=None) -> None:
+                 radiance_scale: float | None = None, metadata=None,
+                 source: str | Path | None = None) -> None:
     """Write linear HDR by extension: .hdr Radiance, .exr OpenEXR (half unless ``float_exr``),
-    .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto). Atomic: a folder that
-    turned unwritable since :func:`check_output_path` is the atomic writer's OutputError.
-    ``metadata`` (:class:`gmodiff.io.metadata.CarriedMetadata`) goes into .jpg and .exr files."""
+    .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto), .dng linear float
+    DNG (``gmodiff.io.dng``; its metadata is read from ``source``, the reference frame's file).
+    Atomic: a folder that turned unwritable since :func:`check_output_path` is the atomic
+    writer's OutputError. ``metadata`` (:class:`gmodiff.io.metadata.CarriedMetadata`) goes into
+    .jpg and .exr files."""
     path = supported_output(Path(path))
     suffix = path.suffix.lower()
-    if suffix in ULTRAHDR_SUFFIXES:
+    if suffix in DNG_SUFFIXES:
+        write_dng(path, hdr, dng_metadata(source),
+                  display_scale=radiance_scale if radiance_scale is not None else 1.0)
+    elif suffix in ULTRAHDR_SUFFIXES:
         write_ultrahdr(path, hdr, radiance_scale=radiance_scale,
                        exif=metadata.exif if metadata is not None else None)
     elif suffix in (".exr",) and metadata is not None and metadata.attributes:

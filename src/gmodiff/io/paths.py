@@ -10,7 +10,8 @@ from gmodiff.errors import OutputError
 from gmodiff.io.hdr import HDR_SUFFIXES
 
 ULTRAHDR_SUFFIXES = (".jpg", ".jpeg")
-OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES
+DNG_SUFFIXES = (".dng",)
+OUTPUT_SUFFIXES = HDR_SUFFIXES + ULTRAHDR_SUFFIXES + DNG_SUFFIXES
 MIN_FREE_BYTES = 64 * 1024
 """A folder on a file system with less free space than this is "full" before any compute."""
 
@@ -29,7 +30,8 @@ def supported_output(path: Path) -> Path:
     """``path`` if its extension is one we write, else an OutputError naming the choices."""
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise OutputError(f"unsupported output extension '{path.suffix}'", path,
-                          "use .hdr (Radiance), .exr (OpenEXR) or .jpg (Ultra HDR JPEG)")
+                          "use .hdr (Radiance), .exr (OpenEXR), .jpg (Ultra HDR JPEG) or .dng "
+                          "(linear float DNG)")
     return path
 
 

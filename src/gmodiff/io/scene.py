@@ -60,6 +60,9 @@ class Scene:
     motion_mask: np.ndarray | None = None
     """(H, W) float32 in [0, 1]: coverage of moving objects in any frame, in the reference frame's
     coordinates (known for simulated scenes only; None elsewhere)."""
+    encoding: str | None = None
+    """The frames' camera curve when it is known: ``gmodiff.io.frames.RAW_ENCODING`` for raw
+    input (frames are ``linear ** (1/2.2)`` exactly); None = unknown, estimated when needed."""
 
     @property
     def reference(self) -> np.ndarray:
