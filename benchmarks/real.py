@@ -414,6 +414,8 @@ def contact_sheet(rows: list[tuple[str, list[np.ndarray]]], path: Path, tile_wid
     with atomic_path(path) as tmp:
         ok, data = cv2.imencode(".jpg", np.ascontiguousarray(sheet[..., ::-1]),
                                 [cv2.IMWRITE_JPEG_QUALITY, 82])
+        if not ok:
+            fail(f"{path}: OpenCV could not encode the contact sheet")
         Path(tmp).write_bytes(data.tobytes())
 
 
