@@ -1,9 +1,11 @@
 """OpenCV's classic pipeline as a baseline: AlignMTB (translation) + MergeDebevec.
 
 OpenCV works on 8-bit frames, so the 16-bit inputs are rounded to 8 bits first (part of what
-this baseline costs). The response is fixed to gamma 2.2 (default) or calibrated from the
-bracket (CalibrateDebevec). Debevec's radiance has an arbitrary scale (the calibrated curve is pinned
-at mid-grey), so the result is rescaled to the reference frame's gamma-2.2 linearisation over
+this baseline costs). The response is the one ``gmodiff.camera.calibration`` estimates from the bracket
+(``estimated``), OpenCV's own self-calibration from the same frames (``calibrate``,
+CalibrateDebevec: the classical peer of issue #28), or a fixed gamma 2.2 (``gamma``).
+Debevec's radiance has an arbitrary scale (the calibrated curve is pinned at mid-grey), so the
+result is rescaled to the reference frame's linearisation (with ``inverse``, else gamma 2.2) over
 its well-exposed pixels: that brings it to the ground truth's t=1 convention using only inputs.
 """
 
@@ -12,7 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from gmodiff.baselines.merge import linearise
+from gmodiff.baselines.merge import Inverse, linearise
+from gmodiff.camera.calibration import estimate_response
 from gmodiff.errors import ConfigError
 from gmodiff.io.scene import Scene
 
@@ -49,17 +52,28 @@ def align_mtb(frames8: list[np.ndarray], reference_index: int) -> list[np.ndarra
     return aligned
 
 
-def _gamma_response() -> np.ndarray:
+RESPONSES = ("estimated", "calibrate", "gamma")
+MIN_CALIBRATION_PIXELS = 64
+"""CalibrateDebevec samples 70 pixels; on smaller frames the estimated response is used."""
+
+
+def _response_table(inverse: Inverse | None) -> np.ndarray:
+    """An inverse response at the 256 codes as OpenCV wants it ((256, 1, 3) float32)."""
     levels = np.arange(256, dtype=np.float32) / 255.0
+    curve = np.power(levels, 2.2) if inverse is None else np.asarray(inverse(levels), np.float32)
     # MergeDebevec takes log(response): keep the black level strictly positive.
-    curve = np.maximum(np.power(levels, 2.2), 1e-6)
+    curve = np.maximum(curve, 1e-6)
     return np.repeat(curve[:, None, None], 3, axis=2).astype(np.float32)
 
 
-def scale_to_reference(hdr: np.ndarray, scene: Scene) -> np.ndarray:
+def _gamma_response() -> np.ndarray:
+    return _response_table(None)
+
+
+def scale_to_reference(hdr: np.ndarray, scene: Scene, inverse: Inverse | None = None) -> np.ndarray:
     """Rescale ``hdr`` so it matches the reference's linearisation where that is well exposed."""
     reference = scene.reference
-    target = linearise(reference, float(scene.exposure_times[scene.reference_index]))
+    target = linearise(reference, float(scene.exposure_times[scene.reference_index]), inverse)
     usable = (reference > 0.1) & (reference < 0.9) & (hdr > 0)
     if usable.sum() < 16:
         usable = hdr > 0
@@ -69,22 +83,29 @@ def scale_to_reference(hdr: np.ndarray, scene: Scene) -> np.ndarray:
     return (hdr * scale).astype(np.float32)
 
 
-def debevec_merge(scene: Scene, response: str = "gamma", align: bool = True) -> np.ndarray:
-    """AlignMTB + MergeDebevec, with the ``gamma`` 2.2 response or a ``calibrate``d one.
+def debevec_merge(scene: Scene, response: str = "estimated", align: bool = True,
+                  inverse: Inverse | None = None) -> np.ndarray:
+    """AlignMTB + MergeDebevec with the ``estimated``, ``calibrate``d (OpenCV) or ``gamma`` response.
 
-    Gamma 2.2 is the default: on our simulated brackets (gamma 2.2 or random responses)
-    CalibrateDebevec's 70-sample fit scored 1–3 dB PSNR-μ lower (benchmarks/results/baselines.md).
+    ``inverse`` is the estimated inverse response (estimated from the bracket here when not
+    given); it also sets the output's scale. ``calibrate`` falls back to it on frames too small
+    for OpenCV's 70-sample fit.
     """
+    if response not in RESPONSES:
+        raise ConfigError(f"unknown Debevec response {response!r}",
+                          fix=f"use one of {', '.join(RESPONSES)}")
+    if response == "gamma":
+        inverse = None
+    elif inverse is None:
+        inverse = estimate_response(scene.frames, scene.exposure_times).linearise
     frames8 = [_to_bgr8(frame) for frame in scene.frames]
     if align:
         frames8 = align_mtb(frames8, scene.reference_index)
     times = np.asarray(scene.exposure_times, dtype=np.float32)
-    if response == "calibrate":
+    if response == "calibrate" and scene.height * scene.width >= MIN_CALIBRATION_PIXELS:
         curve = cv2.createCalibrateDebevec().process(frames8, times)
-    elif response == "gamma":
-        curve = _gamma_response()
     else:
-        raise ConfigError(f"unknown Debevec response {response!r}", fix="use calibrate or gamma")
+        curve = _response_table(inverse)
     hdr = cv2.createMergeDebevec().process(frames8, times, curve)
     hdr = np.nan_to_num(np.asarray(hdr, dtype=np.float32)[..., ::-1], nan=0.0, posinf=0.0)
-    return scale_to_reference(np.maximum(hdr, 0.0), scene)
+    return scale_to_reference(np.maximum(hdr, 0.0), scene, inverse)

@@ -1,11 +1,17 @@
 """Classical exposure-merging baselines on a :class:`Scene` (no learning).
 
 Each function returns float32 (H, W, 3) linear HDR relative to the t=1 exposure, aligned to the
-reference frame — the ground truth's convention (spec §1). Frames are linearised with the
-gamma 2.2 the networks assume (``L**2.2 / t``), whatever the camera's real response.
+reference frame — the ground truth's convention (spec §1). Frames are linearised with an inverse
+camera response ``inverse`` (encoded → linear, both in [0, 1]) when one is given, else with the
+gamma 2.2 the networks assume (``L**2.2 / t``). The registry in ``gmodiff.baselines`` passes the
+response estimated from the bracket (``gmodiff.camera.calibration``): real JPEGs are not gamma 2.2, and
+a gamma-2.2 merge of them crushed shadows ×0.13 (issue #28). Canonical frames (already gamma 2.2,
+``gmodiff.inputs.canonical``) are merged with the default.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -13,13 +19,18 @@ import numpy as np
 from gmodiff.camera.radiance import GAMMA
 from gmodiff.io.scene import Scene
 
+Inverse = Callable[[np.ndarray], np.ndarray]
+"""An inverse camera response: encoded values in [0, 1] → linear values in [0, 1]."""
 WEIGHT_FLOOR = 1e-4
 """Smallest weight a frame keeps, so a fully rejected pixel still has a defined merge."""
 
 
-def linearise(ldr: np.ndarray, exposure_time: float) -> np.ndarray:
-    """Non-linear LDR in [0, 1] → linear radiance relative to t=1 (``L**2.2 / t``)."""
-    return (np.power(np.clip(ldr, 0.0, 1.0), GAMMA) / exposure_time).astype(np.float32)
+def linearise(ldr: np.ndarray, exposure_time: float, inverse: Inverse | None = None) -> np.ndarray:
+    """Non-linear LDR in [0, 1] → linear radiance relative to t=1: ``inverse(L) / t``
+    (``L**2.2 / t`` without an inverse response)."""
+    encoded = np.clip(ldr, 0.0, 1.0)
+    linear = np.power(encoded, GAMMA) if inverse is None else inverse(encoded)
+    return (linear / exposure_time).astype(np.float32)
 
 
 def triangle_weight(ldr: np.ndarray, shortest: bool = False, longest: bool = False) -> np.ndarray:
@@ -36,28 +47,29 @@ def triangle_weight(ldr: np.ndarray, shortest: bool = False, longest: bool = Fal
     return np.maximum(weight, 0.0).astype(np.float32)
 
 
-def reference_only(scene: Scene) -> np.ndarray:
+def reference_only(scene: Scene, inverse: Inverse | None = None) -> np.ndarray:
     """The reference frame linearised; its clipped highlights stay clipped."""
-    return linearise(scene.reference, float(scene.exposure_times[scene.reference_index]))
+    return linearise(scene.reference, float(scene.exposure_times[scene.reference_index]), inverse)
 
 
 def _weighted_merge(frames: list[np.ndarray], times, weights: list[np.ndarray],
-                    fallback: np.ndarray) -> np.ndarray:
+                    fallback: np.ndarray, inverse: Inverse | None = None) -> np.ndarray:
     numerator = np.zeros_like(fallback, dtype=np.float64)
     denominator = np.zeros_like(fallback, dtype=np.float64)
     for frame, time, weight in zip(frames, times, weights, strict=True):
-        numerator += weight * linearise(frame, float(time))
+        numerator += weight * linearise(frame, float(time), inverse)
         denominator += weight
     merged = numerator / np.maximum(denominator, 1e-12)
     return np.where(denominator > 1e-8, merged, fallback).astype(np.float32)
 
 
-def triangle_merge(scene: Scene) -> np.ndarray:
+def triangle_merge(scene: Scene, inverse: Inverse | None = None) -> np.ndarray:
     """Per-channel triangle-weighted average of all linearised frames (ghosts where things move)."""
     last = len(scene.frames) - 1
     weights = [triangle_weight(f, shortest=i == 0, longest=i == last)
                for i, f in enumerate(scene.frames)]
-    return _weighted_merge(scene.frames, scene.exposure_times, weights, reference_only(scene))
+    return _weighted_merge(scene.frames, scene.exposure_times, weights,
+                           reference_only(scene, inverse), inverse)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +173,7 @@ def consistency(frame: np.ndarray, reference: np.ndarray, low: float = 0.06,
     return trust
 
 
-def deghost_merge(scene: Scene, align: bool = True) -> np.ndarray:
+def deghost_merge(scene: Scene, align: bool = True, inverse: Inverse | None = None) -> np.ndarray:
     """Reference-guided merge: align each frame globally, drop pixels that disagree, then merge.
 
     Non-reference frames are registered to the reference (ECC, Euclidean) to undo camera
@@ -183,4 +195,5 @@ def deghost_merge(scene: Scene, align: bool = True) -> np.ndarray:
             weight = weight * consistency(frame, reference)[..., None]
         frames.append(frame)
         weights.append(weight)
-    return _weighted_merge(frames, scene.exposure_times, weights, reference_only(scene))
+    return _weighted_merge(frames, scene.exposure_times, weights, reference_only(scene, inverse),
+                           inverse)

@@ -1,0 +1,670 @@
+"""Real camera brackets (issue #28): radiometric ground truth from tripod stacks, re-rendering
+consistency on scenes with motion. Evaluation only: it reads the folder ``--root`` points to and
+downloads nothing; docs/evaluation.md says where each scene comes from and how to lay it out.
+
+Each scene is a folder of JPEG/PNG/TIFF frames with ``times.txt`` (``<file> <seconds>`` per line)
+and ``kind.txt`` (``static`` or ``moving``); ``camera.txt`` names the camera when the frames'
+EXIF does not.
+
+- **static** (≥ 5 exposures, tripod): frames are registered to one frame (AlignMTB, translation;
+  the border it shifts in is cropped), the response is calibrated from *all* frames and all of them
+  are merged into the reference HDR, once with Debevec–Malik (OpenCV CalibrateDebevec +
+  MergeDebevec) and once with Robertson (CalibrateRobertson + MergeRobertson). Both are
+  normalised so the response at code 254 is 1 (the convention of every method here: encoded
+  white ↦ linear 1) and expressed relative to the short input's exposure (spec §1). Methods get
+  3 of the frames at 2- and 3-stop spacing and are scored against it: PSNR-μ, PSNR-l, PSNR-μ
+  after one global gain (``fit_log_gain``), the gain itself and the per-band median ratios.
+- **moving** (no ground truth): the HDR is rendered back through the response estimated from the
+  3 inputs (``gmodiff.camera.calibration``) at each non-reference input's exposure and compared with that
+  input (globally registered to the reference, ECC) where it is well exposed and agrees with the
+  reference (deghost's consistency map ≥ 0.99): "re-rendering PSNR". Ghosts are measured where
+  the inputs disagree with the reference (consistency < 0.5) and the reference is well exposed:
+  there a ghost-free HDR re-rendered at the reference exposure gives the reference back
+  ("reference PSNR in the motion region").
+
+    python benchmarks/real.py --root /work/realdata          # → benchmarks/results/real.md
+    python benchmarks/real.py --root DIR --methods deghost debevec-calibrated --max-pixels 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gmodiff.baselines import CLASSICAL_METHODS
+from gmodiff.baselines.merge import (consistency, deghost_merge, estimate_alignment,
+                                     intensity_mapping, warp_to_reference)
+from gmodiff.camera.calibration import estimate_response
+from gmodiff.errors import GmodiffError
+from gmodiff.io.atomic import atomic_path
+from gmodiff.io.ldr import LDR_SUFFIXES, read_ldr
+from gmodiff.io.scene import Scene
+from gmodiff.metrics import (RADIANCE_BANDS, band_label, band_ratios, fit_log_gain, psnr_l,
+                             psnr_mu, psnr_mu_gain_fitted)
+
+TIMES_FILE, KIND_FILE, CAMERA_FILE = "times.txt", "kind.txt", "camera.txt"
+KINDS = ("static", "moving")
+SPACINGS = (2.0, 3.0)
+"""Input spacings (stops) cut from every static stack."""
+SPACING_TOLERANCE = 0.35
+"""A frame pair counts as ``s`` stops apart if its ratio is within this many stops of ``s``."""
+MOVING_SPACING = 2.0
+"""Moving scenes with more than 3 frames are cut to 3 at (about) this spacing."""
+WELL_EXPOSED = (0.05, 0.95)
+STATIC_TRUST, MOVING_TRUST = 0.99, 0.5
+NORMALISE_CODE = 254
+"""Calibrated responses are normalised to 1 at this 8-bit code (255 is where clipping piles up)."""
+MODEL_ROWS = ("default", "no-refine")
+CLASSICAL_ROWS = ("deghost", "debevec-calibrated", "debevec", "deghost-gamma2.2")
+DEFAULT_METHODS = MODEL_ROWS + CLASSICAL_ROWS
+ROW_TITLES = {"default": "gmodiff default", "no-refine": "gmodiff --no-refine",
+              "deghost": "deghost (= classical; estimated response)",
+              "debevec-calibrated": "OpenCV Debevec, self-calibrated from the 3 frames",
+              "debevec": "OpenCV MergeDebevec, estimated response",
+              "deghost-gamma2.2": "deghost with gamma 2.2 (before #28)"}
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit status 2 (bad input, not a crash)."""
+    print(f"real.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class RealStack:
+    """One real bracket: frames float32 (H, W, 3) in [0, 1] sorted short → long, times in s."""
+
+    name: str
+    kind: str
+    frames: list[np.ndarray]
+    times: np.ndarray
+    camera: str = ""
+    shifts: list[tuple[int, int]] = field(default_factory=list)
+
+
+def read_times(folder: Path) -> dict[str, float]:
+    """``times.txt``: ``<file> <seconds>`` per line (seconds may be a fraction such as 1/60)."""
+    path = folder / TIMES_FILE
+    if not path.is_file():
+        fail(f"{path}: missing; write one line `<file> <seconds>` per frame")
+    times = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            name, value = parts[0], parts[1]
+            num, _, den = value.partition("/")
+            seconds = float(num) / float(den) if den else float(num)
+        except (IndexError, ValueError, ZeroDivisionError):
+            fail(f"{path}:{number}: expected `<file> <seconds>`, got {line.strip()[:60]!r}")
+        if not (seconds > 0 and math.isfinite(seconds)):
+            fail(f"{path}:{number}: exposure time must be positive, got {value}")
+        times[name] = seconds
+    return times
+
+
+def _camera(path: Path) -> str:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            exif = image.getexif()
+            return " ".join(str(exif.get(tag, "")).strip() for tag in (271, 272)).strip()
+    except Exception:  # no EXIF is fine: the camera is only a label
+        return ""
+
+
+def _downscale(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = math.sqrt(max_pixels / float(height * width))
+    if scale >= 1.0:
+        return image
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def load_stack(folder: Path, max_pixels: int | None = None) -> RealStack:
+    """A scene folder as a :class:`RealStack` (area-downscaled to ``max_pixels`` if given)."""
+    times = read_times(folder)
+    kind_path = folder / KIND_FILE
+    kind = kind_path.read_text(encoding="utf-8").strip().lower() if kind_path.is_file() else ""
+    if kind not in KINDS:
+        fail(f"{kind_path}: write `static` (tripod stack, >= 5 exposures) or `moving`")
+    frames, seconds, camera = [], [], ""
+    for name, value in sorted(times.items(), key=lambda item: item[1]):
+        path = folder / name
+        if not path.is_file() or path.suffix.lower() not in LDR_SUFFIXES:
+            fail(f"{folder / TIMES_FILE}: {name} is not an LDR frame in {folder}")
+        try:
+            pixels = read_ldr(path).pixels
+        except GmodiffError as err:
+            fail(str(err))
+        frames.append(_downscale(pixels, max_pixels) if max_pixels else pixels)
+        seconds.append(value)
+        camera = camera or _camera(path)
+    camera_path = folder / CAMERA_FILE
+    if camera_path.is_file():
+        camera = camera_path.read_text(encoding="utf-8").strip()
+    if len({f.shape for f in frames}) != 1:
+        fail(f"{folder}: frames differ in size")
+    if kind == "static" and len(frames) < 5:
+        fail(f"{folder}: a static stack needs >= 5 exposures for its ground truth, got {len(frames)}")
+    if len(frames) < 3:
+        fail(f"{folder}: needs >= 3 frames, got {len(frames)}")
+    return RealStack(folder.name, kind, frames, np.asarray(seconds, np.float64), camera)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ground truth from all frames
+
+
+def to_bgr8(frame: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.rint(np.clip(frame, 0, 1) * 255).astype(np.uint8)[..., ::-1])
+
+
+def register_stack(stack: RealStack, anchor: int) -> RealStack:
+    """Every frame registered onto ``anchor`` (deghost's ECC fit on the exposure-matched frame,
+    Euclidean; identity where the fit is weak); the border the warp shifts in is cropped.
+
+    Tripod stacks still move by a pixel or two (mirror slap, a touched shutter button). AlignMTB
+    was tried first: on the near-black short frames of night stacks it locked onto its search
+    limit (7 px) for every frame."""
+    reference = stack.frames[anchor]
+    height, width = reference.shape[:2]
+    frames, shifts = [], []
+    for index, frame in enumerate(stack.frames):
+        if index == anchor:
+            frames.append(frame)
+            shifts.append((0, 0))
+            continue
+        warp = estimate_alignment(intensity_mapping(frame, reference), reference)
+        frames.append(warp_to_reference(frame, warp))
+        corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1],
+                            [width - 1, height - 1, 1]], np.float32)
+        moved = np.abs(corners @ warp.T - corners[:, :2]).max(axis=0)
+        shifts.append((int(math.ceil(moved[0])), int(math.ceil(moved[1]))))
+    margin = max([v for s in shifts for v in s] + [0])
+    if margin:
+        frames = [f[margin:height - margin, margin:width - margin] for f in frames]
+    return RealStack(stack.name, stack.kind, [np.ascontiguousarray(f) for f in frames],
+                     stack.times, stack.camera, shifts)
+
+
+def reference_hdr(frames: list[np.ndarray], times: np.ndarray, algorithm: str = "debevec"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(radiance per second (H, W, 3) RGB, inverse response (256, 3)) from all ``frames``.
+
+    The response is calibrated from every frame and normalised to 1 at :data:`NORMALISE_CODE`,
+    so ``response(L) = E · t``."""
+    frames8 = [to_bgr8(f) for f in frames]
+    seconds = np.asarray(times, dtype=np.float32)
+    if algorithm == "debevec":
+        response = cv2.createCalibrateDebevec(samples=200).process(frames8, seconds)
+        merged = cv2.createMergeDebevec().process(frames8, seconds, response)
+    elif algorithm == "robertson":
+        response = cv2.createCalibrateRobertson().process(frames8, seconds)
+        merged = cv2.createMergeRobertson().process(frames8, seconds, response)
+    else:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    response = np.asarray(response, dtype=np.float64).reshape(256, 3)
+    norm = response[NORMALISE_CODE]  # per channel (B, G, R): white balances white to 1
+    radiance = np.asarray(merged, dtype=np.float64) / norm
+    radiance = np.nan_to_num(radiance, nan=0.0, posinf=0.0, neginf=0.0)
+    return (np.maximum(radiance, 0.0)[..., ::-1].astype(np.float32),
+            (response / norm)[:, ::-1].astype(np.float32))
+
+
+def pick_triples(times: np.ndarray, spacing: float, frames: list[np.ndarray] | None = None
+                 ) -> tuple[int, int, int] | None:
+    """Indices (short, reference, long) about ``spacing`` stops apart; among several, the one
+    whose reference frame's median is closest to 0.4 (a normally exposed middle frame)."""
+    stops = np.log2(np.asarray(times, dtype=np.float64))
+    best, best_cost = None, float("inf")
+    for ref in range(len(stops)):
+        short = int(np.argmin(np.abs(stops - (stops[ref] - spacing))))
+        long = int(np.argmin(np.abs(stops - (stops[ref] + spacing))))
+        if short == ref or long == ref:
+            continue
+        if (abs(stops[ref] - stops[short] - spacing) > SPACING_TOLERANCE
+                or abs(stops[long] - stops[ref] - spacing) > SPACING_TOLERANCE):
+            continue
+        cost = abs(float(np.median(frames[ref])) - 0.4) if frames is not None else 0.0
+        if cost < best_cost:
+            best, best_cost = (short, ref, long), cost
+    return best
+
+
+def triple_scene(stack: RealStack, triple: tuple[int, int, int], gt_per_second=None) -> Scene:
+    """The 3 frames as a gmodiff :class:`Scene` (times relative to the short one; ground truth
+    relative to the short exposure, spec §1, and clipped at 1 there).
+
+    Radiance above the short input's white is beyond what any method can know from these 3
+    frames (the whole stack reaches up to 9 stops further): the ground truth stops at 1 there,
+    the short frame's clipping level, as a simulated bracket's would."""
+    t_short = float(stack.times[triple[0]])
+    ground_truth = (None if gt_per_second is None else
+                    np.minimum(gt_per_second * t_short, 1.0).astype(np.float32))
+    return Scene(frames=[stack.frames[i] for i in triple],
+                 exposure_times=np.asarray([stack.times[i] / t_short for i in triple], np.float64),
+                 reference_index=1, ground_truth=ground_truth, name=stack.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods
+
+
+def classical_functions(methods) -> dict[str, callable]:
+    """Classical row → fn(scene) -> HDR."""
+    functions = {}
+    for method in methods:
+        if method == "deghost-gamma2.2":
+            functions[method] = deghost_merge  # no inverse response: L**2.2 / t
+        elif method in CLASSICAL_METHODS:
+            functions[method] = CLASSICAL_METHODS[method]
+        elif method not in MODEL_ROWS:
+            fail(f"--methods: unknown {method!r}; use {', '.join(DEFAULT_METHODS)}")
+    return functions
+
+
+def run_methods(scene: Scene, methods, pipe=None) -> dict[str, np.ndarray]:
+    """Row → HDR of ``scene``. The two model rows share one pipeline call (the refined output
+    carries the DaReg stage's gain map, what ``--no-refine`` returns)."""
+    outputs = {}
+    if pipe is not None and any(m in MODEL_ROWS for m in methods):
+        from gmodiff.gainmap import decode_gain_map
+
+        out = pipe(scene, refine=True)
+        outputs["default"] = np.asarray(out.hdr if pipe.refine else
+                                        decode_gain_map(out.coarse_gain_map, scene.reference))
+        outputs["no-refine"] = np.asarray(decode_gain_map(out.coarse_gain_map,
+                                                          np.asarray(scene.reference, np.float32)))
+    for name, fn in classical_functions(methods).items():
+        outputs[name] = fn(scene)
+    return {m: np.nan_to_num(np.asarray(outputs[m], np.float32), nan=0.0, posinf=0.0)
+            for m in methods if m in outputs}
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores
+
+
+def score_static(hdr: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """PSNR-μ, PSNR-l, gain-fitted PSNR-μ, the fitted gain and per-band median ratios divided by
+    that gain (the curve's shape; the gain is its level)."""
+    gain = fit_log_gain(hdr, gt)
+    scores = {"psnr_mu": psnr_mu(hdr, gt), "psnr_l": psnr_l(hdr, gt),
+              "psnr_mu_gain": psnr_mu_gain_fitted(hdr, gt), "gain": gain}
+    for band, ratio in zip(RADIANCE_BANDS, band_ratios(hdr, gt)):
+        scores[f"ratio {band_label(band)}"] = ratio / gain
+    return scores
+
+
+def forward_curve(inverse_lut: np.ndarray) -> callable:
+    """The camera curve f (linear → encoded) from a monotone inverse LUT on linspace(0, 1)."""
+    grid = np.linspace(0.0, 1.0, inverse_lut.size, dtype=np.float64)
+    lut = np.maximum.accumulate(np.asarray(inverse_lut, dtype=np.float64))
+
+    def forward(linear: np.ndarray) -> np.ndarray:
+        return np.interp(np.clip(linear, 0.0, 1.0), lut, grid).astype(np.float32)
+
+    return forward
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    if mask.sum() < 16:
+        return float("nan")
+    mse = float(np.mean((a[mask] - b[mask]) ** 2))
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@dataclass
+class MovingMasks:
+    """Per non-reference input: registered frame and well-exposed static mask; the motion mask."""
+
+    frames: list[np.ndarray]
+    times: list[float]
+    static: list[np.ndarray]
+    motion: np.ndarray
+
+
+def moving_masks(scene: Scene) -> MovingMasks:
+    """Register every non-reference input to the reference and find where it agrees with it."""
+    reference = scene.reference
+    low, high = WELL_EXPOSED
+    motion = np.zeros(reference.shape[:2], bool)
+    frames, times, static = [], [], []
+    for index, frame in enumerate(scene.frames):
+        if index == scene.reference_index:
+            continue
+        warp = estimate_alignment(intensity_mapping(frame, reference), reference)
+        frame = warp_to_reference(frame, warp)
+        trust = consistency(frame, reference)
+        exposed = ((frame > low) & (frame < high)).all(axis=-1)
+        frames.append(frame)
+        times.append(float(scene.exposure_times[index]))
+        static.append(exposed & (trust >= STATIC_TRUST))
+        motion |= trust < MOVING_TRUST
+    ref_exposed = ((reference > low) & (reference < high)).all(axis=-1)
+    return MovingMasks(frames, times, static, motion & ref_exposed)
+
+
+def score_moving(hdr: np.ndarray, scene: Scene, forward, masks: MovingMasks) -> dict[str, float]:
+    """Re-rendering PSNR (dB, encoded units) over the static well-exposed pixels of every
+    non-reference input, and the reference PSNR in the motion region."""
+    errors, weights = [], []
+    for frame, time_, mask in zip(masks.frames, masks.times, masks.static, strict=True):
+        rendered = forward(hdr * time_)
+        if mask.sum() >= 16:
+            errors.append(float(np.mean((rendered[mask] - frame[mask]) ** 2)))
+            weights.append(float(mask.sum()))
+    rerender = (10.0 * math.log10(1.0 / max(np.average(errors, weights=weights), 1e-12))
+                if errors else float("nan"))
+    t_ref = float(scene.exposure_times[scene.reference_index])
+    ghost = _psnr(forward(hdr * t_ref), scene.reference, masks.motion)
+    return {"rerender_psnr": rerender, "motion_ref_psnr": ghost,
+            "motion_fraction": float(masks.motion.mean()),
+            "static_fraction": float(np.mean([m.mean() for m in masks.static]))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Contact sheet
+
+
+def display(hdr: np.ndarray, t_ref: float) -> np.ndarray:
+    """A viewable 8-bit RGB picture: the reference exposure with an extended-Reinhard shoulder
+    (white at the 99.9th percentile, at least 1), encoded with gamma 2.2."""
+    x = np.maximum(np.asarray(hdr, np.float64) * t_ref, 0.0)
+    white = max(float(np.percentile(x, 99.9)), 1.0)
+    y = x * (1.0 + x / white ** 2) / (1.0 + x)
+    y = y / (white * (1.0 + 1.0 / white) / (1.0 + white))  # white ↦ 1
+    return np.rint(np.clip(y, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
+
+
+def contact_sheet(rows: list[tuple[str, list[np.ndarray]]], path: Path, tile_width: int = 300
+                  ) -> None:
+    """One row per scene (its name, then reference frame, default, deghost), as a JPEG."""
+    lines = []
+    for name, images in rows:
+        tiles = []
+        for image in images:
+            height = round(image.shape[0] * tile_width / image.shape[1])
+            tiles.append(cv2.resize(image, (tile_width, height), interpolation=cv2.INTER_AREA))
+        height = max(t.shape[0] for t in tiles)
+        tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0))) for t in tiles]
+        line = np.concatenate(tiles, axis=1)
+        line = np.pad(line, ((18, 4), (0, 0), (0, 0)))
+        cv2.putText(line, name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        lines.append(line)
+    width = max(line.shape[1] for line in lines)
+    sheet = np.concatenate([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)))
+                            for line in lines], axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(sheet[..., ::-1]),
+                                [cv2.IMWRITE_JPEG_QUALITY, 82])
+        if not ok:
+            fail(f"{path}: OpenCV could not encode the contact sheet")
+        Path(tmp).write_bytes(data.tobytes())
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@dataclass
+class Results:
+    static_rows: list[dict] = field(default_factory=list)
+    moving_rows: list[dict] = field(default_factory=list)
+    scenes: list[dict] = field(default_factory=list)
+    sheet_rows: list[tuple[str, list[np.ndarray]]] = field(default_factory=list)
+
+
+def evaluate_static(stack: RealStack, methods, pipe=None, results: Results | None = None
+                    ) -> Results:
+    """Ground truths from all frames, then every spacing's triple scored against them."""
+    results = results or Results()
+    anchor = len(stack.frames) // 2
+    stack = register_stack(stack, anchor)
+    truths = {name: reference_hdr(stack.frames, stack.times, name)[0]
+              for name in ("debevec", "robertson")}
+    for spacing in SPACINGS:
+        triple = pick_triples(stack.times, spacing, stack.frames)
+        if triple is None:
+            continue
+        scene = triple_scene(stack, triple, truths["debevec"])
+        robertson = np.minimum(truths["robertson"] * float(stack.times[triple[0]]),
+                               1.0).astype(np.float32)
+        beyond = float(np.mean((truths["debevec"] * float(stack.times[triple[0]])) >= 1.0))
+        results.scenes.append({"scene": stack.name, "kind": "static", "camera": stack.camera,
+                               "spacing": spacing, "frames": len(stack.frames), "beyond": beyond,
+                               "times": [float(stack.times[i]) for i in triple],
+                               "size": scene.frames[0].shape[:2],
+                               "max_shift": max(abs(v) for s in stack.shifts for v in s)})
+        for method, hdr in run_methods(scene, methods, pipe).items():
+            row = {"scene": stack.name, "spacing": spacing, "method": method}
+            row.update(score_static(hdr, scene.ground_truth))
+            row["psnr_mu_gain_robertson"] = psnr_mu_gain_fitted(hdr, robertson)
+            results.static_rows.append(row)
+    return results
+
+
+def moving_triple(stack: RealStack) -> tuple[int, int, int]:
+    """All 3 frames, or 3 of a longer stack at about :data:`MOVING_SPACING` stops."""
+    if len(stack.frames) == 3:
+        return (0, 1, 2)
+    return (pick_triples(stack.times, MOVING_SPACING, stack.frames)
+            or (0, len(stack.frames) // 2, len(stack.frames) - 1))
+
+
+def evaluate_moving(stack: RealStack, methods, pipe=None, results: Results | None = None
+                    ) -> Results:
+    """Re-rendering consistency and the motion-region measure for every method."""
+    results = results or Results()
+    triple = moving_triple(stack)
+    scene = triple_scene(stack, triple)
+    estimate = estimate_response(scene.frames, scene.exposure_times)
+    forward = forward_curve(estimate.inverse_lut)
+    masks = moving_masks(scene)
+    results.scenes.append({"scene": stack.name, "kind": "moving", "camera": stack.camera,
+                           "spacing": float(np.log2(scene.exposure_times[2] / scene.exposure_times[1])),
+                           "frames": len(stack.frames),
+                           "times": [float(stack.times[i]) for i in triple],
+                           "size": scene.frames[0].shape[:2], "response": estimate.source})
+    outputs = run_methods(scene, methods, pipe)
+    for method, hdr in outputs.items():
+        row = {"scene": stack.name, "method": method}
+        row.update(score_moving(hdr, scene, forward, masks))
+        results.moving_rows.append(row)
+    t_ref = float(scene.exposure_times[1])
+    pictures = [np.rint(scene.reference * 255).astype(np.uint8)]
+    pictures += [display(outputs[m], t_ref) for m in ("default", "deghost") if m in outputs]
+    results.sheet_rows.append((f"{stack.name}: reference | default | deghost", pictures))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows if key in r and np.isfinite(r[key])]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _geo(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows if key in r and np.isfinite(r[key]) and r[key] > 0]
+    return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def _f(value: float, digits: int = 2, prefix: str = "") -> str:
+    return "–" if not np.isfinite(value) else f"{prefix}{value:.{digits}f}"
+
+
+def report(results: Results, methods, made_by: str) -> str:
+    """The Markdown report."""
+    bands = [f"ratio {band_label(b)}" for b in RADIANCE_BANDS]
+    lines = ["# Real camera brackets", "", made_by, "",
+             "Evaluation only: the frames are public demo stacks (docs/evaluation.md lists them and "
+             "how to lay them out); nothing here is trained or tuned on them.", ""]
+    static = results.static_rows
+    if static:
+        names = sorted({r["scene"] for r in static})
+        lines += ["## Static stacks: radiometric ground truth", "",
+                  f"{len(names)} tripod stacks ({', '.join(names)}), {len({(r['scene'], r['spacing']) for r in static})} "
+                  "input triples. Ground truth: OpenCV CalibrateDebevec (200 samples) + MergeDebevec "
+                  "of *all* frames after ECC registration to the middle frame, response normalised to 1 at code "
+                  f"{NORMALISE_CODE}; the last column scores against a Robertson ground truth "
+                  "(CalibrateRobertson + MergeRobertson of all frames) instead. Means over triples; "
+                  "*gain*: the one global gain fitted to each triple (geometric mean; the level "
+                  "error, which depends on where the ground truth's response puts white); ratio "
+                  "columns: geometric means of the per-triple median predicted / true luminance "
+                  "in bands of the true luminance / peak, divided by that gain (the tone curve's "
+                  "shape error).", "",
+                  "| method | PSNR-μ | PSNR-l | PSNR-μ gain-fitted | gain | "
+                  + " | ".join(b.removeprefix("ratio ") for b in bands)
+                  + " | PSNR-μ gain-fitted vs Robertson GT |",
+                  "|---|" + "---|" * (5 + len(bands))]
+        for method in methods:
+            rows = [r for r in static if r["method"] == method]
+            if not rows:
+                continue
+            lines.append(f"| {ROW_TITLES.get(method, method)} | {_f(_mean(rows, 'psnr_mu'))} | "
+                         f"{_f(_mean(rows, 'psnr_l'))} | {_f(_mean(rows, 'psnr_mu_gain'))} | "
+                         f"×{_f(_geo(rows, 'gain'))} | "
+                         + " | ".join(_f(_geo(rows, b), 2, "×") for b in bands)
+                         + f" | {_f(_mean(rows, 'psnr_mu_gain_robertson'))} |")
+        lines += [""]
+        if "default" in methods and "debevec-calibrated" in methods:
+            d = [r for r in static if r["method"] == "default"]
+            c = [r for r in static if r["method"] == "debevec-calibrated"]
+            on_deb = _mean(c, "psnr_mu_gain") - _mean(d, "psnr_mu_gain")
+            on_rob = _mean(c, "psnr_mu_gain_robertson") - _mean(d, "psnr_mu_gain_robertson")
+            lines += [f"Self-calibrated Debevec minus default (gain-fitted PSNR-μ): {on_deb:+.2f} dB "
+                      f"against the Debevec ground truth, {on_rob:+.2f} dB against the Robertson one; "
+                      f"the difference, {on_deb - on_rob:+.2f} dB, is what the peer gains from being "
+                      "scored against a ground truth made the same way as itself.", ""]
+        lines += ["Per triple (gain-fitted PSNR-μ vs the Debevec ground truth):", "",
+                  "| scene | spacing | " + " | ".join(methods) + " |",
+                  "|---|---|" + "---|" * len(methods)]
+        for scene, spacing in sorted({(r["scene"], r["spacing"]) for r in static}):
+            cells = []
+            for method in methods:
+                match = [r for r in static if r["scene"] == scene and r["spacing"] == spacing
+                         and r["method"] == method]
+                cells.append(_f(match[0]["psnr_mu_gain"]) if match else "–")
+            lines.append(f"| {scene} | {spacing:g} | " + " | ".join(cells) + " |")
+        lines += [""]
+    moving = results.moving_rows
+    if moving:
+        names = sorted({r["scene"] for r in moving})
+        lines += ["## Scenes with motion: re-rendering consistency", "",
+                  "No ground truth. *Re-rendering PSNR*: the HDR rendered back through the response "
+                  "estimated from the 3 inputs at each non-reference input's exposure, against that "
+                  "input (ECC-registered to the reference) where it is well exposed "
+                  f"({WELL_EXPOSED[0]}–{WELL_EXPOSED[1]}) and agrees with the reference "
+                  f"(deghost consistency ≥ {STATIC_TRUST}); encoded units, data range 1. *Motion-region "
+                  "PSNR*: the HDR rendered at the reference exposure against the reference frame where "
+                  f"the inputs disagree with it (consistency < {MOVING_TRUST}) and it is well exposed: "
+                  "a ghost (content from another input) lowers it. Higher is better for both.", "",
+                  "| scene | motion px | " + " | ".join(
+                      f"{m} re-render / motion" for m in methods) + " |",
+                  "|---|---|" + "---|" * len(methods)]
+        for scene in names:
+            rows = {r["method"]: r for r in moving if r["scene"] == scene}
+            any_row = next(iter(rows.values()))
+            cells = [f"{_f(rows[m]['rerender_psnr'])} / {_f(rows[m]['motion_ref_psnr'])}"
+                     if m in rows else "–" for m in methods]
+            lines.append(f"| {scene} | {100 * any_row['motion_fraction']:.1f} % | "
+                         + " | ".join(cells) + " |")
+        mean_cells = [f"{_f(_mean([r for r in moving if r['method'] == m], 'rerender_psnr'))} / "
+                      f"{_f(_mean([r for r in moving if r['method'] == m], 'motion_ref_psnr'))}"
+                      for m in methods]
+        lines += ["| **mean** | | " + " | ".join(mean_cells) + " |", "",
+                  "Contact sheet (reference frame, default, deghost; a global tone curve): "
+                  "[docs/img/real_contact_sheet.jpg](../../docs/img/real_contact_sheet.jpg).", ""]
+    lines += ["## Scenes", "", "| scene | kind | camera | frames | input times (s) | size | notes |",
+              "|---|---|---|---|---|---|---|"]
+    for s in results.scenes:
+        note = (f"{s['spacing']:g} stops; registration ≤ {s['max_shift']} px; "
+                f"{100 * s['beyond']:.1f} % of values beyond the short input's white"
+                if s["kind"] == "static"
+                else f"{s['spacing']:.1f} stops; response {s['response']}")
+        times = ", ".join(f"{t:.4g}" for t in s["times"])
+        lines.append(f"| {s['scene']} | {s['kind']} | {s['camera'] or '?'} | {s['frames']} | "
+                     f"{times} | {s['size'][1]}×{s['size'][0]} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def find_stacks(root: Path, names: list[str] | None) -> list[Path]:
+    """Scene folders under ``root`` (those with a times.txt), or the ``names`` asked for."""
+    if not root.is_dir():
+        fail(f"--root {root}: no such folder; lay scenes out as docs/evaluation.md says")
+    folders = sorted(p for p in root.iterdir() if (p / TIMES_FILE).is_file())
+    if names:
+        missing = sorted(set(names) - {p.name for p in folders})
+        if missing:
+            fail(f"--scenes: {', '.join(missing)} not under {root} (or without {TIMES_FILE})")
+        folders = [p for p in folders if p.name in names]
+    if not folders:
+        fail(f"--root {root}: no scene folder with {TIMES_FILE}; see docs/evaluation.md")
+    return folders
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="folder of scene folders")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real.md"))
+    parser.add_argument("--sheet", type=Path, default=Path("docs/img/real_contact_sheet.jpg"))
+    parser.add_argument("--weights", default="default", help="pipeline folder, or 'default'")
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--scenes", nargs="+", default=None, help="scene folder names (default: all)")
+    parser.add_argument("--max-pixels", type=int, default=500_000,
+                        help="frames are area-downscaled to at most this many pixels")
+    args = parser.parse_args(argv)
+    folders = find_stacks(args.root, args.scenes)
+    classical_functions(args.methods)  # unknown names fail before any work
+    pipe = None
+    if any(m in MODEL_ROWS for m in args.methods):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from ood import load_pipeline  # same folder: benchmarks run as scripts
+
+        pipe = load_pipeline(args.weights)
+    start = time.perf_counter()
+    results = Results()
+    for index, folder in enumerate(folders, 1):
+        stack = load_stack(folder, args.max_pixels)
+        print(f"[{index}/{len(folders)}] {stack.name} ({stack.kind}, {len(stack.frames)} frames)",
+              file=sys.stderr, flush=True)
+        if stack.kind == "static":
+            evaluate_static(stack, args.methods, pipe, results)
+        else:
+            evaluate_moving(stack, args.methods, pipe, results)
+    from run_info import made_by
+
+    command = ("`python benchmarks/real.py --root ROOT --max-pixels "
+               f"{args.max_pixels}" + (f" --weights {args.weights}" if args.weights != "default" else "")
+               + "`")
+    text = report(results, args.methods, made_by(command, time.perf_counter() - start))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    if results.sheet_rows:
+        contact_sheet(results.sheet_rows, args.sheet)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
