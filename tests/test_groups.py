@@ -141,3 +141,16 @@ def test_raw_plus_jpeg_twins_use_the_raw_file(card, tmp_path):
 def test_dry_run_needs_group(card, tmp_path, capsys):
     assert main(["reconstruct", str(card), "--dry-run", "-o", str(tmp_path / "o")]) == 2
     assert "--group" in capsys.readouterr().err
+
+
+def test_jpeg_folder_without_capture_times_is_split_by_the_sequence(tmp_path):
+    """JPEGs read through their EXIF; no DateTimeOriginal: one run, split by the sequence."""
+    from bracket_helpers import exif_bytes, save_jpeg
+
+    for index, seconds in enumerate([1 / 250, 1 / 1000, 1 / 60, 1 / 250, 1 / 1000, 1 / 60]):
+        save_jpeg(tmp_path / f"DSC{index + 1:03d}.jpg", np.full((24, 24, 3), 100, np.uint8),
+                  exif_bytes(seconds))
+    (tmp_path / "notes.txt").write_text("not an image")
+    groups, unplaced = _names(group_folder(tmp_path))
+    assert groups == [["DSC001", "DSC002", "DSC003"], ["DSC004", "DSC005", "DSC006"]]
+    assert unplaced == []
