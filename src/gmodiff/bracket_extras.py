@@ -5,6 +5,9 @@
   result where the network's own outermost frame has no data: a darker frame fills highlights where
   the short frame is clipped, a brighter one fills shadows where the long frame is near black.
   Nearest frames first, each only where the previous source failed, with smooth weights.
+  An extra frame shot at another moment may show a moving object (or miss one): it is merged
+  only where it agrees with the frame it stands in for (:func:`agreement`), so a moving object
+  seen only in an extra frame leaves no trace.
 - **Brackets with a reused slot** (two frames, or a reference at one end): the network sees a
   duplicated frame it was never trained on and its output level drifts (0.6–0.8 stops dark on
   two-frame brackets with the bundled model). The result is scaled so its well-exposed pixels
@@ -17,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from gmodiff.data.inputs import GAMMA
@@ -29,6 +33,12 @@ DARK_START, DARK_END = 0.08, 0.02
 WELL_EXPOSED = (0.01, 0.95)
 MIN_WELL_EXPOSED = 64
 """Fewer well-exposed reference pixels than this: no level correction (nothing to anchor to)."""
+AGREE_STOPS = (0.7, 1.5)
+"""An extra frame is trusted fully up to this disagreement (stops) with the frame it replaces,
+not at all beyond: JPEG tone curves bend shadows off the gamma-2.2 model by up to ~0.5 stop."""
+NOISE_FLOOR = 0.02
+"""Encoded level below which frames are noise: disagreements are measured above it."""
+GROW_PX = 3
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 
@@ -51,6 +61,29 @@ def _radiance(frame: np.ndarray, exposure: float) -> np.ndarray:
     return np.power(np.clip(frame, 0.0, 1.0), GAMMA, dtype=np.float32) / np.float32(exposure)
 
 
+def agreement(extra: np.ndarray, extra_exposure: float, source: np.ndarray,
+              source_exposure: float) -> np.ndarray:
+    """(H, W) trust in ``extra`` where it stands in for ``source``: 1 where the two frames see
+    the same radiance, 0 on a moving object that either one shows alone.
+
+    ``extra`` is re-exposed to ``source``'s exposure (clipped as that frame would clip it) and the
+    two are compared in stops above a noise floor, channel by channel: where ``source`` is
+    clipped a darker frame must be at least as bright as the clipping allows, where it is black a
+    brighter frame must be dark enough — exactly the pixels the frame would be merged into.
+    Disagreements are blurred and grown like the deghosting merge's
+    (:func:`gmodiff.baselines.merge.consistency`), so ghost edges do not leak.
+    """
+    predicted = np.clip(_radiance(extra, extra_exposure) * np.float32(source_exposure), 0.0, 1.0)
+    observed = np.power(np.clip(source, 0.0, 1.0), GAMMA, dtype=np.float32)
+    floor = np.float32(NOISE_FLOOR ** GAMMA)
+    stops = np.abs(np.log2((predicted + floor) / (observed + floor))).max(axis=2)
+    stops = cv2.GaussianBlur(stops.astype(np.float32), (0, 0), 1.5)
+    low, high = AGREE_STOPS
+    trust = np.clip((high - stops) / (high - low), 0.0, 1.0).astype(np.float32)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW_PX + 1, 2 * GROW_PX + 1))
+    return cv2.erode(trust, kernel)
+
+
 def extend_range(hdr: np.ndarray, scene: Scene, extras: list[ExtraFrame]) -> np.ndarray:
     """``hdr`` with highlights/shadows filled from frames darker/brighter than the scene's."""
     if not extras:
@@ -59,19 +92,21 @@ def extend_range(hdr: np.ndarray, scene: Scene, extras: list[ExtraFrame]) -> np.
     times = np.asarray(scene.exposure_times, dtype=np.float64)
     darker = sorted((e for e in extras if e.exposure < times[0]), key=lambda e: -e.exposure)
     brighter = sorted((e for e in extras if e.exposure > times[-1]), key=lambda e: e.exposure)
-    source = scene.frames[0]
+    source, source_exposure = scene.frames[0], float(times[0])
     for extra in darker:
         # Where the previous source is clipped and this frame is not.
         weight = (_smoothstep(source.max(axis=2), CLIP_START, CLIP_END)
-                  * (1 - _smoothstep(extra.frame.max(axis=2), CLIP_START, CLIP_END)))
+                  * (1 - _smoothstep(extra.frame.max(axis=2), CLIP_START, CLIP_END))
+                  * agreement(extra.frame, extra.exposure, source, source_exposure))
         out += weight[..., None] * (_radiance(extra.frame, extra.exposure) - out)
-        source = extra.frame
-    source = scene.frames[-1]
+        source, source_exposure = extra.frame, extra.exposure
+    source, source_exposure = scene.frames[-1], float(times[-1])
     for extra in brighter:
         weight = (_smoothstep(source.max(axis=2), DARK_START, DARK_END)
-                  * (1 - _smoothstep(extra.frame.max(axis=2), CLIP_START, CLIP_END)))
+                  * (1 - _smoothstep(extra.frame.max(axis=2), CLIP_START, CLIP_END))
+                  * agreement(extra.frame, extra.exposure, source, source_exposure))
         out += weight[..., None] * (_radiance(extra.frame, extra.exposure) - out)
-        source = extra.frame
+        source, source_exposure = extra.frame, extra.exposure
     return out
 
 
