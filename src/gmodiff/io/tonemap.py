@@ -45,7 +45,10 @@ class RenditionConfig:
     headroom values are log2 stops)."""
 
     white: float = 2.0
-    """Luminance the shoulder maps to exactly 255 (one stop above nominal white)."""
+    """Most level the shoulder maps to exactly 255 (one stop above nominal white); an image
+    whose brightest base sits lower gets a lower white point, so it still reaches white."""
+    white_headroom: float = 0.15
+    """Stops above the (compressed) base's 99.5th percentile where the white point goes."""
     knee: float = 0.5
     """The shoulder is the identity below this luminance (mid-tones as shot)."""
     highlight_knee: float = -1.0
@@ -69,7 +72,7 @@ class RenditionConfig:
     """Guided-filter regulariser (stops²): edges above ~1 stop stay in the base, texture is detail."""
     norm_mix: float = 0.75
     """Tone-mapped level: 0 = luminance, 1 = the largest channel (keeps bright blue skies blue
-    but renders them darker than a camera would); between, gamut clipping does the rest."""
+    but renders them darker than a camera would); a channel still over 1 scales the pixel down."""
     desaturate_from: float = 3.0
     desaturate_to: float = 5.0
     """Stops over nominal white (of the input norm) where colour starts / has finished fading to
@@ -157,8 +160,15 @@ def _softplus(x: np.ndarray, width: float) -> np.ndarray:
     return width * np.logaddexp(0.0, x / width)
 
 
-def _compression(base: np.ndarray, config: RenditionConfig) -> tuple[float, float]:
-    """(highlight slope, shadow slope) for this image's base layer (1.0 = left as is)."""
+def _compress(base, slope_high: float, slope_low: float, config: RenditionConfig):
+    """The base layer with highlights (and deep shadows) compressed, soft knees."""
+    return (base - (1.0 - slope_high) * _softplus(base - config.highlight_knee, config.softness)
+            + (1.0 - slope_low) * _softplus(config.shadow_knee - base, config.softness))
+
+
+def _compression(base: np.ndarray, config: RenditionConfig) -> tuple[float, float, float]:
+    """(highlight slope, shadow slope, white level) for this image's base layer (slope 1.0 =
+    left as is)."""
     high = float(np.percentile(base, 99.5))
     slope_high = 1.0
     if high > config.highlight_target:
@@ -166,10 +176,12 @@ def _compression(base: np.ndarray, config: RenditionConfig) -> tuple[float, floa
         slope_high = min(1.0, max(config.min_compression, slope_high))
     low = float(np.percentile(base, 0.5))
     slope_low = config.shadow_compression if low < config.shadow_knee else 1.0
-    return slope_high, slope_low
+    top = float(_compress(np.float64(high), slope_high, slope_low, config))
+    white = float(np.clip(2.0 ** (top + config.white_headroom), 1.0, config.white))
+    return slope_high, slope_low, white
 
 
-def _shoulder(y: np.ndarray, config: RenditionConfig) -> np.ndarray:
+def _shoulder(y: np.ndarray, white: float, config: RenditionConfig) -> np.ndarray:
     """Identity below ``knee``, exponential roll-off above, scaled so ``white`` maps to 1."""
     knee = config.knee
     span = 1.0 - knee
@@ -177,7 +189,7 @@ def _shoulder(y: np.ndarray, config: RenditionConfig) -> np.ndarray:
     def curve(v):
         return np.where(v <= knee, v, knee + span * -np.expm1(-(np.maximum(v, knee) - knee) / span))
 
-    return np.minimum(curve(y) / float(curve(np.float64(config.white))), 1.0)
+    return np.minimum(curve(y) / float(curve(np.float64(white))), 1.0)
 
 
 def _srgb_encode(linear: np.ndarray) -> np.ndarray:
@@ -202,7 +214,7 @@ def render_sdr(hdr: np.ndarray, gain: float = 1.0,
     small = _block_means(hdr, gain, step, config)
     radius = max(1, round(config.radius * max(small.shape)))
     coef_a, coef_b, base_small = _guided_coefficients(small, radius, config.eps)
-    slope_high, slope_low = _compression(base_small, config)
+    slope_high, slope_low, white = _compression(base_small, config)
     cols = _interp_index(width, small.shape[1], step)
     for rows in row_bands(height):
         linear = _clean(hdr[rows], gain)
@@ -211,19 +223,16 @@ def render_sdr(hdr: np.ndarray, gain: float = 1.0,
         row_index = _interp_index(height, small.shape[0], step, rows)
         base = _upsample(coef_a, row_index, cols) * log_norm + _upsample(coef_b, row_index, cols)
         detail = log_norm - base
-        base = (base - (1.0 - slope_high) * _softplus(base - config.highlight_knee, config.softness)
-                + (1.0 - slope_low) * _softplus(config.shadow_knee - base, config.softness))
-        norm_out = _shoulder(np.exp2(base + config.detail * detail), config).astype(np.float32)
+        base = _compress(base, slope_high, slope_low, config)
+        norm_out = _shoulder(np.exp2(base + config.detail * detail), white, config).astype(np.float32)
         # Colour by ratio to the norm: hue and saturation as in the scene, every channel ≤ 1.
         colour = linear * (norm_out / norm)[..., None]
         fade = np.clip((log_norm - config.desaturate_from)
                        / (config.desaturate_to - config.desaturate_from), 0.0, 1.0)[..., None]
         colour += (norm_out[..., None] - colour) * fade
-        peak = colour.max(axis=-1)
-        over = peak > 1.0
-        if over.any():  # blend towards grey just enough to fit
-            grey = norm_out[over][:, None]
-            colour[over] = grey + (colour[over] - grey) * ((1.0 - grey) / (peak[over][:, None] - grey))
+        # A channel over 1 (the norm is a little under the largest channel) is scaled down with
+        # the others: blending towards grey instead turns noisy bright skies into white specks.
+        colour /= np.maximum(colour.max(axis=-1), 1.0)[..., None]
         display = _srgb_encode(np.clip(colour, 0.0, 1.0))
         out[rows] = np.clip(np.rint(display * 255.0), 0, 255)
     return out
