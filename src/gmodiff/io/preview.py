@@ -1,7 +1,9 @@
 """Tone-mapped 8-bit previews of HDR images, for eyeballing results (not for metrics).
 
 One rendition serves every SDR picture the tool makes: the ``--preview`` PNG, the SDR base image
-of an Ultra HDR JPEG and the demo previews: a linear gain, Reinhard x/(1+x), sRGB. The gain is
+of an Ultra HDR JPEG, the web page's view and the demo previews: a linear gain, then the local
+tone mapper of :mod:`gmodiff.io.tonemap` (highlights compressed under white, detail and colour
+kept, a shoulder that reaches white, sRGB). The gain is
 chosen by :func:`preview_gain` from ``--preview-exposure``: ``reference`` (the default: exposed
 like the bracket's reference frame), ``auto`` (99th-percentile luminance to ``AUTO_TARGET``) or a
 number of stops relative to the reference exposure (``+1`` one stop brighter).
@@ -16,20 +18,17 @@ import numpy as np
 from gmodiff.errors import OutputError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.io.bands import row_bands
+from gmodiff.io.tonemap import DEFAULT_RENDITION, render_sdr
 
 AUTO_PERCENTILE = 99.0
 """Luminance percentile that auto exposure maps to ``AUTO_TARGET`` before the curve."""
-AUTO_TARGET = 4.0
-"""Reinhard's x/(1+x) maps 4 to 0.8, so the brightest 1% still keeps some contrast."""
+AUTO_TARGET = DEFAULT_RENDITION.white
+"""The rendition's white level: the brightest 1% sit at white before the tone mapper brings
+bright areas back under it (brighter than the reference exposure on most brackets)."""
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=rgb.dtype)
-
-
-def _srgb_encode(linear: np.ndarray) -> np.ndarray:
-    return np.where(linear <= 0.0031308, 12.92 * linear,
-                    1.055 * np.power(np.maximum(linear, 0.0031308), 1 / 2.4) - 0.055)
 
 
 def auto_exposure(hdr: np.ndarray, nonfinite_as_zero: bool = False) -> float:
@@ -86,21 +85,16 @@ def preview_gain(hdr: np.ndarray, exposure: str | float = DEFAULT_PREVIEW_EXPOSU
 
 
 def tonemap_preview(hdr: np.ndarray, exposure: float | None = None) -> np.ndarray:
-    """Linear HDR (H, W, 3) → uint8 sRGB preview: gain, Reinhard x/(1+x), sRGB gamma.
+    """Linear HDR (H, W, 3) → uint8 sRGB picture: gain, then :func:`gmodiff.io.tonemap.render_sdr`.
 
     ``exposure`` is a linear gain; None picks one from the luminance (see :func:`auto_exposure`).
+    NaN/inf pixels count as black.
     """
     hdr = np.asarray(hdr)
     if hdr.ndim != 3 or hdr.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) array, got shape {hdr.shape}")
     gain = auto_exposure(hdr, nonfinite_as_zero=True) if exposure is None else float(exposure)
-    out = np.empty(hdr.shape, dtype=np.uint8)
-    for rows in row_bands(hdr.shape[0]):  # per pixel, so bands give the whole-image result
-        band = np.nan_to_num(np.asarray(hdr[rows], dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        scaled = np.maximum(band * gain, 0.0)
-        display = _srgb_encode(scaled / (1.0 + scaled))
-        out[rows] = np.clip(np.rint(display * 255.0), 0, 255)
-    return out
+    return render_sdr(hdr, gain)
 
 
 def check_preview_path(path: str | Path) -> Path:

@@ -341,12 +341,10 @@ def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
     def display(rows: slice) -> np.ndarray:
         return np.maximum(hdr[rows], 0.0) * np.float32(scale)
 
-    # The SDR base is the same Reinhard + sRGB rendition as `--preview`, at the chosen scale.
-    # Everything per pixel runs in row bands: whole-image float temporaries would dominate the
-    # peak memory of a full-size photo.
-    sdr = np.empty(hdr.shape, dtype=np.uint8)
-    for rows in row_bands(hdr.shape[0]):
-        sdr[rows] = tonemap_preview(display(rows), exposure=1.0)
+    # The SDR base is the same rendition as `--preview` (gmodiff.io.tonemap), at the chosen
+    # scale; it runs in row bands itself. Everything per pixel here runs in row bands too:
+    # whole-image float temporaries would dominate the peak memory of a full-size photo.
+    sdr = tonemap_preview(hdr, exposure=scale)
     sdr_jpeg = _encode_jpeg(sdr, config.quality)
     del sdr
     # Gain is computed against the SDR as a decoder will see it, so JPEG error in the base

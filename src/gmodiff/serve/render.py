@@ -1,7 +1,8 @@
 """Tone-mapped PNG previews of a finished job at any exposure, without re-running the model.
 
 The worker saves each result's linear HDR as ``.npy``; a preview request loads it (a small
-LRU cache keeps the last few) and applies the same Reinhard + sRGB curve as ``--preview`` at
+LRU cache keeps the last few) and applies the same rendition as ``--preview``
+(:mod:`gmodiff.io.tonemap`) at
 ``auto exposure × 2**ev``. Both views of a comparison use the main result's auto exposure, so
 the same slider position means the same exposure on both sides.
 """
