@@ -80,7 +80,7 @@ def make_brackets(work: Path) -> list[tuple[str, Path]]:
     """Scene folders (label, folder) for :data:`BRACKETS`, simulated into ``work`` once."""
     import shutil
 
-    from gmodiff.pipeline import WEIGHTS_DIR
+    from gmodiff.pipeline.pipeline import WEIGHTS_DIR
 
     folders = []
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -105,8 +105,8 @@ def reconstructions(folders: list[tuple[str, Path]], refine: bool | None = None,
                     tag: str = "recon") -> list[tuple[str, object, np.ndarray]]:
     """(label, scene, HDR) per folder with the default model, cached as ``<tag>.npy``."""
     from gmodiff.io.scene import load_scene
-    from gmodiff.pipeline import bundled_pipeline
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.pipeline.pipeline import bundled_pipeline
+    from gmodiff.methods import reconstruct_scene
 
     out = []
     for label, folder in folders:
