@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gmodiff.camera.radiance import linearise
+from gmodiff.camera.radiance import GAMMA, linearise
 from gmodiff.io.scene import Scene
 
 CLIP_START, CLIP_END = 0.85, 0.98
