@@ -5,7 +5,8 @@ statistics unlike the training views (half of them keep 40-70 % of their pixels 
 the peak), bracketed with the spec §6 camera model under 8 conditions: 2 and 3 stops; gamma 2.2,
 sRGB and two camera curves outside the simulator's family; read noise ≈ 2e-3 or none; camera shake
 and moving objects on the non-reference frames; 16-bit frames, 1000×680. Methods: the default
-pipeline's DaReg stage and ``--refine``, deghost and debevec. Writes Markdown and a per-scene CSV.
+pipeline's DaReg stage and ``--refine``, deghost, debevec and OpenCV's self-calibrated Debevec
+(``debevec-calibrated``, the classical peer). Writes Markdown and a per-scene CSV.
 
     python benchmarks/ood.py                                  # → benchmarks/results/ood.md (+ .csv)
     python benchmarks/ood.py --weights runs/new/pipeline --out /tmp/ood.md
@@ -36,7 +37,7 @@ from gmodiff.metrics import (RADIANCE_BANDS, band_label, band_ratios, dark_fract
                              psnr_l, psnr_mu, psnr_mu_gain_fitted, pu21_psnr, ssim_mu)
 from quality import mean_rows, region_table, table
 
-METHODS = ("default", "refine", "deghost", "debevec")
+METHODS = ("default", "refine", "deghost", "debevec", "debevec-calibrated")
 METRICS = {"psnr_mu": psnr_mu, "psnr_l": psnr_l, "ssim_mu": ssim_mu, "pu21_psnr": pu21_psnr,
            "psnr_mu_gain_fit": psnr_mu_gain_fitted}
 DEFAULT_OUT = Path("benchmarks/results/ood.md")
@@ -105,7 +106,7 @@ def row_names(pipe_refines: bool) -> dict[str, str]:
     """Method → table row; the pipeline's own default (refined or not) is marked as such."""
     return {"default": "gmodiff, DaReg stage" + ("" if pipe_refines else " (default output)"),
             "refine": "gmodiff --refine" + (" (default output)" if pipe_refines else ""),
-            "deghost": "deghost", "debevec": "debevec"}
+            "deghost": "deghost", "debevec": "debevec", "debevec-calibrated": "debevec-calibrated"}
 
 
 def method_functions(methods: list[str], pipe) -> dict[str, callable]:
