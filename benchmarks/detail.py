@@ -110,8 +110,8 @@ def stages(scene, refine_fn=None) -> dict[str, np.ndarray]:
     """HDR of each stage for one scene, with the default model (``refine_fn`` post-processes
     the refined gain map, for trying a fix)."""
     from gmodiff.io.ultrahdr import encode_ultrahdr, read
-    from gmodiff.pipeline import bundled_pipeline
-    from gmodiff.reconstruct import reconstruct_scene
+    from gmodiff.pipeline.pipeline import bundled_pipeline
+    from gmodiff.methods import reconstruct_scene
 
     result = reconstruct_scene(scene, "gmodiff", weights=bundled_pipeline())
     # Both maps decode against the same reference: H ∝ C⁻¹(GM), so the DaReg stage's HDR is the
