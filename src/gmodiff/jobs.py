@@ -145,8 +145,11 @@ def write_reconstruction(scene: Scene, output: Path, method: str, options: Recon
     reference_path = (scene.frame_paths[scene.reference_index]
                       if len(scene.frame_paths) > scene.reference_index else None)
     with atomic_group():  # the HDR, preview and debug maps appear together or not at all
+        # Files are in reference-white units (1.0 = the reference frame's white), stated in
+        # their headers; the scene's own units (what the metrics and ground truth use) stay
+        # inside the program.
         write_output(output, result.hdr, float_exr=float_exr, radiance_scale=gain,
-                     metadata=read_metadata(reference_path))
+                     metadata=read_metadata(reference_path), exposure=scene.reference_exposure)
         if preview is not None:
             from gmodiff.io.preview import write_preview
 

@@ -74,21 +74,23 @@ def check_not_an_input(target: str | Path, inputs: Iterable[str | Path],
 
 
 def write_output(path: str | Path, hdr: np.ndarray, float_exr: bool = False,
-                 radiance_scale: float | None = None, metadata=None) -> None:
+                 radiance_scale: float | None = None, metadata=None,
+                 exposure: float | None = None) -> None:
     """Write linear HDR by extension: .hdr Radiance, .exr OpenEXR (half unless ``float_exr``),
     .jpg/.jpeg Ultra HDR (``radiance_scale`` sets SDR white; None = auto). Atomic: a folder that
     turned unwritable since :func:`check_output_path` is the atomic writer's OutputError.
-    ``metadata`` (:class:`gmodiff.io.metadata.CarriedMetadata`) goes into .jpg and .exr files."""
+    ``metadata`` (:class:`gmodiff.io.metadata.CarriedMetadata`) goes into .jpg and .exr files.
+    ``exposure`` multiplies the .hdr/.exr pixels and is stated in their headers (the file's
+    units; see :func:`gmodiff.io.hdr.declared_exposure`); an Ultra HDR file's radiance, as
+    :func:`gmodiff.io.ultrahdr.read` returns it, is in the same units."""
     path = _supported(Path(path))
     suffix = path.suffix.lower()
     if suffix in ULTRAHDR_SUFFIXES:
         from gmodiff.io.ultrahdr import write_ultrahdr
 
         write_ultrahdr(path, hdr, radiance_scale=radiance_scale,
-                       exif=metadata.exif if metadata is not None else None)
-    elif suffix in (".exr",) and metadata is not None and metadata.attributes:
-        from gmodiff.io.hdr import write_exr
-
-        write_exr(path, hdr, half=not float_exr, attributes=metadata.attributes)
+                       exif=metadata.exif if metadata is not None else None,
+                       exposure=1.0 if exposure is None else exposure)
     else:
-        write_hdr(path, hdr, half=not float_exr)
+        attributes = metadata.attributes if metadata is not None and suffix == ".exr" else None
+        write_hdr(path, hdr, half=not float_exr, exposure=exposure, attributes=attributes or None)

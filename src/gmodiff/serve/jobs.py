@@ -122,10 +122,12 @@ def run_job(job: Job) -> None:
         job.methods[view] = results[view].method
         np.save(out / f"{view}.npy", results[view].hdr.astype(np.float32))
     job.stage, job.progress = "writing the HDR files", 0.8
-    # Ultra HDR: SDR white at the reference exposure, as `gmodiff reconstruct` writes it.
-    scale = float(scene.exposure_times[scene.reference_index])
+    # Ultra HDR: SDR white at the reference exposure, and every file in reference-white units,
+    # as `gmodiff reconstruct` writes them.
+    scale = scene.reference_exposure
     for suffix in OUTPUT_SUFFIXES:
-        write_output(out / f"main{suffix}", results["main"].hdr, radiance_scale=scale)
+        write_output(out / f"main{suffix}", results["main"].hdr, radiance_scale=scale,
+                     exposure=scale)
     for view, result in results.items():
         for path in write_debug_maps(out / f"{view}.png", result):
             job.maps.append(path.name)  # e.g. main.gain_map.png
