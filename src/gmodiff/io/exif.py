@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from gmodiff.errors import ExposureError, ImageReadError
+from gmodiff.io.ldr import HEIF_SUFFIXES, enable_heif
 
 TAG_ORIENTATION = 0x0112
 TAG_EXIF_IFD = 0x8769
@@ -88,6 +89,8 @@ def read_exif(path: str | Path) -> ExposureInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # corrupt tags: Pillow warns, we treat them as absent
+            if Path(path).suffix.lower() in HEIF_SUFFIXES:
+                enable_heif(Path(path))
             with Image.open(path) as im:
                 try:
                     return _info_from_exif(im.getexif())
@@ -95,6 +98,8 @@ def read_exif(path: str | Path) -> ExposureInfo:
                     return ExposureInfo()
     except FileNotFoundError as exc:
         raise ImageReadError("file not found", path, "check the path") from exc
+    except ImageReadError:
+        raise
     except Exception as exc:
         raise ImageReadError(f"not a readable image ({type(exc).__name__})", path,
                              "pass a JPEG or TIFF frame") from exc
