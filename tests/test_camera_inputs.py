@@ -59,3 +59,20 @@ def test_heic_bracket_with_exif(tmp_path, capsys):
     seen = expose(radiance, 1.0).max(axis=2) / 255
     well = (seen > 0.1) & (seen < 0.9)
     assert np.median(hdr.mean(axis=2)[well] / radiance.mean(axis=2)[well]) == pytest.approx(1, abs=0.1)
+
+
+def test_a_folder_of_jpegs_is_a_bracket(tmp_path, capsys):
+    """No exposure.txt: the folder's images are one bracket with EXIF exposures, not a
+    "missing exposure file" error."""
+    from bracket_helpers import save_jpeg
+
+    radiance = scene_radiance(32, 48, seed=2) * 0.5
+    folder = tmp_path / "card"
+    folder.mkdir()
+    for i, s in enumerate((0, -2, 2)):
+        save_jpeg(folder / f"DSC_{i}.JPG", expose(radiance, 2.0 ** s), exif_bytes(2.0 ** s / 100))
+    out = tmp_path / "o.hdr"
+    assert main(["reconstruct", str(folder), "-o", str(out), "--method", "merge",
+                 "--align", "none", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "reference: DSC_0.JPG (+0.0 EV)" in text and out.is_file()
