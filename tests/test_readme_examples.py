@@ -1,0 +1,37 @@
+"""README examples run as written: the camera-files Python block, on a bracket made here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bracket_helpers import exif_bytes, expose, save_jpeg, scene_radiance
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_block_after(marker: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(marker)
+    match = re.compile(r"```python\n(.*?)```", re.S).search(text, start)
+    assert match is not None, f"no python block after {marker!r}"
+    return match.group(1)
+
+
+def test_camera_files_python_example(tmp_path, monkeypatch, capsys):
+    from gmodiff.io.hdr import declared_exposure, read_hdr
+
+    radiance = scene_radiance(32, 48, seed=2) * 0.5
+    for name, stops in (("IMG_0041.jpg", 0), ("IMG_0042.jpg", -2), ("IMG_0043.jpg", 2)):
+        save_jpeg(tmp_path / name, expose(radiance, 2.0 ** stops), exif_bytes(2.0 ** stops / 100))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_python_block_after("Camera files (any number of frames"), "README.md", "exec"), {})
+    assert "reference: IMG_0041.jpg (+0.0 EV)" in capsys.readouterr().out
+    hdr = read_hdr(tmp_path / "photo.exr")
+    assert declared_exposure(tmp_path / "photo.exr") == pytest.approx(4.0)
+    seen = expose(radiance, 1.0).max(axis=2) / 255
+    well = (seen > 0.1) & (seen < 0.9)
+    assert np.median(hdr.mean(axis=2)[well] / radiance.mean(axis=2)[well]) == pytest.approx(1, abs=0.1)
