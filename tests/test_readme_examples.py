@@ -35,3 +35,31 @@ def test_camera_files_python_example(tmp_path, monkeypatch, capsys):
     seen = expose(radiance, 1.0).max(axis=2) / 255
     well = (seen > 0.1) & (seen < 0.9)
     assert np.median(hdr.mean(axis=2)[well] / radiance.mean(axis=2)[well]) == pytest.approx(1, abs=0.1)
+
+
+def _bash_lines_after(marker: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    match = re.compile(r"```bash\n(.*?)```", re.S).search(text, text.index(marker))
+    return [line.split("  #")[0].strip() for line in match.group(1).splitlines()
+            if line.startswith("gmodiff ")]
+
+
+def test_simulate_reconstruct_eval_commands_as_written(tmp_path, monkeypatch, capsys):
+    """The README's simulate → reconstruct → eval chain, command by command (the `make
+    metrics-env` line needs the second venv and is covered by tests/test_eval_extra.py)."""
+    import shlex
+
+    from gmodiff.cli import main
+
+    lines = _bash_lines_after("## Simulate brackets, evaluate")
+    assert [line.split()[1] for line in lines] == ["simulate", "simulate", "reconstruct", "eval"]
+    for line in lines:
+        for word in shlex.split(line):
+            if word.startswith("/usr/share/") and not Path(word).is_file():
+                pytest.skip(f"{word} not installed (blender-data)")
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        args = [a for a in shlex.split(line)[1:] if a != "--no-progress"]
+        assert main([*args, "--no-progress"] if args[0] == "simulate" else args) == 0, line
+    assert len(list((tmp_path / "out").glob("*.exr"))) == 12  # 4 procedural + 8 views
+    assert (tmp_path / "metrics.json").is_file()
