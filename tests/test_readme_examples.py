@@ -63,3 +63,21 @@ def test_simulate_reconstruct_eval_commands_as_written(tmp_path, monkeypatch, ca
         assert main([*args, "--no-progress"] if args[0] == "simulate" else args) == 0, line
     assert len(list((tmp_path / "out").glob("*.exr"))) == 12  # 4 procedural + 8 views
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_python_api_example(tmp_path, monkeypatch, capsys):
+    """The README's first Python block, on a small simulated scene in scenes/001."""
+    from gmodiff.cli import main
+    from gmodiff.pipeline import bundled_pipeline
+
+    if bundled_pipeline() is None:
+        pytest.skip("bundled model not installed")
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "procedural", "sims", "--size", "96x64", "--seed", "0",
+                 "--no-progress"]) == 0
+    (tmp_path / "scenes").mkdir()
+    next((tmp_path / "sims").iterdir()).rename(tmp_path / "scenes" / "001")
+    namespace: dict = {}
+    exec(compile(_python_block_after("Python API:"), "README.md", "exec"), namespace)
+    assert namespace["out"].hdr.shape == (64, 96, 3)
+    assert namespace["result"].hdr.shape == (64, 96, 3)
