@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gmodiff.evaluation.folder import EvalReport, find_prediction, metric_label, write_report
+from gmodiff.evaluation.folder import (EvalReport, find_prediction, metric_label, read_scene_units,
+                                        write_report)
 from gmodiff.errors import GmodiffError, SceneError
-from gmodiff.io.hdr import read_hdr, write_hdr
-from gmodiff.io.scene import find_ground_truth, find_scenes, load_scene
+from gmodiff.io.hdr import write_hdr
+from gmodiff.io.scene import (EXPOSURE_FILE, find_ground_truth, find_scenes, load_scene,
+                              read_exposure_stops)
 from gmodiff.metrics import CORE_METRICS, ExtraMetrics, evaluate_pair, parse_extra
 
 KALANTARI_TEST_SCENES = 15
@@ -65,7 +67,7 @@ def predict(folder: Path, method: str | None, options: dict, pred_dir: Path | No
         if path is None:
             raise SceneError(f"no prediction for scene '{folder.name}'", pred_dir,
                              "add <scene>.exr/.hdr for each of the test scenes")
-        return read_hdr(path), float("nan")
+        return read_scene_units(path), float("nan")
     from gmodiff.methods import reconstruct_scene
 
     scene = load_scene(folder, load_ground_truth=False)
@@ -90,14 +92,16 @@ def run(root: Path, method: str | None, options: dict, pred_dir: Path | None, cl
         gt_path = find_ground_truth(folder)
         if gt_path is None:
             raise SceneError("scene has no ground truth", folder, "add HDRImg.hdr")
-        gt = read_hdr(gt_path)
+        gt = read_scene_units(gt_path)
         hdr, elapsed = predict(folder, method, options, pred_dir)
         if hdr.shape != gt.shape:
             raise SceneError(f"prediction is {hdr.shape[1]}x{hdr.shape[0]}, ground truth is "
                              f"{gt.shape[1]}x{gt.shape[0]}", folder, "predict at full size")
         if save_pred is not None:
             save_pred.mkdir(parents=True, exist_ok=True)
-            write_hdr(save_pred / f"{folder.name}.exr", hdr, half=False)
+            stops = read_exposure_stops(folder / EXPOSURE_FILE)  # reference-white units, stated
+            write_hdr(save_pred / f"{folder.name}.exr", hdr, half=False,
+                      exposure=float(2.0 ** (stops[1] - stops.min())))
         scored = np.clip(hdr, 0.0, 1.0) if clip else hdr
         scores = evaluate_pair(scored, gt, extra=extra if extra is not None else False)
         report.metric_names += [n for n in scores if n not in report.metric_names]

@@ -39,7 +39,7 @@ def test_a_darker_extra_frame_restores_clipped_highlights(tmp_path, capsys):
     assert main(["reconstruct", *map(str, paths), "-o", str(out), "--method", "merge",
                  "--align", "none", "--quiet"]) == 0
     hdr = read_hdr(out)
-    truth = radiance / 8  # relative to the -3 EV frame, the scene's shortest
+    truth = radiance  # files are in reference-white units (the 0 EV frame's white = 1)
     spot = (slice(12, 18), slice(12, 28))
     assert np.median(hdr[spot] / truth[spot]) == pytest.approx(1.0, rel=0.1)
     (tmp_path / "three").mkdir()
@@ -113,11 +113,12 @@ def test_a_moving_object_in_an_extra_frame_leaves_no_trace(tmp_path, capsys, met
     still, ghosted = runs[False] @ _LUMA, runs[True] @ _LUMA
     # The shadow stays as dark as without the object (the object would be ~600x brighter)...
     assert ghosted[bright].mean() <= 1.5 * still[bright].mean() + 1e-6
-    # ...and the light no darker than the -3 EV frame's clipping says it is (the object would
-    # put it at 0.16; only the -6 EV frame could say more, and there it shows the object).
-    assert ghosted[dark].min() >= 0.9
+    # ...and the light no darker than the -3 EV frame's clipping says it is, 8 in reference-white
+    # units (the object would put it at 1.3; only the -6 EV frame could say more, and there it
+    # shows the object).
+    assert ghosted[dark].min() >= 0.9 * 8
     # Away from the objects (rejections grow a few pixels) the extra frames still count.
     away = ~_disc(h, w, 22, 24, 16) & ~_disc(h, w, 45, 74, 16)
-    assert np.allclose(ghosted[away], still[away], rtol=0.05, atol=1e-5)
+    assert np.allclose(ghosted[away], still[away], rtol=0.05, atol=1e-4)
     # The still bracket did get its extra frames (the light is restored beyond -3 EV's range).
-    assert np.median(still[dark]) > 2.0
+    assert np.median(still[dark]) > 16.0

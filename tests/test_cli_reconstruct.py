@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gmodiff.cli import main
-from gmodiff.io.hdr import read_hdr
+from gmodiff.io.hdr import declared_exposure, read_hdr
 from gmodiff.io.scene import load_scene
 from gmodiff.metrics import psnr_mu
 
@@ -36,8 +36,11 @@ def test_reconstruct_one_scene(scenes, tmp_path, capsys):
     assert code == 0
     assert "deghost" in capsys.readouterr().out
     hdr = read_hdr(out)
-    gt = load_scene(scenes / "procedural_000").ground_truth
-    assert hdr.shape == gt.shape and psnr_mu(hdr, gt) > 25
+    scene = load_scene(scenes / "procedural_000")
+    gt = scene.ground_truth
+    # The file is in reference-white units and says so; the ground truth in the scene's units.
+    assert declared_exposure(out) == pytest.approx(scene.reference_exposure)
+    assert hdr.shape == gt.shape and psnr_mu(hdr / scene.reference_exposure, gt) > 25
     assert preview.stat().st_size > 0
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from gmodiff.cli import main
 from gmodiff.cli.evaluate import format_methods_table
-from gmodiff.evaluation.folder import EvalReport
+from gmodiff.evaluation.folder import EvalReport, read_scene_units
 from gmodiff.io.hdr import read_hdr, write_hdr
 from gmodiff.io.scene import Scene, save_scene
 from gmodiff.metrics import (CvvdpSession, ExtraMetrics, MetricsEnvError, available, cvvdp_jod,
@@ -243,8 +243,9 @@ def test_kalantari_protocol_on_simulated_stand_in(tmp_path, capsys):
     assert [r[0] for r in rows[1:]] == ["procedural_000", "procedural_001", "mean"]
     mean_mu = float(rows[3][1])
     assert ours.split("|")[2].strip() == f"{mean_mu:.2f}"
-    # the same numbers as scoring the saved predictions, clipped to [0, 1], one by one
-    scores = [psnr_mu(np.clip(read_hdr(saved / f"{name}.exr"), 0, 1),
+    # the same numbers as scoring the saved predictions (reference-white units, brought back to
+    # the scene's by the factor their header states), clipped to [0, 1], one by one
+    scores = [psnr_mu(np.clip(read_scene_units(saved / f"{name}.exr"), 0, 1),
                       read_hdr(sims / name / "HDRImg.hdr"))
               for name in ("procedural_000", "procedural_001")]
     assert mean_mu == pytest.approx(np.mean(scores))

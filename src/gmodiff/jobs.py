@@ -194,8 +194,12 @@ def write_result(scene: Scene, result: Reconstruction, paths: list[Path],
     metadata = read_metadata(reference_path)
     with atomic_group():  # the HDR, preview and debug maps appear together or not at all
         for path in paths:
+            # Files are in reference-white units (1.0 = the reference frame's white), stated in
+            # their headers; the scene's own units (what the metrics and ground truth use) stay
+            # inside the program.
             write_output(path, result.hdr, float_exr=outputs.float_exr, radiance_scale=gain,
-                         metadata=metadata, source=reference_path)
+                         metadata=metadata, source=reference_path,
+                         exposure=scene.reference_exposure)
         if outputs.preview is not None:
             write_preview(outputs.preview, result.hdr, gain)
         if outputs.debug_maps:

@@ -1,7 +1,9 @@
 """Progress of one long reconstruction: stages and tiles, on stderr.
 
-On a terminal a tqdm bar per tiled stage; otherwise (a log file, a pipe) one plain line per stage
-and about every 10% of its tiles, so logs stay short. ``quiet`` prints nothing. Library code calls
+On a terminal a tqdm bar per tiled pass (with its ETA); otherwise (a log file, a pipe) one plain
+line per stage and named phase (the refiner's encoding, UNet and decoding passes) and about every
+10% of its tiles with the time left in that pass, so logs stay short. A pass of one or two tiles
+is not counted (an image that barely needs tiling reads as untiled). ``quiet`` prints nothing. Library code calls
 the reporter it is given and never prints itself; :data:`SILENT` is the default.
 """
 
@@ -21,8 +23,10 @@ class Progress:
         self.tty = self.stream.isatty() if tty is None else tty
         self._bar = None
         self._stage = ""
+        self._phase = ""
         self._last_step = -1
         self._start = time.perf_counter()
+        self._pass_start = self._start
 
     def _write(self, text: str) -> None:
         if not self.quiet:
@@ -31,16 +35,30 @@ class Progress:
     def stage(self, name: str) -> None:
         """A new stage starts (closes the previous stage's bar)."""
         self.close()
-        self._stage = name
+        self._stage, self._phase = name, ""
         self._last_step = -1
+        self._pass_start = time.perf_counter()
         if not self.tty:
             self._write(f"[{time.perf_counter() - self._start:6.1f} s] {name}")
         elif not self.quiet:
             self._write(name)
 
+    def phase(self, name: str) -> None:
+        """A named pass within the current stage starts (e.g. the refiner's ``UNet``)."""
+        self.close()
+        self._phase = name
+        self._last_step = -1
+        self._pass_start = time.perf_counter()
+        if not self.tty:
+            self._write(f"[{time.perf_counter() - self._start:6.1f} s]   {self._label}")
+
+    @property
+    def _label(self) -> str:
+        return f"{self._stage}: {self._phase}" if self._phase else self._stage
+
     def tile(self, done: int, total: int) -> None:
-        """``done`` of ``total`` tiles of the current stage are finished."""
-        if self.quiet or total <= 1:
+        """``done`` of ``total`` tiles of the current stage (or phase) are finished."""
+        if self.quiet or total <= 2:
             return
         if self.tty:
             if self._bar is not None and (total != self._bar.total or done < self._bar.n):
@@ -48,17 +66,21 @@ class Progress:
             if self._bar is None:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=f"  {self._stage}", unit="tile",
+                self._bar = tqdm(total=total, desc=f"  {self._label}", unit="tile",
                                  file=self.stream, leave=False)
             self._bar.update(done - self._bar.n)
             return
+        now = time.perf_counter()
         if done == 1:
             self._last_step = -1
+            if not self._phase:  # a new unnamed pass: time it from here
+                self._pass_start = now
         step = done * 10 // total
         if step != self._last_step or done == total:
             self._last_step = step
-            self._write(f"[{time.perf_counter() - self._start:6.1f} s]   {self._stage}: "
-                        f"tile {done}/{total}")
+            left = (now - self._pass_start) / done * (total - done)
+            eta = f", about {left:.0f} s left" if done < total else ""
+            self._write(f"[{now - self._start:6.1f} s]   {self._label}: tile {done}/{total}{eta}")
 
     def close(self) -> None:
         """Close any open bar."""

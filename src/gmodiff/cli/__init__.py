@@ -24,8 +24,18 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from gmodiff import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(show_version: bool = typer.Option(False, "--version", callback=_print_version,
+                                            is_eager=True, help="Print the gmodiff version and exit.")
+          ) -> None:
     """GMODiff: multi-exposure HDR reconstruction with one-step gain-map refinement."""
 
 

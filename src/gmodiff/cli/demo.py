@@ -108,8 +108,10 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
     save_scene(scene, out / "scene", overwrite=True)
     result = reconstruct_scene(scene, method, **options)
     written = [out / "hdr.hdr", out / "hdr.exr", out / "preview.png"]
-    write_hdr(out / "hdr.hdr", result.hdr)
-    write_hdr(out / "hdr.exr", result.hdr)
+    # Reference-white units, like `gmodiff reconstruct` (scene/HDRImg.hdr stays in the scene's
+    # units, the ground truth's convention; `gmodiff eval` reads both headers).
+    write_hdr(out / "hdr.hdr", result.hdr, exposure=scene.reference_exposure)
+    write_hdr(out / "hdr.exr", result.hdr, exposure=scene.reference_exposure)
     # The same rendition as `gmodiff reconstruct --preview` (reference exposure), one gain for both
     # pictures so they compare.
     exposure = preview_gain(scene.ground_truth, "reference",

@@ -145,6 +145,8 @@ def reconstruct_command(
     _check_method(method)
     if method == "auto" and weights is not None:
         method = "gmodiff"  # --weights names a GMODiff pipeline
+    if len(inputs) == 1:
+        inputs = _bracket_in_folder(inputs[0]) or inputs
     single = len(inputs) > 1 or inputs[0].is_file() or (inputs[0] / "exposure.txt").is_file()
     options = ReconstructOptions(weights=weights, backbone=backbone, tile=tile or None,
                                  refine=refine, steps=steps, seed=seed, device=device, dtype=dtype,
@@ -187,6 +189,17 @@ def reconstruct_command(
             typer.echo(f"wrote {display_path(preview)}")
         return
     _reconstruct_many(scenes, output, method, options, outputs, output_format, progress)
+
+
+def _bracket_in_folder(folder: Path) -> list[Path] | None:
+    """The image files of a plain folder that is no scene folder and holds none (e.g. a card's
+    JPEGs): a bracket whose exposures come from EXIF, like the files given one by one."""
+    from gmodiff.io.scene import EXPOSURE_FILE, find_scenes, scene_frame_paths
+
+    if not folder.is_dir() or (folder / EXPOSURE_FILE).is_file() or find_scenes(folder):
+        return None
+    frames = scene_frame_paths(folder)
+    return frames if len(frames) >= 2 else None
 
 
 def _reconstruct_bracket(paths: list[Path], output: Path, method: str, options: ReconstructOptions,

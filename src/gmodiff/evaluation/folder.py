@@ -12,6 +12,11 @@ Region metrics (PSNR-μ / PSNR-l over clipped-reference, DA-unreliable and movin
 scene folder, ``<scene>.mask.png`` beside the prediction) or on request; a region a scene lacks
 scores NaN and is left out of the mean.
 
+Files that state an exposure factor in their header (gmodiff writes every .hdr/.exr in
+reference-white units and says so: Radiance ``EXPOSURE=``, EXR ``gmodiffExposure``) are divided
+by it first, so predictions and ground truths are compared in the scene's units whichever tool
+wrote them.
+
 Save predictions as ``.exr`` for evaluation: Radiance RGBE shares one exponent per pixel and keeps
 8 mantissa bits, which alone caps PSNR-μ near 40 dB on content with dark channels (float EXR is
 lossless, half EXR costs < 0.1 dB at these levels).
@@ -27,9 +32,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from gmodiff.errors import OutputError, SceneError
 from gmodiff.io.atomic import write_bytes_atomic
-from gmodiff.io.hdr import read_hdr
+from gmodiff.io.hdr import declared_exposure, read_hdr
 from gmodiff.io.scene import GROUND_TRUTH_NAMES, find_ground_truth, find_scenes
 
 PREDICTION_SUFFIXES = (".hdr", ".exr")
@@ -53,6 +60,16 @@ class EvalReport:
         if not self.rows:
             return {}
         return {m: nan_mean(r.get(m, math.nan) for r in self.rows) for m in self.metric_names}
+
+
+def read_scene_units(path: Path):
+    """An HDR file with the exposure factor its header states undone: gmodiff's outputs are in
+    reference-white units (1.0 = the reference frame's white), ground truths and other tools'
+    predictions in the scene's units (the shortest frame's white = 1, as Kalantari's), which
+    the metrics expect."""
+    pixels = read_hdr(path)
+    factor = declared_exposure(path)
+    return pixels if factor == 1.0 else pixels / np.float32(factor)
 
 
 def find_prediction(pred_dir: Path, scene_name: str) -> Path | None:
@@ -129,8 +146,8 @@ def score_pairs(todo: list[tuple[Path, Path]], missing: list[str], extra=False,
     for folder, pred_path in tqdm(todo, desc="eval", unit="scene", file=sys.stderr, leave=False,
                                   disable=None if progress else True):
         gt_path = find_ground_truth(folder)
-        gt = read_hdr(gt_path)
-        pred = read_hdr(pred_path)
+        gt = read_scene_units(gt_path)
+        pred = read_scene_units(pred_path)
         if pred.shape != gt.shape:
             raise SceneError(f"prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth "
                              f"{gt_path.name} is {gt.shape[1]}x{gt.shape[0]}", pred_path,

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from gmodiff.errors import ExposureError, ImageReadError
-from gmodiff.io.ldr import check_input_file
+from gmodiff.io.ldr import HEIF_SUFFIXES, check_input_file, enable_heif
 
 TAG_ORIENTATION = 0x0112
 TAG_EXIF_IFD = 0x8769
@@ -90,6 +90,8 @@ def read_exif(path: str | Path) -> ExposureInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # corrupt tags: Pillow warns, we treat them as absent
+            if Path(path).suffix.lower() in HEIF_SUFFIXES:
+                enable_heif(Path(path))
             with Image.open(path) as im:
                 try:
                     return _info_from_exif(im.getexif())
@@ -97,6 +99,8 @@ def read_exif(path: str | Path) -> ExposureInfo:
                     return ExposureInfo()
     except FileNotFoundError as exc:
         raise ImageReadError("file not found", path, "check the path") from exc
+    except ImageReadError:
+        raise
     except Exception as exc:
         raise ImageReadError(f"not a readable image ({type(exc).__name__})", path,
                              "pass a JPEG or TIFF frame") from exc

@@ -33,6 +33,10 @@ values; they carry no radiance, so we clamp them. Anything more negative is a re
 """
 
 HALF_MAX = 65504.0
+EXR_EXPOSURE_ATTRIBUTE = "gmodiffExposure"
+"""EXR header float: the factor the pixels were multiplied by, like Radiance's ``EXPOSURE=``
+(divide by it to get the values back in the units they were computed in)."""
+_EXPOSURE_LINE = re.compile(rb"^EXPOSURE\s*=\s*([-+0-9.eE]+)\s*$")
 
 _MAX_HEADER_BYTES = 65536
 _RESOLUTION = re.compile(rb"^([-+])([XY]) +(\d{1,9}) +([-+])([XY]) +(\d{1,9})$")
@@ -149,7 +153,8 @@ def read_radiance(path: str | Path) -> np.ndarray:
     """Read a Radiance RGBE ``.hdr`` (flat or new-style RLE) as float32 (H, W, 3) RGB.
 
     Orientations ``±Y H ±X W`` are supported (others raise ``ImageReadError``); ``EXPOSURE=``
-    header lines are ignored, like OpenCV and FreeImage do.
+    header lines are not applied, like OpenCV and FreeImage do (:func:`declared_exposure`
+    reads them).
     """
     path = Path(path)
     if not path.is_file():
@@ -228,17 +233,28 @@ def _encode_rle_component(values: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def write_radiance(path: str | Path, rgb: np.ndarray) -> None:
-    """Write float RGB as a new-style RLE Radiance ``.hdr`` (``-Y H +X W``), atomically."""
+def _check_exposure(exposure: float | None, path: Path) -> float:
+    value = 1.0 if exposure is None else float(exposure)
+    if not (np.isfinite(value) and value > 0):
+        raise HDRValueError(f"exposure factor must be positive, got {exposure}", path)
+    return value
+
+
+def write_radiance(path: str | Path, rgb: np.ndarray, exposure: float | None = None) -> None:
+    """Write float RGB as a new-style RLE Radiance ``.hdr`` (``-Y H +X W``), atomically;
+    ``exposure`` multiplies the pixels and is stated in the header's ``EXPOSURE=`` line."""
     path = Path(path)
     rgb = check_hdr_values(_check_shape(rgb), path, "fix the radiance before saving")
-    if rgb.size and float(rgb.max()) >= 2.0 ** 127:
+    factor = _check_exposure(exposure, path)
+    if rgb.size and float(rgb.max()) * factor >= 2.0 ** 127:
         raise HDRValueError("values too large for Radiance RGBE", path, "rescale or write .exr")
     height, width = rgb.shape[:2]
     rgbe = np.empty((height, width, 4), dtype=np.uint8)
     for rows in row_bands(height):  # per pixel; bands keep the float temporaries small
-        rgbe[rows] = _float_to_rgbe(rgb[rows])
-    parts = [b"#?RADIANCE\n# written by gmodiff\nFORMAT=32-bit_rle_rgbe\n\n",
+        band = rgb[rows] if factor == 1.0 else rgb[rows] * np.float32(factor)
+        rgbe[rows] = _float_to_rgbe(band)
+    stated = f"EXPOSURE={factor:.9g}\n".encode() if exposure is not None else b""
+    parts = [b"#?RADIANCE\n# written by gmodiff\nFORMAT=32-bit_rle_rgbe\n" + stated + b"\n",
              f"-Y {height} +X {width}\n".encode()]
     if 8 <= width <= 0x7FFF:
         line_head = bytes((2, 2, width >> 8, width & 0xFF))
@@ -318,15 +334,21 @@ def read_exr(path: str | Path) -> np.ndarray:
     return check_hdr_values(rgb, path, "fix or re-export the HDR image")
 
 
-def encode_exr(rgb: np.ndarray, half: bool = True, attributes: dict | None = None) -> bytes:
+def encode_exr(rgb: np.ndarray, half: bool = True, attributes: dict | None = None,
+               exposure: float | None = None) -> bytes:
     """The bytes of a ZIP-compressed OpenEXR file holding ``rgb`` (checked by the caller);
-    ``attributes`` (str/float) are added to the header (camera metadata)."""
+    ``attributes`` (str/float) are added to the header (camera metadata); ``exposure``
+    multiplies the pixels and is stated as :data:`EXR_EXPOSURE_ATTRIBUTE`."""
     import io
 
     import OpenEXR
 
-    pixels = np.ascontiguousarray(rgb.astype(np.float16 if half else np.float32))
-    header = {**(attributes or {}), "compression": OpenEXR.ZIP_COMPRESSION,
+    factor = 1.0 if exposure is None else float(exposure)
+    pixels = np.empty(rgb.shape, dtype=np.float16 if half else np.float32)
+    for rows in row_bands(rgb.shape[0]):  # no whole-image float32 temporary
+        pixels[rows] = rgb[rows] if factor == 1.0 else rgb[rows] * np.float32(factor)
+    stated = {EXR_EXPOSURE_ATTRIBUTE: factor} if exposure is not None else {}
+    header = {**(attributes or {}), **stated, "compression": OpenEXR.ZIP_COMPRESSION,
               "type": OpenEXR.scanlineimage}
     buffer = io.BytesIO()
     with captured_native_output():
@@ -335,21 +357,56 @@ def encode_exr(rgb: np.ndarray, half: bool = True, attributes: dict | None = Non
 
 
 def write_exr(path: str | Path, rgb: np.ndarray, half: bool = True,
-              attributes: dict | None = None) -> None:
+              attributes: dict | None = None, exposure: float | None = None) -> None:
     """Write float RGB as ZIP-compressed OpenEXR (half, or float32 if ``half=False``); atomic.
-    ``attributes`` (str/float) are added to the header (camera metadata).
+    ``attributes`` (str/float) are added to the header (camera metadata); ``exposure``
+    multiplies the pixels and is stated in the header (see :func:`declared_exposure`).
 
     Encoded in memory and written by Python: OpenEXR's own file writer ignores write errors (a
     full disk gave a truncated file) and refuses names that are not UTF-8.
     """
     path = Path(path)
     rgb = check_hdr_values(_check_shape(rgb), path, "fix the radiance before saving")
-    if half and rgb.size and float(rgb.max()) > HALF_MAX:
+    factor = _check_exposure(exposure, path)
+    if half and rgb.size and float(rgb.max()) * factor > HALF_MAX:
         raise HDRValueError(f"values above {HALF_MAX:g} overflow half floats", path,
                             "write with half=False or rescale")
-    data = encode_exr(rgb, half=half, attributes=attributes)
+    data = encode_exr(rgb, half=half, attributes=attributes, exposure=exposure)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def declared_exposure(path: str | Path) -> float:
+    """The factor a ``.hdr``/``.exr`` file says its pixels were multiplied by (Radiance
+    ``EXPOSURE=`` lines, their product; the EXR attribute :data:`EXR_EXPOSURE_ATTRIBUTE`);
+    1.0 when it says nothing. Divide the pixels by it to undo the factor."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    factor = 1.0
+    if suffix in RADIANCE_SUFFIXES:
+        with open(path, "rb") as handle:
+            head = handle.read(_MAX_HEADER_BYTES)
+        end = head.find(b"\n\n")
+        for line in head[:end if end >= 0 else len(head)].split(b"\n"):
+            match = _EXPOSURE_LINE.match(line.strip())
+            if match:
+                try:
+                    factor *= float(match.group(1))
+                except ValueError:
+                    continue
+    elif suffix in EXR_SUFFIXES:
+        import OpenEXR
+
+        try:
+            with captured_native_output():
+                header = OpenEXR.File(_exr_source(path), header_only=True).parts[0].header
+        except Exception as exc:
+            raise ImageReadError(f"not a readable OpenEXR file ({exc})", path,
+                                 "re-export the HDR image") from exc
+        value = header.get(EXR_EXPOSURE_ATTRIBUTE)
+        if isinstance(value, (int, float)):
+            factor = float(value)
+    return factor if np.isfinite(factor) and factor > 0 else 1.0
 
 
 def hdr_size(path: str | Path) -> tuple[int, int]:
@@ -394,17 +451,20 @@ def read_hdr(path: str | Path) -> np.ndarray:
     return check_hdr_values(rgb, path, "fix or re-export the HDR image")
 
 
-def write_hdr(path: str | Path, rgb: np.ndarray, half: bool = True) -> None:
+def write_hdr(path: str | Path, rgb: np.ndarray, half: bool = True,
+              exposure: float | None = None, attributes: dict | None = None) -> None:
     """Write linear RGB to ``.hdr`` (Radiance RLE) or ``.exr`` (half unless ``half=False``).
 
     Atomic. Note RGBE keeps only 8 mantissa bits per pixel; prefer float EXR for evaluation.
+    ``exposure`` multiplies the pixels and is stated in the header (:func:`declared_exposure`);
+    ``attributes`` go into an EXR header.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in RADIANCE_SUFFIXES:
-        write_radiance(path, rgb)
+        write_radiance(path, rgb, exposure=exposure)
     elif suffix in EXR_SUFFIXES:
-        write_exr(path, rgb, half=half)
+        write_exr(path, rgb, half=half, attributes=attributes, exposure=exposure)
     else:
         raise OutputError(f"unsupported HDR extension '{path.suffix}'", path,
                           "use .hdr or .exr")

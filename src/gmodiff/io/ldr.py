@@ -26,7 +26,8 @@ _PIL_LOCK = threading.Lock()
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-LDR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
+HEIF_SUFFIXES = (".heic", ".heif")
+LDR_SUFFIXES = TIFF_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES + HEIF_SUFFIXES
 """File extensions (lower case) that :func:`read_ldr` understands."""
 
 
@@ -79,11 +80,26 @@ def pillow():
     return Image
 
 
+def enable_heif(path: Path | None = None) -> None:
+    """Let Pillow open HEIC/HEIF files (iPhones) through pillow-heif; once per process."""
+    if getattr(enable_heif, "done", False):
+        return
+    try:
+        import pillow_heif
+    except ImportError as exc:
+        raise ImageReadError("HEIC/HEIF needs pillow-heif, which is not installed", path,
+                             "run make install (or pip install pillow-heif)") from exc
+    pillow_heif.register_heif_opener()
+    enable_heif.done = True
+
+
 def _pillow_header(path: Path) -> tuple[str | None, int, int]:
-    """(Pillow's format name, height, width) from a PNG/JPEG header. Pillow's bomb check is off
-    for this header read only: our own caps (``MAX_SIDE``, the memory estimate) judge the size,
-    so even a header far above the cap gets our message, not "decompression bomb"."""
+    """(Pillow's format name, height, width) from a PNG/JPEG/HEIF header. Pillow's bomb check is
+    off for this header read only: our own caps (``MAX_SIDE``, the memory estimate) judge the
+    size, so even a header far above the cap gets our message, not "decompression bomb"."""
     Image = pillow()
+    if path.suffix.lower() in HEIF_SUFFIXES:
+        enable_heif(path)
     with _PIL_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
@@ -214,12 +230,13 @@ def _read_png(path: Path) -> np.ndarray:
     return pixels
 
 
-def _read_jpeg(path: Path) -> np.ndarray:
+def _read_jpeg(path: Path, expected: tuple[str, ...] = JPEG_FORMATS) -> np.ndarray:
+    """A JPEG (an MPO's primary image) or, with ``expected=("HEIF",)``, a HEIC/HEIF frame."""
     from PIL import ImageOps
 
     found, height, width = _pillow_header(path)
-    if found not in JPEG_FORMATS:
-        raise _wrong_format(path, found, "JPEG")
+    if found not in expected:
+        raise _wrong_format(path, found, expected[0])
     _check_size(path, height, width)  # before Pillow's own open: within the cap, it never warns
     with pillow().open(path) as im:
         if im.format == "MPO":
@@ -263,7 +280,8 @@ def ldr_size(path: str | Path) -> tuple[int, int]:
 
 
 def read_ldr(path: str | Path) -> LDRImage:
-    """Read a 16-bit TIFF, 8/16-bit PNG or JPEG frame as float32 (H, W, 3) RGB in [0, 1].
+    """Read a 16-bit TIFF (any compression), 8/16-bit PNG, JPEG or HEIC/HEIF frame as float32
+    (H, W, 3) RGB in [0, 1].
 
     Values are divided by 65535 (16-bit) or 255 (8-bit). Grey images are repeated to three
     channels and alpha is dropped; JPEG EXIF orientation is applied. Images larger than
@@ -281,9 +299,12 @@ def read_ldr(path: str | Path) -> LDRImage:
                 raw = _read_png(path)
             elif suffix in JPEG_SUFFIXES:
                 raw = _read_jpeg(path)
+            elif suffix in HEIF_SUFFIXES:
+                enable_heif(path)
+                raw = _read_jpeg(path, ("HEIF",))  # Pillow decodes it 8-bit, EXIF-rotated
             else:
                 raise ImageReadError(f"unsupported LDR extension '{path.suffix}'", path,
-                                     "use .tif, .png or .jpg frames")
+                                     "use .tif, .png, .jpg or .heic frames")
     except ImageReadError:
         raise
     except MemoryError as exc:  # the size fits the caps but not this machine's memory

@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from gmodiff.io.ldr import HEIF_SUFFIXES, enable_heif
+
 TAG_ORIENTATION = 0x0112
 TAG_MAKE, TAG_MODEL = 0x010F, 0x0110
 TAG_DATETIME = 0x0132
@@ -88,6 +90,8 @@ def read_metadata(path: str | Path | None) -> CarriedMetadata:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if Path(path).suffix.lower() in HEIF_SUFFIXES:
+                enable_heif(Path(path))
             with Image.open(path) as im:
                 exif = im.getexif()
                 xmp = im.info.get("xmp")

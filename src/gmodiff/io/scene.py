@@ -70,6 +70,14 @@ class Scene:
         return self.frames[self.reference_index]
 
     @property
+    def reference_exposure(self) -> float:
+        """The reference frame's relative exposure time: the factor that puts radiance in this
+        scene's units (t=1 frame's white = 1) into output-file units, where 1.0 is the white of
+        the reference frame (a pixel the reference shows at full scale). Every .hdr/.exr gmodiff
+        writes is in those units and states the factor in its header."""
+        return float(self.exposure_times[self.reference_index])
+
+    @property
     def exposure_stops(self) -> np.ndarray:
         """Exposure values in stops (log2 of the relative exposure times)."""
         return np.log2(np.asarray(self.exposure_times, dtype=np.float64))

@@ -90,7 +90,9 @@ class UltraHDRImage:
     """A decoded Ultra HDR JPEG: SDR base, gain map (uint8), metadata and the decoded HDR.
 
     ``hdr`` is display-referred (SDR white = 1); ``radiance`` divides by ``radiance_scale`` to
-    return gmodiff's radiance units (equal to ``hdr`` for files gmodiff did not write).
+    return the units of the .hdr/.exr gmodiff writes for the same result (reference-white
+    units; equal to ``hdr`` at the default preview exposure, and for files gmodiff did not
+    write).
     """
 
     sdr: np.ndarray
@@ -329,9 +331,11 @@ def _check_hdr(hdr: np.ndarray, path: Path) -> np.ndarray:
 
 def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
                     config: UltraHDRConfig | None = None, path: Path | None = None,
-                    exif: bytes | None = None) -> bytes:
+                    exif: bytes | None = None, exposure: float = 1.0) -> bytes:
     """The bytes of an Ultra HDR JPEG for linear ``hdr`` (radiance units × ``radiance_scale``);
-    ``exif`` (``Exif\\0\\0`` + TIFF block) goes first in the primary image."""
+    ``exif`` (``Exif\\0\\0`` + TIFF block) goes first in the primary image. :func:`read`
+    returns radiance in ``hdr``'s units × ``exposure`` (the units of the .hdr/.exr written
+    with that exposure factor)."""
     config = config or UltraHDRConfig()
     hdr = _check_hdr(hdr, path)
     scale = auto_exposure(np.maximum(hdr, 0.0)) if radiance_scale is None else float(radiance_scale)
@@ -362,7 +366,7 @@ def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
     ])
     head = [
         *([make_segment(APP1, exif)] if exif else []),
-        make_segment(APP1, _primary_xmp(len(gm_jpeg), scale)),
+        make_segment(APP1, _primary_xmp(len(gm_jpeg), scale / float(exposure))),
         make_segment(APP2, ISO_NAMESPACE + struct.pack(">HH", 0, 0)),  # version-only block
     ]
     # The MPF index must state the primary's own size, so lay out with a same-size
@@ -378,10 +382,12 @@ def encode_ultrahdr(hdr: np.ndarray, radiance_scale: float | None = None,
 
 
 def write_ultrahdr(path: str | Path, hdr: np.ndarray, radiance_scale: float | None = None,
-                   config: UltraHDRConfig | None = None, exif: bytes | None = None) -> None:
-    """Write ``hdr`` (linear radiance) as an Ultra HDR JPEG, atomically (with ``exif``)."""
+                   config: UltraHDRConfig | None = None, exif: bytes | None = None,
+                   exposure: float = 1.0) -> None:
+    """Write ``hdr`` (linear radiance) as an Ultra HDR JPEG, atomically (with ``exif``);
+    ``exposure`` as in :func:`encode_ultrahdr`."""
     path = Path(path)
-    write_bytes_atomic(path, encode_ultrahdr(hdr, radiance_scale, config, path, exif))
+    write_bytes_atomic(path, encode_ultrahdr(hdr, radiance_scale, config, path, exif, exposure))
 
 
 # --- reader -----------------------------------------------------------------------------------

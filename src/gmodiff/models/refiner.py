@@ -520,6 +520,12 @@ class GMRefiner(nn.Module):
 
     on_tile: Callable[[int, int], None] | None = None
     """Called as ``on_tile(done, total)`` after each UNet/VAE tile (progress reports)."""
+    on_phase: Callable[[str], None] | None = None
+    """Called with a name (``encoding the gain map``, ``UNet``, ...) before each tiled pass."""
+
+    def _phase(self, name: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name)
 
     def __init__(self, backbone: Backbone, config: RefinerConfig | None = None):
         super().__init__()
@@ -643,6 +649,7 @@ class GMRefiner(nn.Module):
         h, w = x.shape[-2:]
         if tile is None or (h <= tile.latent_tile and w <= tile.latent_tile):
             return run(0, h, 0, w)
+        self._phase("UNet")
         return blend_tiles(h, w, tile.latent_tile, tile.latent_overlap, 1.0, run, self.on_tile)
 
     def x0_estimate(self, noise: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
@@ -710,7 +717,9 @@ class GMRefiner(nn.Module):
         vae_tiled = tile is not None and tile.vae_tile is not None and (
             max(gm_signed.shape[-2:]) > tile.vae_tile * 8)
         if vae_tiled:
+            self._phase("encoding the gain map")
             z_g = self._encode_tiled(self.vae, gm_signed, tile, generator)
+            self._phase("encoding the condition")
             z_c = self._encode_tiled(self.vae_cond, short_ldr, tile, generator)
             skips = None
         else:
@@ -718,6 +727,7 @@ class GMRefiner(nn.Module):
             z_c = self.encode_condition(short_ldr, generator)
         refined = self.denoise(z_g, z_c, context, steps=steps, tile=tile)
         if vae_tiled:
+            self._phase("decoding")
             out = self._decode_tiled(refined, gm_signed, context, tile)
         else:
             out = self.decode(refined, skips, context)

@@ -295,7 +295,7 @@ class GMODiffPipeline:
         # The DaReg stage includes its input encoding (camera-curve estimate, classical merge).
         prepare = time.perf_counter() - start
         timings: dict[str, float] = {}
-        self.refiner.on_tile = progress.tile
+        self.refiner.on_tile, self.refiner.on_phase = progress.tile, progress.phase
         try:
             if tiled:
                 gain_map, coarse = self._predict_tiled(scene, encode, plan, refine, steps,
@@ -312,7 +312,7 @@ class GMODiffPipeline:
                     coarse = self.predict_coarse(batch, timings)
                     gain_map = coarse.gain_map
         finally:
-            self.refiner.on_tile = None
+            self.refiner.on_tile = self.refiner.on_phase = None
         progress.stage("decoding the gain map")
         gain_map_image = to_image(gain_map)
         reference = encode([scene.reference])[0] if tiled else scene.reference

@@ -130,7 +130,8 @@ def run_job(job: Job) -> None:
         job.methods[view] = results[view].method
         np.save(out / f"{view}.npy", results[view].hdr.astype(np.float32))
     job.stage, job.progress = "writing the HDR files", 0.8
-    # Ultra HDR: SDR white at the reference exposure, as `gmodiff reconstruct` writes it.
+    # Ultra HDR: SDR white at the reference exposure, and every file in reference-white units,
+    # as `gmodiff reconstruct` writes them (the one write road).
     main = [out / f"main{suffix}" for suffix in OUTPUT_SUFFIXES]
     write_result(scene, results["main"], main, OutputOptions(debug_maps=True))
     job.maps = [path.name for path in debug_map_paths(main[0]) if path.is_file()]
