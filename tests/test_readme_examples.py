@@ -81,3 +81,22 @@ def test_python_api_example(tmp_path, monkeypatch, capsys):
     exec(compile(_python_block_after("Python API:"), "README.md", "exec"), namespace)
     assert namespace["out"].hdr.shape == (64, 96, 3)
     assert namespace["result"].hdr.shape == (64, 96, 3)
+
+
+def test_train_smoke_chain_runs_as_written(tmp_path, monkeypatch):
+    """The README's smoke run of the training chain (the commands with tiny step counts), in a
+    scratch folder holding the repository's configs; the paper-size refiner line needs an SD-2.1
+    folder and `make train-default` is run by tests/test_default_recipe.py."""
+    import shlex
+
+    from gmodiff.cli import main
+
+    lines = [line for line in _bash_lines_after("## Train")
+             if "--max-steps" in line or "--vae-steps" in line]
+    assert [shlex.split(line)[2] for line in lines] == ["dareg", "dareg", "prior", "refiner"]
+    (tmp_path / "configs").symlink_to(README.parent / "configs")
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        assert main([*shlex.split(line)[1:], "--no-progress"]) == 0, line
+    for run in ("dareg-stage1-tiny", "dareg-stage2-tiny"):
+        assert (tmp_path / "runs" / run / "final").is_dir(), run
