@@ -6,6 +6,7 @@ user-fixable ``GmodiffError`` into one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -51,12 +52,25 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def use_cores_politely() -> None:
+    """Let torch's OpenMP threads sleep, not spin, between operators, unless the user chose.
+
+    Spinning threads are fastest on an idle machine, but when anything else runs (a browser,
+    another job) every parallel region waits for its descheduled thread: DaReg ran 5-10× slower
+    on a loaded 2-core machine with the default policy, about as fast as idle with this one
+    (``benchmarks/results/profile.md``). It must be set before torch is first imported, so here.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping user errors to one stderr line and exit code 2."""
     from gmodiff.io.atomic import install_signal_cleanup
     from gmodiff.progress import mark_command_start
 
     mark_command_start()
+    use_cores_politely()
     install_signal_cleanup()  # a terminated run leaves no temp files behind
     try:
         # Standalone mode: typer/click print usage errors themselves and raise SystemExit;
