@@ -130,7 +130,7 @@ def run_stages(paths: list[Path], out_dir: Path) -> dict:
     stages["alignment (ECC, whole image)"] = time.perf_counter() - begin
     clear_loaded()
     begin = time.perf_counter()
-    method = GMODiffMethod(ReconstructOptions())
+    method = GMODiffMethod(ReconstructOptions())  # CLI defaults: LoRA fused, channels_last
     stages["model build + weights"] = time.perf_counter() - begin
     begin = time.perf_counter()
     result = method.reconstruct(scene, ReconstructOptions())
@@ -156,7 +156,7 @@ def operator_profile(side: int) -> dict:
 
     from gmodiff.pipeline import load_pipeline
 
-    pipe = load_pipeline("default")
+    pipe = load_pipeline("default").optimise_for_cpu()  # as the CLI runs it
     g = torch.Generator().manual_seed(0)
     inputs = torch.rand(1, 4, 6, side, side, generator=g)
     results = {}
@@ -278,6 +278,7 @@ def main() -> None:
     parser.add_argument("--notes", default="")
     parser.add_argument("--child", nargs=2, metavar=("SIZE", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (gmodiff.cli)
     if args.child:
         megapixels, target = float(args.child[0]), Path(args.child[1])
         with tempfile.TemporaryDirectory() as tmp:
