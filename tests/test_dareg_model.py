@@ -52,6 +52,21 @@ def test_layernorm_normalises_channels_and_nafblock_starts_as_identity():
     assert torch.equal(NAFBlock(8)(x), x)
 
 
+def test_fused_layernorm_matches_the_eight_pass_formula():
+    # LayerNorm2d runs as one F.layer_norm (speed); it must equal the textbook per-pixel
+    # channel normalisation, in both memory layouts.
+    norm = LayerNorm2d(8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 8, 7, 9) * 3 + 1
+    centred = x - x.mean(1, keepdim=True)
+    expected = centred * torch.rsqrt(centred.pow(2).mean(1, keepdim=True) + norm.eps)
+    expected = expected * norm.weight[None, :, None, None] + norm.bias[None, :, None, None]
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert torch.allclose(norm(x.contiguous(memory_format=layout)), expected, atol=1e-5)
+
+
 def test_padding_does_not_leak_across_the_crop():
     # The output at an odd size equals the same crop of a run on a pre-padded input.
     model = _tiny()

@@ -64,7 +64,9 @@ class ReconstructOptions:
     device: str = "cpu"
     dtype: str = "fp32"
     """Refiner precision: fp32, or fp16/bf16 on a GPU."""
-    fuse_lora: bool = False
+    fuse_lora: bool = True
+    """gmodiff on CPU: fuse LoRA and use channels_last (``GMODiffPipeline.optimise_for_cpu``;
+    same result within ~1e-4, about a third faster); on a GPU: fuse LoRA only."""
     channel_order: str | None = None
     """DaReg only: override the stored colour order ("bgr" for the reference .pth)."""
     max_memory: int | None = None
@@ -174,6 +176,11 @@ class DaRegMethod(Method):
         start = time.perf_counter()
         overrides = {"channel_order": options.channel_order} if options.channel_order else {}
         self.model = DaReg.from_pretrained(options.weights, **overrides).to(options.device).eval()
+        if self.model.intro_0.weight.device.type == "cpu":
+            import torch
+
+            # oneDNN's native layout, as gmodiff's DaReg (GMODiffPipeline.optimise_for_cpu).
+            self.model.to(memory_format=torch.channels_last)
         self.load_seconds = time.perf_counter() - start
 
     def reconstruct(self, scene: Scene, options: ReconstructOptions) -> Reconstruction:
@@ -188,7 +195,7 @@ class DaRegMethod(Method):
         scene = network_scene(scene, self.model.config)
         batch = scene_inputs(scene, self.model.config)
         parameter = next(self.model.parameters())
-        with torch.no_grad():
+        with torch.inference_mode():
             out = self.model(batch.inputs.to(parameter.device, parameter.dtype))
         gain_map = to_image(crop(out.gain_map, batch.size))
         mask = to_image(crop(out.mask, batch.size)) if out.mask is not None else None
@@ -233,7 +240,7 @@ class GMODiffMethod(Method):
         dtype = getattr(torch, _TORCH_DTYPES[options.dtype])
         self.pipeline = load_pipeline(weights, options.backbone).to(options.device, dtype)
         if options.fuse_lora:
-            self.pipeline.fuse_lora()
+            self.pipeline.fuse_lora().optimise_for_cpu()
 
     def tile_options(self, options: ReconstructOptions):
         """``options.tile`` as the pipeline wants it: True (automatic) or a ``TileOptions``."""

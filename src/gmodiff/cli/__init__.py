@@ -7,6 +7,7 @@ user-fixable ``GmodiffError`` into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -87,6 +88,18 @@ def _held_warnings(argv: list[str] | None) -> Iterator[list[int]]:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
+def use_cores_politely() -> None:
+    """Let torch's OpenMP threads sleep, not spin, between operators, unless the user chose.
+
+    Spinning threads are fastest on an idle machine, but when anything else runs (a browser,
+    another job) every parallel region waits for its descheduled thread: DaReg ran 5-10× slower
+    on a loaded 2-core machine with the default policy, about as fast as idle with this one
+    (``benchmarks/results/profile.md``). It must be set before torch is first imported, so here.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping user errors to one stderr line and exit code 2."""
     with _held_warnings(argv) as status:
@@ -100,6 +113,7 @@ def _run(argv: list[str] | None) -> int:
     from gmodiff.progress import mark_command_start
 
     mark_command_start()
+    use_cores_politely()
     install_signal_cleanup()  # a terminated run leaves no temp files behind
     try:
         # Standalone mode: typer/click print usage errors themselves and raise SystemExit;

@@ -113,7 +113,9 @@ def reconstruct_command(
     device: str = typer.Option("cpu", "--device", help="dareg/gmodiff: cpu or cuda[:N]."),
     dtype: str = typer.Option("fp32", "--dtype", help=f"gmodiff: refiner precision, one of "
                               f"{', '.join(DTYPES)} (fp16/bf16 need a GPU)."),
-    fuse_lora: bool = typer.Option(False, "--fuse-lora", help="gmodiff: merge LoRA weights."),
+    fuse_lora: bool = typer.Option(True, "--fuse-lora/--no-fuse-lora", help="gmodiff: merge "
+                                   "LoRA weights into the base layers (and, on CPU, use the "
+                                   "channels_last layout): faster, same result within 1e-4."),
     refine: bool | None = typer.Option(None, "--refine/--no-refine", help="gmodiff: run the "
                                        "refiner, or return DaReg's gain map; default: what the "
                                        "pipeline's config says (the bundled model's card explains)."),

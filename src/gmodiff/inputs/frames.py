@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from gmodiff.camera.radiance import linearise
+
+if TYPE_CHECKING:
+    import torch
 
 
 def frame_input(ldr: np.ndarray, exposure_time: float) -> np.ndarray:
@@ -17,5 +21,7 @@ def frame_input(ldr: np.ndarray, exposure_time: float) -> np.ndarray:
 
 def stack_inputs(frames: list[np.ndarray], exposure_times) -> torch.Tensor:
     """Network input for a bracket: tensor (3, 6, H, W), short → long."""
+    import torch  # lazily: the classical merges import this module and need no torch
+
     per_frame = [frame_input(f, float(t)) for f, t in zip(frames, exposure_times, strict=True)]
     return torch.from_numpy(np.stack(per_frame).transpose(0, 3, 1, 2).copy())

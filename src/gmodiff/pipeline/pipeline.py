@@ -218,6 +218,19 @@ class GMODiffPipeline:
         self.refiner.fuse_lora()
         return self
 
+    def optimise_for_cpu(self) -> GMODiffPipeline:
+        """Inference on CPU only: LoRA fused into its base weights (one conv instead of three
+        per adapted layer) and both networks in ``channels_last`` (oneDNN's native layout, and
+        the channel norms become views). Outputs match the plain model within ~1e-4
+        (``tests/test_pipeline.py``); training must start from a freshly loaded pipeline."""
+        if self.device.type != "cpu":
+            return self
+        if not self.refiner.lora_fused:
+            self.refiner.fuse_lora()
+        self.dareg.to(memory_format=torch.channels_last)
+        self.refiner.to(memory_format=torch.channels_last)
+        return self
+
     # ----- inference --------------------------------------------------------------------------
     def predict(self, batch: NetworkInputs, steps: int = 1, tile: TileOptions | None = None,
                 generator: torch.Generator | None = None, refiner: nn.Module | None = None,
@@ -256,7 +269,7 @@ class GMODiffPipeline:
             timings["refiner_s"] = 0.0
         return coarse
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
                  tile: TileOptions | bool | None = True, steps: int = 1,
                  refine: bool | None = None, plan: MemoryPlan | None = None,

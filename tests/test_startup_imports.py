@@ -1,0 +1,54 @@
+"""Start-up stays light: commands that need no network never import the diffusion stack.
+
+Each check runs the CLI in a fresh interpreter and lists which heavy modules ended up in
+``sys.modules`` (never a timing: what is imported is what start-up pays for).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bracket_helpers import save_jpeg
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+HEAVY = ("torch", "diffusers", "peft", "accelerate", "transformers")
+_PROBE = """
+import json, sys
+from gmodiff.cli import main
+code = main(json.loads(sys.argv[1]))
+print(json.dumps({"code": code, "heavy": [m for m in json.loads(sys.argv[2]) if m in sys.modules]}))
+"""
+
+
+def _imported(argv: list[str], cwd: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv), json.dumps(HEAVY)],
+                         capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_help_imports_neither_torch_nor_diffusers(tmp_path):
+    result = _imported(["--help"], tmp_path)
+    assert result["code"] == 0
+    assert result["heavy"] == []
+
+
+def test_classical_reconstruct_imports_no_torch(tmp_path):
+    rng = np.random.default_rng(0)
+    radiance = rng.uniform(0.05, 0.8, size=(6, 8, 3)).repeat(8, 0).repeat(8, 1)
+    paths = []
+    for index, stops in enumerate((-2, 0, 2)):
+        ldr = np.clip(radiance * 2.0 ** stops, 0, 1) ** (1 / 2.2)
+        paths.append(str(save_jpeg(tmp_path / f"f{index}.jpg", np.rint(ldr * 255).astype(np.uint8))))
+    out = tmp_path / "out.exr"
+    result = _imported(["reconstruct", *paths, "--ev", "-2,0,2", "--method", "classical",
+                        "--align", "none", "-q", "-o", str(out)], tmp_path)
+    assert result["code"] == 0 and out.is_file()
+    assert result["heavy"] == []
