@@ -215,7 +215,8 @@ def test_exif_exposures_are_shown_then_read_by_the_server(tmp_path, server):
     paths, _, _ = write_bracket(tmp_path, h=48, w=64)  # files at 0, -2, +2 EV, with EXIF
     code, body = post(f"{server.url}/api/inspect", paths)
     assert code == 200
-    assert [f["ev"] for f in body["frames"]] == [2.0, 0.0, 4.0]
+    # The CLI's convention: stops from the reference frame (was: from the shortest frame).
+    assert [f["ev"] for f in body["frames"]] == [0.0, -2.0, 2.0]
     assert [f["name"] for f in body["frames"]] == [p.name for p in paths]
     assert abs(body["frames"][1]["exposure_s"] - 1 / 240) < 1e-6
     # No ev field: the server reads EXIF itself, as the CLI does.

@@ -19,7 +19,6 @@ Every request passes :mod:`gmodiff.serve.guard` first (loopback ``Host`` names o
 from __future__ import annotations
 
 import errno
-import math
 import re
 import shutil
 import uuid
@@ -27,6 +26,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -34,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gmodiff.bracket.prepare import choose_reference
 from gmodiff.errors import ConfigError, GmodiffError, printable
 from gmodiff.serve.config import ServeConfig
 from gmodiff.serve.form import ClientDisconnect, Refused, read_form, refuse
@@ -54,6 +55,15 @@ JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 DOWNLOAD_TYPES = {"jpg": "image/jpeg", "exr": "image/x-exr", "hdr": "image/vnd.radiance"}
 DOWNLOAD_SUFFIX = {"jpg": ".jpg", "exr": ".exr", "hdr": ".hdr"}
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def reference_stops(exposures) -> list[float]:
+    """Each frame's exposure in stops from the frame the bracket rule takes as reference, the
+    CLI's EV convention (``short: a.jpg (-2.0 EV)``), so both front ends show the same numbers."""
+    stops = np.log2(np.asarray(exposures, dtype=np.float64))
+    order = np.argsort(stops, kind="stable")
+    reference = stops[order][choose_reference(stops[order])]
+    return [round(float(v - reference), 2) + 0.0 for v in stops]
 
 
 def _error(message: str, status: int = 400, headers: dict | None = None) -> JSONResponse:
@@ -237,7 +247,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             known = [i for i in infos if i is not None and i.exposure_time_seconds is not None]
             stops = None
             if len(known) == len(infos) and infos:
-                stops = [round(math.log2(x), 2) for x in relative_exposures(infos)]
+                stops = reference_stops(relative_exposures(infos))
             frames = [{"name": path.name,
                        "exposure_s": info.exposure_time_seconds if info is not None else None,
                        "ev": stops[k] if stops else None}
