@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gmodiff.pipeline import pipeline as pipeline_module
+from gmodiff.pipeline import bundled as pipeline_module
 from gmodiff.data.datasets import SimulatedDataset, procedural_source
 from gmodiff.errors import CheckpointError, ConfigError
 from gmodiff.io.scene import load_scene

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gmodiff.cli import demo
-from gmodiff.pipeline import pipeline as pipeline_module
+from gmodiff.pipeline import bundled as pipeline_module
 from gmodiff.io.hdr import read_hdr
 
 

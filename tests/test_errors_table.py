@@ -563,7 +563,7 @@ def test_dareg_weights_bad(capsys, tmp_path, scene, damage, mention):
 
 @needs_weights_option
 def test_gmodiff_without_weights(capsys, tmp_path, scene, monkeypatch):
-    from gmodiff.pipeline import pipeline as pipeline_module
+    from gmodiff.pipeline import bundled as pipeline_module
     # With the bundled default model installed, no --weights means "use it": remove it here.
     monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-bundle")
     reconstruct_error(capsys, tmp_path, scene, CheckpointError, "--weights",

@@ -125,7 +125,7 @@ def test_tiled_pipeline_runs_and_stays_close(pipe):
 
 
 def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path, monkeypatch):
-    from gmodiff.pipeline import pipeline as pipeline_module
+    from gmodiff.pipeline import bundled as pipeline_module
     from gmodiff.methods import available_methods, reconstruct_scene
 
     # No bundled default model: "no weights" must then be an error.
@@ -150,7 +150,7 @@ def test_reconstruct_scene_gmodiff_branch(pipe, tmp_path, monkeypatch):
 
 
 def test_cli_reconstruct_with_gmodiff(pipe, tmp_path, monkeypatch):
-    from gmodiff.pipeline import pipeline as pipeline_module
+    from gmodiff.pipeline import bundled as pipeline_module
     from gmodiff.cli import main
 
     monkeypatch.setattr(pipeline_module, "WEIGHTS_DIR", tmp_path / "no-bundle")  # no default model
@@ -194,7 +194,7 @@ def test_cpu_optimised_pipeline_matches_the_pytorch_reference():
     _perturb(reference)
     fast = GMODiffPipeline.tiny(seed=0)
     _perturb(fast)
-    fast.optimise_for_cpu()
+    fast.optimise_for_cpu(bf16=False)
     assert fast.refiner.lora_fused
     scene = _scene(64, 96, seed=3)
     expected, got = reference(scene, tile=None), fast(scene, tile=None)

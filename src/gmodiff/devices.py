@@ -34,3 +34,26 @@ def check_device(name: str) -> str:
             raise ConfigError(f"device {name!r} is not available", fix=FIX)
         return name
     raise ConfigError(f"device {name!r} is not supported", fix=FIX)
+
+
+CPU_BF16_ENV = "GMODIFF_CPU_BF16"
+"""Set to 0 to keep CPU inference in fp32 on a CPU that would run it in bf16."""
+
+
+def cpu_bf16_fast() -> bool:
+    """Whether CPU inference should run its convolutions in bf16 (autocast).
+
+    Only where the CPU has AMX tiles: there oneDNN's bf16 convolutions halve DaReg's time
+    (``benchmarks/results/speed.md``); with AVX-512 BF16 alone, or none, fp32 is as fast or
+    faster. ``GMODIFF_CPU_BF16=0`` turns it off, ``=1`` forces it (tests)."""
+    import os
+
+    import torch
+
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probe
+        return False

@@ -223,7 +223,7 @@ class GMODiffMethod(Method):
     @staticmethod
     def weights(options: ReconstructOptions) -> Path | None:
         """The pipeline folder ``options`` name: theirs, else the bundled default (or None)."""
-        from gmodiff.pipeline.pipeline import bundled_pipeline
+        from gmodiff.pipeline.bundled import bundled_pipeline
 
         return options.weights if options.weights is not None else bundled_pipeline()
 
@@ -334,7 +334,7 @@ def available_methods() -> list[str]:
 def auto_method(scene: Scene) -> str:
     """What ``auto`` means for ``scene``: gmodiff if a bundled model is installed and the bracket
     has the 3 frames it needs, else the best classical baseline."""
-    from gmodiff.pipeline.pipeline import bundled_pipeline
+    from gmodiff.pipeline.bundled import bundled_pipeline
     from gmodiff.inputs.encode import FRAMES
 
     return "gmodiff" if bundled_pipeline() is not None and len(scene.frames) == FRAMES else CLASSICAL_ALIAS
@@ -349,6 +349,24 @@ def resolve_method(scene: Scene, method: str) -> str:
     return BEST_CLASSICAL if method == CLASSICAL_ALIAS else method
 
 
+def preload(method: str) -> None:
+    """Start importing the networks' code (torch, diffusers: ~5 s on two cores) in a background
+    thread when ``method`` may need it, so the import overlaps reading and aligning the bracket
+    instead of following it. The model itself is still loaded by :func:`load_method`; an import
+    error surfaces there, as before."""
+    if method not in (AUTO, "gmodiff"):
+        return
+    import threading
+
+    def load() -> None:
+        try:
+            import gmodiff.pipeline.pipeline  # noqa: F401
+        except Exception:  # noqa: BLE001 - the caller's own import reports it, with its message
+            pass
+
+    threading.Thread(target=load, name="gmodiff-preload", daemon=True).start()
+
+
 def memory_check(method: str, options: ReconstructOptions | None = None):
     """The memory plan of ``method`` as a check on header sizes, for the loaders to call before
     any pixel is decoded (``gmodiff.io.memory.check_fits_in_memory``'s ``run_check``); None
@@ -360,7 +378,7 @@ def memory_check(method: str, options: ReconstructOptions | None = None):
     bundled model is installed (every scene it loads has the three frames auto needs)."""
     options = options or ReconstructOptions()
     if method == AUTO:
-        from gmodiff.pipeline.pipeline import bundled_pipeline
+        from gmodiff.pipeline.bundled import bundled_pipeline
 
         method = "gmodiff" if bundled_pipeline() is not None else CLASSICAL_ALIAS
     if method == "gmodiff":

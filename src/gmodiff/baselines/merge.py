@@ -11,7 +11,9 @@ a gamma-2.2 merge of them crushed shadows ×0.13 (issue #28). Canonical frames (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -76,6 +78,42 @@ def triangle_merge(scene: Scene, inverse: Inverse | None = None) -> np.ndarray:
 # Reference-guided deghosting
 
 
+QUANTILE_SAMPLES = 1 << 20
+"""Histogram matching reads at most this many pixels of a frame (a regular subsample): the
+quantiles of 12 M pixels and of 1 M of them differ by far less than one 8-bit level, and the
+full sort was the merge's slowest step at camera resolution."""
+ALIGN_MAX_SIDE = 1024
+"""The merge's ECC fit runs on frames downscaled to at most this long side (the translation is
+scaled back), so its cost stops growing with the photo's size."""
+
+
+@dataclass(frozen=True)
+class ChannelMapping:
+    """A monotone map from one frame's values into the reference's exposure, per channel."""
+
+    source: np.ndarray
+    """(C, Q) quantiles of the frame."""
+    target: np.ndarray
+    """(C, Q) matching quantiles of the reference."""
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        mapped = np.empty_like(image, dtype=np.float32)
+        for c in range(image.shape[2]):
+            # Flat runs (clipped regions) make the source quantiles non-strictly increasing;
+            # np.interp takes the last matching value, which is fine for a monotone map.
+            mapped[..., c] = np.interp(image[..., c], self.source[c], self.target[c])
+        return mapped
+
+
+def fit_mapping(source: np.ndarray, target: np.ndarray) -> ChannelMapping:
+    """Histogram matching of ``source`` onto ``target``, per channel (see :func:`intensity_mapping`)."""
+    quantiles = np.linspace(0.0, 1.0, 1025)
+    channels = source.shape[2]
+    src, dst = _subsample(source), _subsample(target)
+    return ChannelMapping(np.stack([_quantiles(src[..., c], quantiles) for c in range(channels)]),
+                          np.stack([_quantiles(dst[..., c], quantiles) for c in range(channels)]))
+
+
 def intensity_mapping(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Map ``source`` into ``target``'s exposure by per-channel histogram matching.
 
@@ -83,20 +121,18 @@ def intensity_mapping(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     cumulative histograms recovers it without knowing the camera response (Grossberg & Nayar);
     a few moving pixels barely move the histograms.
     """
-    mapped = np.empty_like(source, dtype=np.float32)
-    quantiles = np.linspace(0.0, 1.0, 1025)
-    for c in range(source.shape[2]):
-        src_q = _quantiles(source[..., c], quantiles)
-        dst_q = _quantiles(target[..., c], quantiles)
-        # Flat runs (clipped regions) make src_q non-strictly increasing; np.interp takes the
-        # last matching value, which is fine for a monotone map.
-        mapped[..., c] = np.interp(source[..., c], src_q, dst_q)
-    return mapped
+    return fit_mapping(source, target)(source)
+
+
+def _subsample(image: np.ndarray) -> np.ndarray:
+    """Every k-th row and column, k the smallest keeping at most ``QUANTILE_SAMPLES`` pixels."""
+    step = max(1, math.ceil(math.sqrt(image.shape[0] * image.shape[1] / QUANTILE_SAMPLES)))
+    return image[::step, ::step] if step > 1 else image
 
 
 def _quantiles(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """``np.quantile`` (linear method) of many quantiles at once: one sort instead of a
-    partition per quantile, which made histogram matching the merge's slowest step."""
+    partition per quantile."""
     ordered = np.sort(values, axis=None).astype(np.float64)
     position = quantiles * (ordered.size - 1)
     below = np.floor(position).astype(np.int64)
@@ -108,30 +144,57 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.mean(axis=-1), dtype=np.float32)
 
 
-def estimate_alignment(frame: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def estimate_alignment(frame: np.ndarray, reference: np.ndarray,
+                       max_side: int = ALIGN_MAX_SIDE) -> np.ndarray:
     """2×3 Euclidean warp taking reference pixel coordinates into ``frame`` (ECC, identity on failure).
 
-    ``frame`` should already be exposure-matched to ``reference``. Clipped and black pixels are
-    masked out so they do not pull the fit.
+    ``frame`` should already be exposure-matched to ``reference``. The fit runs on copies
+    downscaled to ``max_side``; the warp is for the full-size frames.
     """
-    template, moving = _grey(reference), _grey(frame)
+    h, w = frame.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    frame, reference = _grey(frame), _grey(reference)
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        reference = cv2.resize(reference, size, interpolation=cv2.INTER_AREA)
+    return _checked(_rescale_warp(_fit_euclidean(frame, reference), scale), h, w)
+
+
+def _fit_euclidean(moving: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """ECC fit of grey images; the identity when it fails or barely beats no motion."""
+    identity = np.eye(2, 3, dtype=np.float32)
+    # Clipped and black pixels are masked out so they do not pull the fit.
     usable = ((template > 0.03) & (template < 0.97) & (moving > 0.03) & (moving < 0.97))
-    warp = np.eye(2, 3, dtype=np.float32)
     if usable.mean() < 0.05:
-        return warp
+        return identity
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
     mask = usable.astype(np.uint8)
     try:
         still = cv2.computeECC(template, moving, mask)
-        fitted, warp = cv2.findTransformECC(template, moving, warp, cv2.MOTION_EUCLIDEAN,
-                                            criteria, mask, 5)
+        fitted, warp = cv2.findTransformECC(template, moving, identity.copy(),
+                                            cv2.MOTION_EUCLIDEAN, criteria, mask, 5)
     except cv2.error:
-        return np.eye(2, 3, dtype=np.float32)
+        return identity
     # Noisy or nearly clipped frames give fits that barely beat "no motion": keep the identity
     # unless the warp explains the frame clearly better.
-    if fitted - still < 0.01:
-        return np.eye(2, 3, dtype=np.float32)
-    h, w = frame.shape[:2]
+    return identity if fitted - still < 0.01 else warp.astype(np.float32)
+
+
+def _rescale_warp(warp: np.ndarray, scale: float) -> np.ndarray:
+    """A warp fitted on images downscaled by ``scale``, for the full-size images."""
+    if scale >= 1.0:
+        return warp
+    # A Euclidean warp keeps its rotation; with pixel centres x_full = (x_small + 0.5)/s − 0.5
+    # the translation becomes t/s + c − R·c, c = 0.5/s − 0.5.
+    rotation = warp[:, :2]
+    centre = np.full(2, 0.5 / scale - 0.5, np.float32)
+    shift = warp[:, 2] / scale + centre - rotation @ centre
+    return np.concatenate([rotation, shift[:, None]], axis=1).astype(np.float32)
+
+
+def _checked(warp: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``warp``, or the identity when it moves a corner implausibly far or not measurably."""
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float32)
     displacement = np.abs(corners @ warp.T - corners[:, :2]).max()
     # A fit that wanders far is a failure, not camera shake; a sub-quarter-pixel one is noise,
@@ -150,16 +213,17 @@ def warp_to_reference(frame: np.ndarray, warp: np.ndarray) -> np.ndarray:
 
 
 def consistency(frame: np.ndarray, reference: np.ndarray, low: float = 0.06,
-                high: float = 0.15, blur_sigma: float = 1.5, grow_px: int = 3) -> np.ndarray:
+                high: float = 0.15, blur_sigma: float = 1.5, grow_px: int = 3,
+                mapping: ChannelMapping | None = None) -> np.ndarray:
     """Per-pixel trust in ``frame`` (H, W) in [0, 1]: 1 where it agrees with the reference.
 
     ``frame`` is mapped into the reference's exposure; where the reference is clipped the
     mapping saturates too, so a short frame is only rejected there if it is darker than the
     clipping level allows (and a long frame only if brighter in the reference's blacks).
     The blurred disagreement ramps from ``low`` to ``high``; rejections grow by ``grow_px``
-    so ghost edges do not leak.
+    so ghost edges do not leak. ``mapping`` (fitted on the whole frame) is fitted here when None.
     """
-    mapped = intensity_mapping(frame, reference)
+    mapped = (mapping or fit_mapping(frame, reference))(frame)
     difference = np.abs(mapped - reference).mean(axis=-1)
     # Where the frame itself is clipped it gets (almost) no merge weight anyway; rejecting it
     # there would only grow rejections into good neighbouring pixels.
@@ -173,26 +237,83 @@ def consistency(frame: np.ndarray, reference: np.ndarray, low: float = 0.06,
     return trust
 
 
-def deghost_merge(scene: Scene, align: bool = True, inverse: Inverse | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class DeghostPlan:
+    """What the deghost merge fits on whole frames: each frame's warp onto the reference and
+    its intensity mapping into the reference's exposure (None for the reference itself).
+
+    Fitted once per bracket (:func:`plan_deghost`), it lets a tiled run merge tile by tile
+    with the whole image's warps and mappings (:meth:`cropped`), so every tile agrees."""
+
+    warps: tuple[np.ndarray | None, ...]
+    mappings: tuple[ChannelMapping | None, ...]
+
+    def cropped(self, y0: int, x0: int) -> DeghostPlan:
+        """The plan for crops whose top-left corner is (y0, x0) in the whole frames."""
+        offset = np.array([x0, y0], np.float32)
+        warps = []
+        for warp in self.warps:
+            if warp is not None:
+                # crop coords u → frame coords A(u + o) + b, minus the crop's own offset o
+                warp = warp.copy()
+                warp[:, 2] += warp[:, :2] @ offset - offset
+            warps.append(warp)
+        return DeghostPlan(tuple(warps), self.mappings)
+
+
+def plan_deghost(frames: Sequence[np.ndarray], reference_index: int, align: bool = True,
+                 encode: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> DeghostPlan:
+    """Fit the merge's warps and mappings on whole ``frames`` (short → long).
+
+    ``encode`` (e.g. the canonical re-encoding) is applied to the small copies the fits read
+    (a regular subsample for the mappings, an area-downscaled copy for ECC), so the frames may
+    be the scene's own and no full-size re-encoded copy is made."""
+    encode = encode or list
+    samples = encode([_subsample(np.asarray(f, np.float32)) for f in frames])
+    h, w = frames[0].shape[:2]
+    scale = min(1.0, ALIGN_MAX_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = encode([cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA)
+                    if scale < 1.0 else np.asarray(f, np.float32) for f in frames])
+    warps, mappings = [], []
+    for index in range(len(frames)):
+        if index == reference_index:
+            warps.append(None)
+            mappings.append(None)
+            continue
+        mapping = fit_mapping(samples[index], samples[reference_index])
+        warp = np.eye(2, 3, dtype=np.float32)
+        if align:
+            fitted = _fit_euclidean(_grey(mapping(small[index])), _grey(small[reference_index]))
+            warp = _checked(_rescale_warp(fitted, scale), h, w)
+        warps.append(warp)
+        mappings.append(mapping)
+    return DeghostPlan(tuple(warps), tuple(mappings))
+
+
+def deghost_merge(scene: Scene, align: bool = True, inverse: Inverse | None = None,
+                  plan: DeghostPlan | None = None) -> np.ndarray:
     """Reference-guided merge: align each frame globally, drop pixels that disagree, then merge.
 
     Non-reference frames are registered to the reference (ECC, Euclidean) to undo camera
     shake; pixels whose exposure-matched value still disagrees with the reference (moving
-    objects) lose their weight, so the reference alone speaks there.
+    objects) lose their weight, so the reference alone speaks there. ``plan`` (fitted on the
+    whole frames when the scene is a crop of them) is fitted on the scene's frames when None.
     """
     ref_index = scene.reference_index
     reference = scene.reference
     last = len(scene.frames) - 1
+    plan = plan or plan_deghost(scene.frames, ref_index, align)
     frames, weights = [], []
     for index, frame in enumerate(scene.frames):
         weight = triangle_weight(frame, shortest=index == 0, longest=index == last)
         if index == ref_index:
             weight = np.maximum(weight, WEIGHT_FLOOR)
         else:
-            if align:
-                warp = estimate_alignment(intensity_mapping(frame, reference), reference)
+            warp = plan.warps[index]
+            if align and warp is not None and not np.array_equal(warp, np.eye(2, 3, dtype=np.float32)):
                 frame = warp_to_reference(frame, warp)
-            weight = weight * consistency(frame, reference)[..., None]
+            weight = weight * consistency(frame, reference, mapping=plan.mappings[index])[..., None]
         frames.append(frame)
         weights.append(weight)
     return _weighted_merge(frames, scene.exposure_times, weights, reference_only(scene, inverse),

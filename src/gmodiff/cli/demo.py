@@ -84,7 +84,7 @@ def run_demo(out: Path, seed: int = 0, source: str = "auto", method: str | None 
     from gmodiff.io.scene import save_scene
     from gmodiff.jobs import write_maps
     from gmodiff.metrics import evaluate_pair
-    from gmodiff.pipeline.pipeline import bundled_pipeline
+    from gmodiff.pipeline.bundled import bundled_pipeline
     from gmodiff.methods import reconstruct_scene
 
     start = time.perf_counter()

@@ -59,15 +59,16 @@ def canonicalise_scene(scene: Scene, linearise: Linearise | None = None) -> Scen
     return dataclasses.replace(scene, frames=canonical_encoder(scene, linearise)(scene.frames))
 
 
-def merge_slot(scene: Scene) -> np.ndarray:
+def merge_slot(scene: Scene, plan=None) -> np.ndarray:
     """The ``merge_input`` slot for a (canonical) scene: ``concat(H, GM)`` as (H, W, 6) float32.
 
     H is the deghost merge (linear, relative to t=1 like the frames' ``L**2.2 / t`` channels)
     and GM its gain map relative to the reference frame, what the network's gate blends in.
+    ``plan`` is the merge's :class:`~gmodiff.baselines.merge.DeghostPlan` (fitted here if None).
     """
     from gmodiff.baselines.merge import deghost_merge
 
-    hdr = deghost_merge(scene)
+    hdr = deghost_merge(scene, plan=plan)
     gain_map = encode_gain_map(hdr, np.asarray(scene.reference, np.float32))
     return np.concatenate([hdr, gain_map], axis=-1).astype(np.float32)
 

@@ -104,13 +104,15 @@ def network_scene(scene, spec: InputSpec | None = None):
 
 
 def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float],
-                   spec: InputSpec | None = None) -> torch.Tensor:
+                   spec: InputSpec | None = None, merge_plan=None) -> torch.Tensor:
     """Network input (S, C, H, W) of a bracket (frames short → long, H×W×3 in [0, 1]).
 
     The per-model input step hooks in here: ``spec`` is the model config, so a model whose
     config asks for another encoding gets it on every road (inference and training alike).
     Every model takes the standard layout ``concat(LDR**2.2 / t, LDR)`` per frame (S = 3); a
-    config with ``merge_input`` adds the classical merge of the bracket as a fourth slot.
+    config with ``merge_input`` adds the classical merge of the bracket as a fourth slot;
+    ``merge_plan`` (:class:`gmodiff.baselines.merge.DeghostPlan`, for crops: fitted on the whole
+    frames) gives that merge its warps and mappings.
     """
     inputs = stack_inputs(list(frames), exposure_times)
     if not getattr(spec, "merge_input", False):
@@ -120,7 +122,7 @@ def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float]
 
     bracket = Scene(frames=list(frames), exposure_times=np.asarray(exposure_times, np.float64),
                     reference_index=REFERENCE_INDEX)
-    merge = np.ascontiguousarray(merge_slot(bracket).transpose(2, 0, 1))
+    merge = np.ascontiguousarray(merge_slot(bracket, merge_plan).transpose(2, 0, 1))
     return torch.cat([inputs, torch.from_numpy(merge)[None]], dim=0)
 
 

@@ -142,6 +142,12 @@ class DaRegOutput:
     """c_L: middle-block features (B, N, C_mid), N = H·W / multiple² of the padded size."""
     encoder_features: list[torch.Tensor] = field(default_factory=list, repr=False)
 
+    def float(self) -> DaRegOutput:
+        """The maps and tokens in float32 (under bf16 autocast the network returns bf16)."""
+        return DaRegOutput(self.gain_map.float(),
+                           self.mask.float() if self.mask is not None else None,
+                           self.tokens.float(), self.encoder_features)
+
 
 class ExposureAttentionFusion(nn.Module):
     """Fuse three frames' features, gating each non-reference frame by an attention map.

@@ -20,13 +20,14 @@ class LayerNorm2d(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
+        self.channels = channels  # a plain int, so an exported graph sees a constant shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise each pixel's channel vector to zero mean, unit variance, then scale/shift."""
         # One fused layer_norm over the channel axis instead of eight full-size passes (mean,
         # centre, square, mean, rsqrt, scale, weight, bias): the same biased variance and eps.
         # On a channels_last tensor the permutes are free views.
-        normalised = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias,
+        normalised = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight, self.bias,
                                   self.eps)
         return normalised.permute(0, 3, 1, 2)
 

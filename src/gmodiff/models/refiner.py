@@ -644,7 +644,8 @@ class GMRefiner(nn.Module):
 
         def run(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
             # Every tile attends to the full token set of the image.
-            return self.unet(x[:, :, y0:y1, x0:x1], t, encoder_hidden_states=context).sample
+            sample = self.unet(x[:, :, y0:y1, x0:x1], t, encoder_hidden_states=context).sample
+            return sample.to(x.dtype)  # bf16 under CPU autocast
 
         h, w = x.shape[-2:]
         if tile is None or (h <= tile.latent_tile and w <= tile.latent_tile):
@@ -725,12 +726,16 @@ class GMRefiner(nn.Module):
         else:
             z_g, skips = self.encode_gain_map(gm_signed, generator)
             z_c = self.encode_condition(short_ldr, generator)
+        # Latents and outputs in the model's dtype also under CPU bf16 autocast, where only the
+        # convolutions and matmuls run in bf16: the x0 step and tile blending stay exact.
+        z_g, z_c = z_g.to(dtype), z_c.to(dtype)
         refined = self.denoise(z_g, z_c, context, steps=steps, tile=tile)
         if vae_tiled:
             self._phase("decoding")
             out = self._decode_tiled(refined, gm_signed, context, tile)
         else:
             out = self.decode(refined, skips, context)
+        out = out.to(dtype)
         if self.residual_gate is not None:
             out = self.residual_gate(coarse, out, mask)
         return out.clamp(-1.0, 1.0)

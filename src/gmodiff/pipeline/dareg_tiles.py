@@ -54,16 +54,26 @@ def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequ
                     align=multiple)
     parameter = next(dareg.parameters())
     times = [float(t) for t in exposure_times]
+    # The merge slot's warps and mappings are fitted once on the whole frames, so every tile
+    # merges with the same ones (and the fits are not paid once per tile).
+    merge_plan = None
+    if getattr(dareg.config, "merge_input", False):
+        from gmodiff.baselines.merge import plan_deghost
+        from gmodiff.inputs.encode import REFERENCE_INDEX
+
+        merge_plan = plan_deghost(frames, REFERENCE_INDEX, encode=encode)
 
     def run(box: Box) -> dict[str, tuple[torch.Tensor, float]]:
         crops = [crop_inside(frame, box) for frame in frames]
         if encode is not None:
             crops = encode(crops)
         y0, y1, x0, x1 = box
-        inputs = pad_to(encode_bracket(crops, times, dareg.config), y1 - y0, x1 - x0,
+        plan = merge_plan.cropped(y0, x0) if merge_plan is not None else None
+        inputs = pad_to(encode_bracket(crops, times, dareg.config, plan), y1 - y0, x1 - x0,
                         dareg.config.pad_mode)
         with torch.no_grad():
             out = dareg(inputs[None].to(parameter.device, parameter.dtype))
+        out = out.float()  # bf16 under autocast; blending and the refiner want float32
         grid_h, grid_w = (y1 - y0) // multiple, (x1 - x0) // multiple
         token_map = out.tokens.transpose(1, 2).reshape(out.tokens.shape[0], -1, grid_h, grid_w)
         pieces = {"gain_map": (out.gain_map, 1.0), "tokens": (token_map, 1.0 / multiple)}

@@ -15,6 +15,7 @@ diffusers' plain ``save_pretrained`` would drop them on reload (the "LoRA save t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -33,6 +34,9 @@ from gmodiff.models.backbone import BackboneConfig, load_backbone
 from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
 from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
+from gmodiff.pipeline.bundled import (BUNDLED, PIPELINE_CONFIG, REFINER_WEIGHTS, WEIGHTS_DIR,  # noqa: F401
+                                      bundled_pipeline, read_provenance, resolve_weights,
+                                      write_provenance)
 from gmodiff.pipeline.folder import FORMAT
 from gmodiff.inputs.encode import (FrameEncoder, NetworkInputs, network_encoder, network_scene,
                                    scene_inputs, to_image)
@@ -42,48 +46,6 @@ from gmodiff.result import Reconstruction
 if TYPE_CHECKING:
     from gmodiff.memory import MemoryPlan
     from gmodiff.progress import Progress
-
-PIPELINE_CONFIG = "gmodiff_pipeline.json"
-REFINER_WEIGHTS = "refiner.safetensors"
-WEIGHTS_DIR = Path(__file__).parents[1] / "weights"
-BUNDLED = ("default",)
-"""Pipelines shipped inside the package (``gmodiff/weights/<name>``), loadable by name."""
-
-
-def read_provenance(directory: str | Path) -> dict:
-    """The ``provenance`` a saved pipeline folder records (where its backbone was trained; {}
-    when the folder has none)."""
-    path = Path(directory) / PIPELINE_CONFIG
-    return (json.loads(path.read_text()).get("provenance") or {}) if path.is_file() else {}
-
-
-def write_provenance(directory: str | Path, provenance: dict) -> None:
-    """Set the ``provenance`` of a saved pipeline folder (its config rewritten atomically)."""
-    path = Path(directory) / PIPELINE_CONFIG
-    config = json.loads(path.read_text())
-    config["provenance"] = provenance
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(config, indent=2) + "\n")
-
-
-def bundled_pipeline(name: str = "default") -> Path | None:
-    """Folder of the bundled pipeline ``name`` if it is installed, else None."""
-    folder = WEIGHTS_DIR / name
-    return folder if (folder / PIPELINE_CONFIG).is_file() else None
-
-
-def resolve_weights(weights: str | Path) -> Path:
-    """A pipeline folder: a bundled name ("default") unless a folder of that name exists here."""
-    path = Path(weights)
-    if str(weights) in BUNDLED and not path.is_dir():
-        found = bundled_pipeline(str(weights))
-        if found is None:
-            raise CheckpointError(f"the bundled {weights!r} pipeline is not installed",
-                                  WEIGHTS_DIR / str(weights),
-                                  "reinstall gmodiff, or train it with `make train-default`")
-        return found
-    return path
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -104,6 +66,8 @@ class GMODiffPipeline:
         by default; ``refine=True`` still runs it."""
         self.device = next(refiner.parameters()).device
         self.dtype = torch.float32
+        self.cpu_bf16 = False
+        """Run the networks under bf16 autocast on CPU (set by :meth:`optimise_for_cpu`)."""
 
     # ----- construction -----------------------------------------------------------------------
     @classmethod
@@ -218,13 +182,20 @@ class GMODiffPipeline:
         self.refiner.fuse_lora()
         return self
 
-    def optimise_for_cpu(self) -> GMODiffPipeline:
+    def optimise_for_cpu(self, bf16: bool | None = None) -> GMODiffPipeline:
         """Inference on CPU only: LoRA fused into its base weights (one conv instead of three
-        per adapted layer) and both networks in ``channels_last`` (oneDNN's native layout, and
-        the channel norms become views). Outputs match the plain model within ~1e-4
-        (``tests/test_pipeline.py``); training must start from a freshly loaded pipeline."""
+        per adapted layer), both networks in ``channels_last`` (oneDNN's native layout, and
+        the channel norms become views) and, where the CPU has AMX (``bf16`` None: detected,
+        :func:`gmodiff.devices.cpu_bf16_fast`), bf16 autocast. Outputs match the plain model
+        within ~1e-4 in fp32 and ~1e-2 in bf16 (``tests/test_pipeline.py``; the quality cost is
+        in ``benchmarks/results/speed.md``); training must start from a freshly loaded pipeline."""
         if self.device.type != "cpu":
             return self
+        if bf16 is None:
+            from gmodiff.devices import cpu_bf16_fast
+
+            bf16 = cpu_bf16_fast()
+        self.cpu_bf16 = bf16
         if not self.refiner.lora_fused:
             self.refiner.fuse_lora()
         self.dareg.to(memory_format=torch.channels_last)
@@ -232,6 +203,12 @@ class GMODiffPipeline:
         return self
 
     # ----- inference --------------------------------------------------------------------------
+    def _autocast(self):
+        """bf16 autocast for the networks when :meth:`optimise_for_cpu` chose it, else nothing."""
+        if self.cpu_bf16 and self.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def predict(self, batch: NetworkInputs, steps: int = 1, tile: TileOptions | None = None,
                 generator: torch.Generator | None = None, refiner: nn.Module | None = None,
                 timings: dict[str, float] | None = None) -> tuple[torch.Tensor, DaRegOutput]:
@@ -262,7 +239,7 @@ class GMODiffPipeline:
     def _coarse(self, batch: NetworkInputs, timings: dict[str, float] | None) -> DaRegOutput:
         _sync(self.device)
         start = time.perf_counter()
-        coarse = self.dareg(batch.inputs.to(self.device))
+        coarse = self.dareg(batch.inputs.to(self.device)).float()
         _sync(self.device)
         if timings is not None:
             timings["dareg_s"] = time.perf_counter() - start
@@ -310,20 +287,22 @@ class GMODiffPipeline:
         timings: dict[str, float] = {}
         self.refiner.on_tile, self.refiner.on_phase = progress.tile, progress.phase
         try:
-            if tiled:
-                gain_map, coarse = self._predict_tiled(scene, encode, plan, refine, steps,
-                                                       tile_options, generator, progress, timings)
-            else:
-                progress.stage("DaReg" + (" + refiner" if refine else ""))
-                encode_start = time.perf_counter()
-                batch = scene_inputs(scene, self.dareg.config)
-                prepare += time.perf_counter() - encode_start
-                if refine:
-                    gain_map, coarse = self.predict(batch, steps=steps, tile=tile_options,
-                                                    generator=generator, timings=timings)
+            with self._autocast():  # bf16 convolutions where the CPU has AMX
+                if tiled:
+                    gain_map, coarse = self._predict_tiled(scene, encode, plan, refine, steps,
+                                                           tile_options, generator, progress,
+                                                           timings)
                 else:
-                    coarse = self.predict_coarse(batch, timings)
-                    gain_map = coarse.gain_map
+                    progress.stage("DaReg" + (" + refiner" if refine else ""))
+                    encode_start = time.perf_counter()
+                    batch = scene_inputs(scene, self.dareg.config)
+                    prepare += time.perf_counter() - encode_start
+                    if refine:
+                        gain_map, coarse = self.predict(batch, steps=steps, tile=tile_options,
+                                                        generator=generator, timings=timings)
+                    else:
+                        coarse = self.predict_coarse(batch, timings)
+                        gain_map = coarse.gain_map
         finally:
             self.refiner.on_tile = self.refiner.on_phase = None
         progress.stage("decoding the gain map")

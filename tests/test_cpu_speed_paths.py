@@ -1,0 +1,113 @@
+"""The CPU speed levers of issue 25 give the reference result within their stated tolerance:
+bf16 autocast, the even-grid curve lookup, the downscaled ECC fit and the once-per-bracket
+merge plan that tiles share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import gmodiff
+from gmodiff.baselines.merge import deghost_merge, estimate_alignment, fit_mapping, plan_deghost
+from gmodiff.camera.calibration import LUT_SIZE, uniform_lookup
+from gmodiff.data.simulate import SimulationConfig, simulate_scene
+from gmodiff.data.sources import procedural_radiance
+from gmodiff.io.scene import Scene
+from gmodiff.pipeline.pipeline import GMODiffPipeline, load_pipeline
+
+
+def test_uniform_lookup_is_np_interp():
+    rng = np.random.default_rng(0)
+    lut = np.sort(rng.random(LUT_SIZE)).astype(np.float32)
+    values = np.concatenate([rng.random(19995), [0.0, 1.0, -0.2, 1.3, 0.5]]).astype(np.float32)
+    grid = np.linspace(0.0, 1.0, LUT_SIZE, dtype=np.float32)
+    expected = np.interp(np.clip(values, 0.0, 1.0), grid, lut)
+    got = uniform_lookup(values.reshape(-1, 5, 5), lut).reshape(-1)
+    assert got.dtype == np.float32
+    assert np.abs(got - expected).max() < 2e-6
+
+
+def test_downscaled_alignment_matches_full_resolution():
+    # The bundled sample's reference frame (real photographic texture), 3× up: 1152 × 1536.
+    from gmodiff.io.scene import load_scene
+
+    sample = load_scene(Path(gmodiff.__file__).parent / "samples" / "sunset")
+    reference = cv2.resize(sample.reference, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    reference = np.clip(reference, 0.0, 1.0).astype(np.float32)
+    height, width = reference.shape[:2]
+    shift = np.float32([[1, 0, 3.4], [0, 1, -2.2]])
+    frame = cv2.warpAffine(reference, shift, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    full = estimate_alignment(frame, reference, max_side=4096)
+    small = estimate_alignment(frame, reference)  # fitted at 1024 px, scaled back
+    assert np.abs(full[:, 2] - [3.4, -2.2]).max() < 0.2  # the fit works on this content
+    assert np.abs(small - full).max() < 0.15
+    assert np.abs(small[:, 2] - [3.4, -2.2]).max() < 0.2
+
+
+@pytest.fixture(scope="module")
+def shaken_scene() -> Scene:
+    config = SimulationConfig(ev_spacing_stops=2.0, motion=True, moving_objects=(2, 2),
+                              response="gamma2.2")
+    return simulate_scene(procedural_radiance(160, 224, seed=5), config, seed=5)
+
+
+def test_cropped_plan_merges_crops_like_the_whole_image(shaken_scene):
+    plan = plan_deghost(shaken_scene.frames, shaken_scene.reference_index)
+    whole = deghost_merge(shaken_scene, plan=plan)
+    assert np.array_equal(whole, deghost_merge(shaken_scene))  # the default fits the same plan
+    y0, y1, x0, x1 = 32, 128, 64, 192
+    crop = Scene(frames=[f[y0:y1, x0:x1] for f in shaken_scene.frames],
+                 exposure_times=shaken_scene.exposure_times,
+                 reference_index=shaken_scene.reference_index)
+    merged = deghost_merge(crop, plan=plan.cropped(y0, x0))
+    margin = 12  # blur, erosion and resampling reach this far past a crop's edge
+    inner = (slice(margin, -margin), slice(margin, -margin))
+    expected = whole[y0:y1, x0:x1][inner]
+    assert np.abs(merged[inner] - expected).max() <= 1e-4 * max(1.0, float(expected.max()))
+
+
+def test_mapping_fitted_on_a_subsample_is_the_same_map():
+    rng = np.random.default_rng(1)
+    linear = rng.uniform(0.0, 0.25, (1100, 1000, 3)).astype(np.float32)  # > QUANTILE_SAMPLES px
+    short, long = linear ** (1 / 2.2), np.clip(linear * 4, 0, 1) ** (1 / 2.2)
+    mapped = fit_mapping(short, long)(short)
+    assert np.abs(mapped - long).max() < 0.02
+
+
+def _toy_scene(height=64, width=96, seed=3) -> Scene:
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.05, 0.6, size=(height, width, 3)).astype(np.float32)
+    times = np.array([1.0, 4.0, 16.0], dtype=np.float32)
+    frames = [np.clip((base * t) ** (1 / 2.2), 0, 1).astype(np.float32) for t in times]
+    return Scene(frames=frames, exposure_times=times, name="toy")
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    # The bundled model, not a random one: the tolerance is about the weights users run.
+    reference = load_pipeline("default").optimise_for_cpu(bf16=False)
+    fast = load_pipeline("default").optimise_for_cpu(bf16=True)
+    assert fast.cpu_bf16 and not reference.cpu_bf16
+    scene = _toy_scene()
+    expected, got = reference(scene, tile=None), fast(scene, tile=None)
+    for name in ("gain_map", "coarse_gain_map", "hdr"):
+        assert getattr(got, name).dtype == np.float32
+    difference = np.abs(got.gain_map - expected.gain_map)
+    assert difference.max() > 0  # bf16 did run
+    assert difference.max() < 0.02 and difference.mean() < 2e-3  # 5 and 0.5 8-bit levels
+    assert np.abs(got.coarse_gain_map - expected.coarse_gain_map).max() < 0.01
+    # Training never runs under it: the autocast only wraps the inference call.
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_bf16_switch_follows_the_environment(monkeypatch):
+    from gmodiff.devices import CPU_BF16_ENV, cpu_bf16_fast
+
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert cpu_bf16_fast() is False
+    assert GMODiffPipeline.tiny(seed=0).optimise_for_cpu().cpu_bf16 is False
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert cpu_bf16_fast() is True
