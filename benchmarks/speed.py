@@ -3,7 +3,7 @@
 Same tiny random model, same input, at 256² and 1000×1500, on whatever device is given (CPU by
 default). Optionally (``--sd21``) times one forward of the SD-2.1-shaped refiner with random
 weights at 512² in a subprocess, recording wall time and peak resident memory. Writes
-``benchmarks/results/speed.md``.
+``benchmarks/results/steps.md``.
 
     python benchmarks/speed.py            # tiny model, both sizes
     python benchmarks/speed.py --sd21     # plus the SD-2.1-shaped refiner at 512²
@@ -30,7 +30,7 @@ from gmodiff.io.atomic import atomic_path
 from gmodiff.pipeline.pipeline import GMODiffPipeline
 from gmodiff.inputs.encode import scene_inputs
 
-RESULTS = Path(__file__).resolve().parent / "results" / "speed.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "steps.md"
 RAW = RESULTS.with_suffix(".json")
 
 
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--sd21-timeout", type=int, default=1500)
     parser.add_argument("--reuse-tiny", action="store_true",
-                        help="take the tiny-model rows from results/speed.json (re-time SD-2.1 only)")
+                        help="take the tiny-model rows from results/steps.json (re-time SD-2.1 only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.sd21_only:

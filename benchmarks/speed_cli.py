@@ -5,14 +5,18 @@ once; every row is its own child process (``gmodiff reconstruct a.jpg b.jpg c.jp
 ECC alignment, EXR out), so its wall time includes start-up and its peak memory is its own.
 Paths:
 
-- ``optimised``: the CLI's defaults (LoRA fused, channels_last, OpenMP threads that sleep);
+- ``optimised``: the CLI's defaults (LoRA fused, channels_last, OpenMP threads that sleep, and
+  bf16 autocast where the CPU has AMX);
+- ``optimised fp32``: the same with ``GMODIFF_CPU_BF16=0``;
 - ``reference``: the plain PyTorch model as before issue 25 (``--no-fuse-lora`` and
-  ``OMP_WAIT_POLICY=ACTIVE``, torch's default), for the ratio.
+  ``OMP_WAIT_POLICY=ACTIVE``, torch's default), for the ratio;
+- ``steps50``: the default path with ``--steps 50`` (a DDIM chain), for the one-step ratio.
 
 Every size also runs deghost (the classical merge) in the same session, and each row's time is
-given as a multiple of it. Writes ``benchmarks/results/speed_cli.md`` (+ ``.json``).
+given as a multiple of it. Writes ``benchmarks/results/speed.md`` (+ ``.json``).
 
-    nice -n 10 python benchmarks/speed_cli.py --sizes 1,3 --rows default,no-refine,reference
+    nice -n 10 python benchmarks/speed_cli.py --sizes 1,12 --rows default,no-refine,default-fp32
+    python benchmarks/speed_cli.py --sizes 0.196608 --rows default,steps50   # 512×384
 """
 
 from __future__ import annotations
@@ -25,15 +29,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by file path
 from memory import run_child, write_bracket  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "speed_cli.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "speed.md"
 RAW = RESULTS.with_suffix(".json")
 ROWS = {  # name: (method, path, flags, extra environment)
     "deghost": ("deghost", "classical", ["--method", "classical"], {}),
     "default": ("default (DaReg + refiner)", "optimised", [], {}),
     "no-refine": ("--no-refine (DaReg)", "optimised", ["--no-refine"], {}),
+    "default-fp32": ("default (DaReg + refiner)", "optimised fp32", [], {"GMODIFF_CPU_BF16": "0"}),
+    "no-refine-fp32": ("--no-refine (DaReg)", "optimised fp32", ["--no-refine"],
+                       {"GMODIFF_CPU_BF16": "0"}),
+    "steps50": ("default, --steps 50", "optimised", ["--steps", "50"], {}),
     "reference": ("default (DaReg + refiner)", "reference", ["--no-fuse-lora"],
                   {"OMP_WAIT_POLICY": "ACTIVE"}),
     "reference-no-refine": ("--no-refine (DaReg)", "reference", ["--no-refine", "--no-fuse-lora"],
@@ -62,7 +72,9 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 code, wall, peak, last = run_child(command, env)
                 deghost = wall if name == "deghost" else deghost
-                row = {"mp": float(size), "method": method, "path": path, "code": code,
+                width, height = Image.open(paths[0]).size
+                row = {"mp": float(size), "size": f"{width}×{height}", "method": method,
+                       "path": path, "code": code,
                        "wall_s": wall, "peak_gb": peak, "vs_deghost": wall / deghost,
                        "load": load, "line": last}
                 results.append(row)
@@ -78,13 +90,16 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     for r in results:
         status = "" if r["code"] == 0 else f" (exit {r['code']})"
-        lines.append(f"| {r['mp']:g} MP | {r['method']} | {r['path']} | {r['wall_s']:.1f}{status} | "
+        lines.append(f"| {r.get('size', '')} ({r['mp']:.2g} MP) | {r['method']} | {r['path']} | {r['wall_s']:.1f}{status} | "
                      f"{r['peak_gb']:.2f} | {r['vs_deghost']:.1f}× | {r['load']:.1f} |")
-    lines += ["", "`optimised` is the CLI default since issue 25 (LoRA fused into its base "
-              "convolutions, channels_last, `OMP_WAIT_POLICY=PASSIVE`); `reference` is the plain "
+    lines += ["", "`optimised` is the CLI default (LoRA fused into its base convolutions, "
+              "channels_last, `OMP_WAIT_POLICY=PASSIVE`, and bf16 autocast where the CPU has AMX); "
+              "`optimised fp32` is the same with `GMODIFF_CPU_BF16=0`; `reference` is the plain "
               "PyTorch model with torch's default spinning threads (`--no-fuse-lora`, "
-              "`OMP_WAIT_POLICY=ACTIVE`). Both give the same HDR within 1e-4 in the gain map "
-              "(`tests/test_pipeline.py`)."]
+              "`OMP_WAIT_POLICY=ACTIVE`). fp32 paths give the same HDR within 1e-4 in the gain "
+              "map (`tests/test_pipeline.py`), bf16 within 0.02 "
+              "(`tests/test_cpu_speed_paths.py`; its quality cost on the benchmarks is in the "
+              "notes below)."]
     RESULTS.write_text("\n".join(lines) + "\n")
     print(RESULTS.read_text())
 

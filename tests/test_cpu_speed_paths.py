@@ -111,3 +111,27 @@ def test_bf16_switch_follows_the_environment(monkeypatch):
     assert GMODiffPipeline.tiny(seed=0).optimise_for_cpu().cpu_bf16 is False
     monkeypatch.setenv(CPU_BF16_ENV, "1")
     assert cpu_bf16_fast() is True
+
+
+def test_local_tokens_window_the_prior_grid():
+    from gmodiff.models.refiner import local_tokens
+
+    rows, cols, dim = 6, 8, 3
+    context = torch.arange(rows * cols * dim, dtype=torch.float32).reshape(1, rows * cols, dim)
+    grid = context.reshape(1, rows, cols, dim)
+    # latent 24×32 (4 latent px per token cell); box rows 8..16, cols 12..20 → cells 2..4, 3..5
+    window = local_tokens(context, (24, 32), (8, 16, 12, 20), margin=1)
+    assert torch.equal(window, grid[:, 1:5, 2:6].reshape(1, -1, dim))
+    assert local_tokens(context, (24, 32), (0, 24, 0, 32), margin=0) is context  # whole grid
+    assert local_tokens(context[:, :5], (24, 32), (8, 16, 12, 20), 1).shape[1] == 5  # not a grid
+
+
+def test_planned_tiles_see_local_tokens_only_on_large_images():
+    from gmodiff.memory import TOKEN_MARGIN, plan_memory
+
+    small, large = plan_memory(680, 1000), plan_memory(3000, 4000)
+    assert small.token_margin == large.token_margin == TOKEN_MARGIN
+    assert large.latent_tile == 96  # all 11.7 k tokens per query had forced 48-latent tiles
+    # A ~1-MP image's UNet tiles still see every token: its grid is within one window.
+    latent_w, tile = 1024 // 8, small.latent_tile
+    assert (1024 // 32) <= tile // 4 + 2 * TOKEN_MARGIN and latent_w <= 2 * tile

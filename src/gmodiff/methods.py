@@ -261,7 +261,7 @@ class GMODiffMethod(Method):
                            source=scene.root)
         tile = self.tile_options(options)
         if isinstance(tile, TileOptions):
-            tile.vae_tile = plan.vae_tile
+            tile.vae_tile, tile.token_margin = plan.vae_tile, plan.token_margin
         try:
             out = self.pipeline(scene, seed=options.seed, tile=tile, steps=options.steps,
                                 refine=refine, plan=plan, progress=options.progress)

@@ -428,6 +428,23 @@ def encode_with_skips(vae: AutoencoderKL, image: torch.Tensor):
     return sample, skips
 
 
+def local_tokens(context: torch.Tensor, latent_size: tuple[int, int], box: tuple[int, int, int, int],
+                 margin: int) -> torch.Tensor:
+    """The prior tokens (B, N, D) of the cells within ``margin`` cells of a latent ``box``.
+
+    Tokens lie row-major on the padded image's 32-px grid, i.e. one per 4×4 latent px."""
+    rows, cols = latent_size[0] // 4, latent_size[1] // 4
+    if context.shape[1] != rows * cols:
+        return context  # not on this latent's grid (a caller's own context): use all of it
+    y0, y1, x0, x1 = box
+    top, bottom = max(0, y0 // 4 - margin), min(rows, -(-y1 // 4) + margin)
+    left, right = max(0, x0 // 4 - margin), min(cols, -(-x1 // 4) + margin)
+    if (top, bottom, left, right) == (0, rows, 0, cols):
+        return context
+    grid = context.reshape(context.shape[0], rows, cols, context.shape[2])
+    return grid[:, top:bottom, left:right].reshape(context.shape[0], -1, context.shape[2])
+
+
 def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     if length <= tile:
         return [0]
@@ -484,6 +501,9 @@ class TileOptions:
     latent_overlap: int = 32
     vae_tile: int | None = None
     vae_overlap: int = 8
+    token_margin: int | None = None
+    """A UNet tile cross-attends to the prior tokens within this many token cells (32 px) of
+    itself; None: to all of the image's tokens (the untiled model's view)."""
 
     def __post_init__(self) -> None:
         # Programmatic callers (tests) may use tiny tiles; user-facing minimums are
@@ -642,12 +662,15 @@ class GMRefiner(nn.Module):
         x = torch.cat([z_g, z_c], dim=1)
         t = torch.full((x.shape[0],), timestep, device=x.device, dtype=torch.long)
 
+        h, w = x.shape[-2:]
+        margin = tile.token_margin if tile is not None else None
+
         def run(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-            # Every tile attends to the full token set of the image.
-            sample = self.unet(x[:, :, y0:y1, x0:x1], t, encoder_hidden_states=context).sample
+            tokens = context if margin is None else local_tokens(context, (h, w), (y0, y1, x0, x1),
+                                                                 margin)
+            sample = self.unet(x[:, :, y0:y1, x0:x1], t, encoder_hidden_states=tokens).sample
             return sample.to(x.dtype)  # bf16 under CPU autocast
 
-        h, w = x.shape[-2:]
         if tile is None or (h <= tile.latent_tile and w <= tile.latent_tile):
             return run(0, h, 0, w)
         self._phase("UNet")

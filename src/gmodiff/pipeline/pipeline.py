@@ -271,7 +271,8 @@ class GMODiffPipeline:
         tile_options = self.tile if tile is True else (tile or None)
         if plan is not None and tile is True:
             tile_options = TileOptions(latent_tile=plan.latent_tile, latent_overlap=plan.latent_overlap,
-                                       vae_tile=plan.vae_tile, vae_overlap=self.tile.vae_overlap)
+                                       vae_tile=plan.vae_tile, vae_overlap=self.tile.vae_overlap,
+                                       token_margin=plan.token_margin)
         from gmodiff.progress import SILENT
 
         progress = progress or SILENT
@@ -305,6 +306,10 @@ class GMODiffPipeline:
                         gain_map = coarse.gain_map
         finally:
             self.refiner.on_tile = self.refiner.on_phase = None
+        if plan is not None:
+            from gmodiff.memory import release_freed_memory
+
+            release_freed_memory()
         progress.stage("decoding the gain map")
         gain_map_image = to_image(gain_map)
         reference = encode([scene.reference])[0] if tiled else scene.reference
