@@ -36,6 +36,7 @@ import numpy as np
 
 from gmodiff.bracket.align import ALIGN_METHODS, AlignmentResult, align_frames, align_scene
 from gmodiff.bracket.extras import ExtraFrame, anchor_level, extend_range
+from gmodiff.channels import channel_max, channel_min
 from gmodiff.errors import ConfigError, ExposureError, SceneError
 from gmodiff.io.frames import bracket_kind, frame_exposures, read_frame
 from gmodiff.io.ldr import check_input_file
@@ -233,11 +234,11 @@ def _check_sizes(paths: Sequence[Path], frames: Sequence[np.ndarray]) -> None:
 
 
 def _saturated(frame: np.ndarray) -> bool:
-    return float(np.mean(frame.min(axis=2) >= SATURATED_LEVEL)) >= SATURATED_FRACTION
+    return float(np.mean(channel_min(frame) >= SATURATED_LEVEL)) >= SATURATED_FRACTION
 
 
 def _black(frame: np.ndarray) -> bool:
-    return float(np.mean(frame.max(axis=2) <= BLACK_LEVEL)) >= SATURATED_FRACTION
+    return float(np.mean(channel_max(frame) <= BLACK_LEVEL)) >= SATURATED_FRACTION
 
 
 def load_bracket(paths: Sequence[str | Path], options: BracketOptions = BracketOptions(),

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from gmodiff.channels import channel_max
 from scipy.optimize import lsq_linear
 
 LUT_SIZE = 1024
@@ -227,14 +229,6 @@ class _WorkingFrame:
         return edges
 
 
-def _channel_max(image: np.ndarray) -> np.ndarray:
-    """Per-pixel maximum over channels (faster than ``max(axis=2)`` on interleaved data)."""
-    out = image[..., 0].copy()
-    for c in range(1, image.shape[2]):
-        np.maximum(out, image[..., c], out=out)
-    return out
-
-
 _RESIDUAL_BINS = 64
 _RESIDUAL_RANGE = (math.log(1e-6), math.log(0.3))
 
@@ -409,7 +403,7 @@ def _pair_samples(short_frame: _WorkingFrame, long_frame: _WorkingFrame, log_rat
         border = np.zeros_like(keep)
         border[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = True
         clipped = _shift(short_frame.clipped, dy, dx) | long_frame.clipped
-        difference = _channel_max(np.abs(mapped - long_frame.image))
+        difference = channel_max(np.abs(mapped - long_frame.image))
         disagreement = cv2.GaussianBlur(difference, (0, 0), 1.0)
         moving = cv2.dilate((disagreement > MOTION_THRESHOLD).astype(np.uint8),
                             np.ones((3, 3), np.uint8)) > 0
