@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 import ood_scenes  # same folder: benchmarks run as scripts
+from cli_path import PATHS, PlannedPipeline
 from gmodiff.errors import GmodiffError
 from gmodiff.io.atomic import atomic_path
 from gmodiff.metrics import (RADIANCE_BANDS, band_label, band_ratios, dark_fraction, fit_log_gain,
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="default",
                         help="pipeline folder (like src/gmodiff/weights/default) or bundled name")
+    parser.add_argument("--path", default="optimised", choices=PATHS,
+                        help="run the pipeline as the CLI does (optimised) or plain (reference)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                         help="subset of the methods to run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -86,15 +89,16 @@ def selected_specs(count: int | None) -> list[ood_scenes.SceneSpec]:
     return order[:count]
 
 
-def load_pipeline(weights: str):
-    """The pipeline at ``weights``, or exit 2 with the loader's one-line reason."""
+def load_pipeline(weights: str, path: str = "optimised"):
+    """The pipeline at ``weights`` run as the CLI runs it (``path``, see ``cli_path.py``), or
+    exit 2 with the loader's one-line reason."""
     if weights != "default" and not Path(weights).is_dir():
         fail(f"--weights {weights}: no such folder; give a pipeline folder like "
              "src/gmodiff/weights/default")
     from gmodiff.pipeline.pipeline import GMODiffPipeline, resolve_weights
 
     try:
-        return GMODiffPipeline.from_pretrained(resolve_weights(weights))
+        return PlannedPipeline(GMODiffPipeline.from_pretrained(resolve_weights(weights)), path)
     except GmodiffError as err:
         fail(f"--weights {weights}: {err}")
     except (OSError, ValueError, KeyError) as err:
@@ -305,7 +309,7 @@ def report(args, argv: list[str], rows: list[dict], specs, pipe_refines: bool | 
     lines = [
         "# Out-of-distribution benchmark",
         "",
-        f"`{command}` (commit {_commit()}, weights `{args.weights}`"
+        f"`{command}` (commit {_commit()}, weights `{args.weights}`, {args.path} path"
         + (f"; the pipeline's default output is its {'refined' if pipe_refines else 'DaReg-stage'} "
            "output)" if pipe_refines is not None else ")"),
         "",
@@ -379,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         fail("missing evaluation sources: " + "; ".join(missing))
     needs_pipe = {"default", "refine"} & set(args.methods)
-    pipe = load_pipeline(args.weights) if needs_pipe else None
+    pipe = load_pipeline(args.weights, args.path) if needs_pipe else None
     specs = selected_specs(args.scenes)
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     functions = method_functions(args.methods, pipe)

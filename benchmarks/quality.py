@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dareg_eval import held_out_scenes  # same folder: benchmarks run as scripts
+from cli_path import PATHS, PlannedPipeline  # same folder: benchmarks run as scripts
+from dareg_eval import held_out_scenes
 from gmodiff.baselines import CLASSICAL_METHODS
 from gmodiff.data.simulate import SimulationConfig, simulate
 from gmodiff.data.sources import (BLENDER_HELD_OUT, BLENDER_NAMES, blender_panoramas,
@@ -189,7 +190,7 @@ def timing_1000x700(weights: str, seed: int) -> dict[str, float]:
     from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     start = time.perf_counter()
-    pipe = GMODiffPipeline.from_pretrained(weights)
+    pipe = PlannedPipeline(GMODiffPipeline.from_pretrained(weights))
     load_s = time.perf_counter() - start
     pano = read_radiance_file(blender_panoramas()[HELD_OUT[1]])
     view = perspective_views(pano, 1, fov_deg=80.0, size=(700, 1000), rng=np.random.default_rng(seed))[0]
@@ -215,6 +216,8 @@ def main() -> None:
     parser.add_argument("--extra", default="cvvdp,flip",
                         help="optional metrics: cvvdp (needs `make metrics-env`), flip; '' for none")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality.md"))
+    parser.add_argument("--path", default="optimised", choices=PATHS,
+                        help="run the pipeline as the CLI does (optimised) or plain (reference)")
     parser.add_argument("--no-timing", action="store_true",
                         help="skip the 1000×700 load + reconstruct timing (quick reduced runs)")
     args = parser.parse_args()
@@ -223,7 +226,7 @@ def main() -> None:
     from gmodiff.pipeline.pipeline import GMODiffPipeline
 
     extra = ExtraMetrics(parse_extra(args.extra)).start()  # a missing metrics env fails here
-    pipe = GMODiffPipeline.from_pretrained(args.weights)
+    pipe = PlannedPipeline(GMODiffPipeline.from_pretrained(args.weights), args.path)
     names = [Path(p).stem for p in blender_panoramas()]
     all_rows: dict[str, list[dict]] = {}
     all_regions: dict[str, list[dict]] = {}
@@ -247,7 +250,7 @@ def main() -> None:
         "",
         f"{total} scenes ({args.count} per condition, {args.size}×{args.size}) simulated from views "
         f"of the held-out blender-data panoramas {', '.join(names[i] for i in HELD_OUT)} "
-        f"(seed {args.seed}); weights `{args.weights}`. Metrics on HDR relative to the t=1 exposure "
+        f"(seed {args.seed}); weights `{args.weights}`, {args.path} path (benchmarks/cli_path.py). Metrics on HDR relative to the t=1 exposure "
         "(μ=5000 for -μ; PU21 and JOD with max(GT) scaled to 1000 cd/m²). s/scene: CPU seconds "
         f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}). "
         "The DaReg-stage row is the DaReg part of the same pipeline call as the refined row; "

@@ -63,12 +63,18 @@ NORMALISE_CODE = 254
 """Calibrated responses are normalised to 1 at this 8-bit code (255 is where clipping piles up)."""
 MODEL_ROWS = ("default", "no-refine")
 CLASSICAL_ROWS = ("deghost", "debevec-calibrated", "debevec", "deghost-gamma2.2")
-DEFAULT_METHODS = MODEL_ROWS + CLASSICAL_ROWS
+ORACLE_ROWS = ("default-oracle-curve", "deghost-oracle-curve")
+"""Diagnostic rows (static stacks only): the frames linearised with the ground truth's own
+all-frame Debevec curve instead of the one estimated from the 3 inputs, so the response
+estimate's share of each method's error shows (the model's and the merge's ceilings)."""
+DEFAULT_METHODS = MODEL_ROWS + CLASSICAL_ROWS + ORACLE_ROWS
 ROW_TITLES = {"default": "gmodiff default", "no-refine": "gmodiff --no-refine",
               "deghost": "deghost (= classical; estimated response)",
               "debevec-calibrated": "OpenCV Debevec, self-calibrated from the 3 frames",
               "debevec": "OpenCV MergeDebevec, estimated response",
-              "deghost-gamma2.2": "deghost with gamma 2.2 (before #28)"}
+              "deghost-gamma2.2": "deghost with gamma 2.2 (before #28)",
+              "default-oracle-curve": "diagnostic: gmodiff default, ground truth's curve",
+              "deghost-oracle-curve": "diagnostic: deghost, ground truth's curve"}
 
 
 def fail(message: str) -> None:
@@ -273,9 +279,43 @@ def classical_functions(methods) -> dict[str, callable]:
             functions[method] = deghost_merge  # no inverse response: L**2.2 / t
         elif method in CLASSICAL_METHODS:
             functions[method] = CLASSICAL_METHODS[method]
-        elif method not in MODEL_ROWS:
+        elif method not in MODEL_ROWS + ORACLE_ROWS:
             fail(f"--methods: unknown {method!r}; use {', '.join(DEFAULT_METHODS)}")
     return functions
+
+
+def oracle_linearise(inverse_lut: np.ndarray) -> callable:
+    """Encoded [0, 1] → linear [0, 1] through a calibrated (256, 3) inverse response."""
+    codes = np.arange(256, dtype=np.float32) / 255.0
+    lut = np.clip(np.maximum.accumulate(np.asarray(inverse_lut, np.float32), axis=0), 0.0, 1.0)
+
+    def linearise(encoded: np.ndarray) -> np.ndarray:
+        out = np.empty(encoded.shape, np.float32)
+        for c in range(encoded.shape[-1]):
+            out[..., c] = np.interp(encoded[..., c], codes, lut[:, c])
+        return out
+
+    return linearise
+
+
+def run_oracle(scene: Scene, methods, inverse_lut: np.ndarray, pipe=None) -> dict[str, np.ndarray]:
+    """The :data:`ORACLE_ROWS` of ``scene`` with the ground truth's inverse response."""
+    import dataclasses
+
+    from gmodiff.inputs.canonical import canonicalise_scene
+    from gmodiff.io.frames import RAW_ENCODING
+
+    linearise = oracle_linearise(inverse_lut)
+    outputs = {}
+    if "deghost-oracle-curve" in methods:
+        outputs["deghost-oracle-curve"] = deghost_merge(scene, inverse=linearise)
+    if "default-oracle-curve" in methods and pipe is not None:
+        # Canonical frames made with the oracle curve, marked as such so the pipeline does not
+        # estimate a curve of its own (as for raw input).
+        canonical = dataclasses.replace(canonicalise_scene(scene, linearise), encoding=RAW_ENCODING)
+        outputs["default-oracle-curve"] = pipe(canonical, refine=True).hdr
+    return {m: np.nan_to_num(np.asarray(v, np.float32), nan=0.0, posinf=0.0)
+            for m, v in outputs.items()}
 
 
 def run_methods(scene: Scene, methods, pipe=None) -> dict[str, np.ndarray]:
@@ -437,8 +477,9 @@ def evaluate_static(stack: RealStack, methods, pipe=None, results: Results | Non
     results = results or Results()
     anchor = len(stack.frames) // 2
     stack = register_stack(stack, anchor)
-    truths = {name: reference_hdr(stack.frames, stack.times, name)[0]
-              for name in ("debevec", "robertson")}
+    calibrated = {name: reference_hdr(stack.frames, stack.times, name)
+                  for name in ("debevec", "robertson")}
+    truths = {name: radiance for name, (radiance, _) in calibrated.items()}
     for spacing in SPACINGS:
         triple = pick_triples(stack.times, spacing, stack.frames)
         if triple is None:
@@ -452,7 +493,9 @@ def evaluate_static(stack: RealStack, methods, pipe=None, results: Results | Non
                                "times": [float(stack.times[i]) for i in triple],
                                "size": scene.frames[0].shape[:2],
                                "max_shift": max(abs(v) for s in stack.shifts for v in s)})
-        for method, hdr in run_methods(scene, methods, pipe).items():
+        outputs = run_methods(scene, methods, pipe)
+        outputs.update(run_oracle(scene, methods, calibrated["debevec"][1], pipe))
+        for method, hdr in outputs.items():
             row = {"scene": stack.name, "spacing": spacing, "method": method}
             row.update(score_static(hdr, scene.ground_truth))
             row["psnr_mu_gain_robertson"] = psnr_mu_gain_fitted(hdr, robertson)
@@ -567,6 +610,7 @@ def report(results: Results, methods, made_by: str) -> str:
             lines.append(f"| {scene} | {spacing:g} | " + " | ".join(cells) + " |")
         lines += [""]
     moving = results.moving_rows
+    methods = [m for m in methods if m not in ORACLE_ROWS]  # static stacks only
     if moving:
         names = sorted({r["scene"] for r in moving})
         lines += ["## Scenes with motion: re-rendering consistency", "",

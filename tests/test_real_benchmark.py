@@ -81,6 +81,24 @@ def test_static_rows_rank_the_estimated_response_above_gamma(root):
     assert real.ROW_TITLES["deghost"] in text and "| tripod | 2 |" in text
 
 
+def test_oracle_curve_row_uses_the_ground_truths_response(root):
+    """The diagnostic row linearises with the all-frame curve: on a noise-free static stack it
+    is at least as close to the ground truth as the 3-frame estimate, and stays static-only."""
+    folder, _ = root
+    methods = ["deghost", "deghost-oracle-curve"]
+    results = real.evaluate_static(real.load_stack(folder / "tripod"), methods)
+    scores = {row["method"]: row for row in results.static_rows}
+    assert set(scores) == set(methods)
+    assert scores["deghost-oracle-curve"]["psnr_mu_gain"] > 28.0
+    assert scores["deghost-oracle-curve"]["psnr_mu_gain"] > scores["deghost"]["psnr_mu_gain"] - 1.0
+    text = real.report(results, methods, "made by a test")
+    assert real.ROW_TITLES["deghost-oracle-curve"] in text
+    codes = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+    lut = np.stack([codes ** 2.2] * 3, axis=1)
+    linear = real.oracle_linearise(lut)(np.full((2, 2, 3), 0.5, np.float32))
+    assert np.allclose(linear, 0.5 ** 2.2, atol=1e-3)
+
+
 def test_moving_rows_rerender_the_inputs(root, tmp_path):
     folder, _ = root
     methods = ["deghost", "deghost-gamma2.2"]
