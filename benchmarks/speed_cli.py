@@ -55,11 +55,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,3")
     parser.add_argument("--rows", default="default,no-refine,reference")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of other sizes from the last run (speed.json)")
     args = parser.parse_args()
     src = Path(__file__).resolve().parents[1] / "src"
     base_env = {**os.environ, "HF_HUB_OFFLINE": "1",
                 "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
-    results = []
+    sizes = {float(size) for size in args.sizes.split(",")}
+    results = ([r for r in json.loads(RAW.read_text()) if r["mp"] not in sizes]
+               if args.append and RAW.is_file() else [])
     for size in args.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             paths = [str(p) for p in write_bracket(Path(tmp) / "in", float(size))]
@@ -79,6 +83,7 @@ def main() -> None:
                        "load": load, "line": last}
                 results.append(row)
                 print(json.dumps(row), flush=True)
+    results.sort(key=lambda r: r["mp"])  # stable: within a size, rows keep their run order
     RAW.write_text(json.dumps(results, indent=1))
     lines = ["# `gmodiff reconstruct` speed: size × method × path", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores **shared with other agents** "
