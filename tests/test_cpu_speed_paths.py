@@ -135,3 +135,25 @@ def test_planned_tiles_see_local_tokens_only_on_large_images():
     # A ~1-MP image's UNet tiles still see every token: its grid is within one window.
     latent_w, tile = 1024 // 8, small.latent_tile
     assert (1024 // 32) <= tile // 4 + 2 * TOKEN_MARGIN and latent_w <= 2 * tile
+
+
+def test_dareg_only_run_never_imports_diffusers(tmp_path):
+    """`--no-refine` loads the refiner lazily: no diffusers import (~4 s of start-up)."""
+    import os
+    import subprocess
+    import sys
+
+    from dareg_helpers import synthetic_scene
+    from gmodiff.io.scene import save_scene
+
+    scene = save_scene(synthetic_scene(5, 40, 48), tmp_path / "scene")
+    code = ("import sys; from gmodiff.cli import main; "
+            f"rc = main(['reconstruct', {str(scene)!r}, '-o', {str(tmp_path / 'o.exr')!r}, "
+            "'--no-refine', '--no-progress']); "
+            "print(rc, 'diffusers' in sys.modules, 'peft' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(Path(gmodiff.__file__).parents[1]))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stdout[-500:]
+    assert (tmp_path / "o.exr").is_file()

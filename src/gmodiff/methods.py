@@ -91,7 +91,7 @@ class ReconstructOptions:
             raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (2**63 - 1), got "
                               f"{_short(self.seed)}", fix="use a smaller `seed`, e.g. `seed=0`")
         if self.tile is not None:
-            from gmodiff.models.refiner import MIN_LATENT_TILE
+            from gmodiff.models.refiner_config import MIN_LATENT_TILE
 
             if self.tile < MIN_LATENT_TILE:  # tiny tiles multiply the tile count (and run time)
                 raise ConfigError(f"tile must be ≥ {MIN_LATENT_TILE} latent px, got {self.tile}",
@@ -233,18 +233,21 @@ class GMODiffMethod(Method):
         from gmodiff.pipeline.pipeline import load_pipeline
 
         super().__init__(options)
+        finish_preload()
         weights = self.weights(options)
         if weights is None:
             raise CheckpointError("method gmodiff needs weights (no bundled default is installed)",
                                   None, "set `weights` to a trained pipeline or the reference release")
         dtype = getattr(torch, _TORCH_DTYPES[options.dtype])
-        self.pipeline = load_pipeline(weights, options.backbone).to(options.device, dtype)
+        # --no-refine builds the refiner only if a later call refines: no diffusers import.
+        self.pipeline = load_pipeline(weights, options.backbone, lazy=options.refine is False
+                                      ).to(options.device, dtype)
         if options.fuse_lora:
             self.pipeline.fuse_lora().optimise_for_cpu()
 
     def tile_options(self, options: ReconstructOptions):
         """``options.tile`` as the pipeline wants it: True (automatic) or a ``TileOptions``."""
-        from gmodiff.models.refiner import TileOptions
+        from gmodiff.models.refiner_config import TileOptions
 
         if options.tile is None:
             return True
@@ -254,7 +257,7 @@ class GMODiffMethod(Method):
     def reconstruct(self, scene: Scene, options: ReconstructOptions) -> Reconstruction:
         """Run the pipeline; out of memory becomes an error that suggests a tile size."""
         from gmodiff.memory import is_allocation_failure, out_of_memory, plan_memory
-        from gmodiff.models.refiner import TileOptions
+        from gmodiff.models.refiner_config import TileOptions
 
         refine = self.pipeline.refine if options.refine is None else options.refine
         plan = plan_memory(scene.height, scene.width, options.max_memory, refine=refine,
@@ -283,7 +286,7 @@ class GMODiffMethod(Method):
         if tile is True and latent_side <= self.pipeline.tile.latent_tile:
             return self.pipeline.tile.latent_tile  # automatic tiling did not split this image
         used = self.pipeline.tile if tile is True else tile
-        from gmodiff.models.refiner import MIN_LATENT_TILE
+        from gmodiff.models.refiner_config import MIN_LATENT_TILE
 
         return max(MIN_LATENT_TILE, used.latent_tile // 2)
 
@@ -349,11 +352,15 @@ def resolve_method(scene: Scene, method: str) -> str:
     return BEST_CLASSICAL if method == CLASSICAL_ALIAS else method
 
 
-def preload(method: str) -> None:
-    """Start importing the networks' code (torch, diffusers: ~5 s on two cores) in a background
-    thread when ``method`` may need it, so the import overlaps reading and aligning the bracket
-    instead of following it. The model itself is still loaded by :func:`load_method`; an import
-    error surfaces there, as before."""
+_PRELOAD = None
+"""The thread :func:`preload` started, if any."""
+
+
+def preload(method: str, refine: bool | None = None) -> None:
+    """Start importing the networks' code (torch; diffusers unless ``refine`` is False: ~5 s on
+    two cores) in a background thread when ``method`` may need it, so the import overlaps
+    reading and aligning the bracket instead of following it. The model itself is still loaded
+    by :func:`load_method`; an import error surfaces there, as before."""
     if method not in (AUTO, "gmodiff"):
         return
     import threading
@@ -361,10 +368,23 @@ def preload(method: str) -> None:
     def load() -> None:
         try:
             import gmodiff.pipeline.pipeline  # noqa: F401
+            if refine is not False:
+                import gmodiff.models.refiner  # noqa: F401
         except Exception:  # noqa: BLE001 - the caller's own import reports it, with its message
             pass
 
-    threading.Thread(target=load, name="gmodiff-preload", daemon=True).start()
+    global _PRELOAD
+    _PRELOAD = threading.Thread(target=load, name="gmodiff-preload", daemon=True)
+    _PRELOAD.start()
+
+
+def finish_preload() -> None:
+    """Wait for :func:`preload`'s imports. Whoever builds a model calls this first: diffusers
+    resolves its names lazily, and a second thread importing them mid-way fails with
+    "cannot import name"."""
+    if _PRELOAD is not None:
+        _PRELOAD.join()
+
 
 
 def memory_check(method: str, options: ReconstructOptions | None = None):

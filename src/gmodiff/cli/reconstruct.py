@@ -147,7 +147,7 @@ def reconstruct_command(
     _check_method(method)
     if method == "auto" and weights is not None:
         method = "gmodiff"  # --weights names a GMODiff pipeline
-    preload(method)  # the networks' imports run while the bracket is read and aligned
+    preload(method, refine)  # the networks' imports run while the bracket is read and aligned
     if len(inputs) == 1:
         inputs = _bracket_in_folder(inputs[0]) or inputs
     single = len(inputs) > 1 or inputs[0].is_file() or (inputs[0] / "exposure.txt").is_file()

@@ -16,12 +16,14 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from gmodiff.errors import BackboneError
+
+if TYPE_CHECKING:  # diffusers is imported where models are built: reading configs stays light
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 BACKBONE_KINDS = ("tiny", "sd21_random", "folder")
 
@@ -166,10 +168,14 @@ class Backbone:
 
 def sd21_scheduler() -> DDPMScheduler:
     """The SD-2.1 training scheduler (epsilon, scaled-linear 0.00085..0.012, 1000 steps)."""
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(**SD21_SCHEDULER_CONFIG)
 
 
 def _random_backbone(unet_config: dict, vae_config: dict, config: BackboneConfig) -> Backbone:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
     # Seed only the construction so the global RNG state of the caller is left untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -217,6 +223,8 @@ def _variant(folder: Path) -> str | None:
 
 
 def _folder_backbone(config: BackboneConfig) -> Backbone:
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
     root = check_backbone_folder(config.path)
     try:
         unet = UNet2DConditionModel.from_pretrained(

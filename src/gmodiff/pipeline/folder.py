@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gmodiff.errors import CheckpointError, GmodiffError
 from gmodiff.models.backbone import BackboneConfig
-from gmodiff.models.refiner import RefinerConfig, TileOptions
+from gmodiff.models.refiner_config import RefinerConfig, TileOptions
 
 FORMAT = "gmodiff-pipeline"
 VERSIONS = (1,)

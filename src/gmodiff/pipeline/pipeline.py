@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from gmodiff.io.scene import Scene
 from gmodiff.models.backbone import BackboneConfig, load_backbone
 from gmodiff.models.checkpoints import state_dict_differences
 from gmodiff.models.dareg import DaReg, DaRegConfig, DaRegOutput
-from gmodiff.models.refiner import GMRefiner, RefinerConfig, TileOptions
+from gmodiff.models.refiner_config import RefinerConfig, TileOptions
 from gmodiff.pipeline.bundled import (BUNDLED, PIPELINE_CONFIG, REFINER_WEIGHTS, WEIGHTS_DIR,  # noqa: F401
                                       bundled_pipeline, read_provenance, resolve_weights,
                                       write_provenance)
@@ -44,6 +45,7 @@ from gmodiff.inputs.padding import crop, pad
 from gmodiff.result import Reconstruction
 
 if TYPE_CHECKING:
+    from gmodiff.models.refiner import GMRefiner
     from gmodiff.memory import MemoryPlan
     from gmodiff.progress import Progress
 
@@ -55,19 +57,49 @@ def _sync(device: torch.device) -> None:
 class GMODiffPipeline:
     """DaReg + refiner + gain-map codec, with save/load, device/dtype moves and tiling."""
 
-    def __init__(self, dareg: DaReg, refiner: GMRefiner, tile: TileOptions | None = None,
-                 refine: bool = True):
+    def __init__(self, dareg: DaReg, refiner: GMRefiner | Callable[[], GMRefiner],
+                 tile: TileOptions | None = None, refine: bool = True):
         self.dareg = dareg.eval()
-        self.refiner = refiner.eval()
+        # A callable builds the refiner when it is first used (``from_pretrained(lazy=True)``):
+        # a DaReg-only run then never imports diffusers (~4 s of start-up on two cores).
+        self._refiner: GMRefiner | None = None if callable(refiner) and not isinstance(
+            refiner, nn.Module) else refiner.eval()
+        self._build_refiner = refiner if self._refiner is None else None
+        self._pending: dict[str, object] = {}
+        """Moves and optimisations asked for before a lazy refiner was built."""
         self.tile = tile or TileOptions()
         self.refine = refine
         """Default for ``__call__``: run the refiner (True) or return DaReg's gain map. A saved
         pipeline whose refiner does not (yet) beat its DaReg stores False, so it is not worse
         by default; ``refine=True`` still runs it."""
-        self.device = next(refiner.parameters()).device
+        self.device = next(dareg.parameters()).device
         self.dtype = torch.float32
         self.cpu_bf16 = False
         """Run the networks under bf16 autocast on CPU (set by :meth:`optimise_for_cpu`)."""
+
+    @property
+    def refiner(self) -> GMRefiner:
+        """The one-step refiner (built now if this pipeline was loaded lazily)."""
+        if self._refiner is None:
+            refiner = self._build_refiner().eval()
+            self._build_refiner = None
+            dtype = self._pending.get("dtype")
+            refiner.to(device=self.device, dtype=dtype) if dtype else refiner.to(self.device)
+            if self._pending.get("fuse"):
+                refiner.fuse_lora()
+            if self._pending.get("channels_last"):
+                refiner.to(memory_format=torch.channels_last)
+            self._refiner = refiner
+        return self._refiner
+
+    @refiner.setter
+    def refiner(self, refiner: GMRefiner) -> None:
+        self._refiner, self._build_refiner = refiner, None
+
+    @property
+    def refiner_loaded(self) -> bool:
+        """Whether the refiner exists yet (False until a lazily loaded pipeline first refines)."""
+        return self._refiner is not None
 
     # ----- construction -----------------------------------------------------------------------
     @classmethod
@@ -80,6 +112,8 @@ class GMODiffPipeline:
         if refiner_config is None:
             refiner_config = (RefinerConfig.tiny(token_channels) if backbone_obj.config.kind == "tiny"
                               else RefinerConfig(token_channels=token_channels))
+        from gmodiff.models.refiner import GMRefiner
+
         return cls(dareg, GMRefiner(backbone_obj, refiner_config))
 
     @classmethod
@@ -132,10 +166,11 @@ class GMODiffPipeline:
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path,
-                        backbone: str | Path | None = None) -> GMODiffPipeline:
+    def from_pretrained(cls, directory: str | Path, backbone: str | Path | None = None,
+                        lazy: bool = False) -> GMODiffPipeline:
         """Load a folder written by :meth:`save_pretrained` (or a bundled name such as
-        ``"default"``); ``backbone`` overrides the SD folder."""
+        ``"default"``); ``backbone`` overrides the SD folder. ``lazy`` checks the folder now but
+        builds the refiner (and imports diffusers) only when it is first used."""
         from gmodiff.pipeline.folder import (
             build_refiner,
             check_token_width,
@@ -158,11 +193,15 @@ class GMODiffPipeline:
             raise CheckpointError(f"missing {REFINER_WEIGHTS}", directory, "re-save the pipeline")
         dareg = DaReg.from_pretrained(directory / "dareg")
         check_token_width(config.refiner, dareg.config.channels[-1], config_path)
-        state = read_refiner_weights(weights_path)
-        refiner = build_refiner(load_backbone(backbone_config), config.refiner, config_path)
-        load_refiner_state(refiner, state, full=config.refiner_weights == "full",
-                           source=weights_path)
-        return cls(dareg, refiner, config.tile, refine=config.refine)
+
+        def refiner() -> GMRefiner:
+            state = read_refiner_weights(weights_path)
+            built = build_refiner(load_backbone(backbone_config), config.refiner, config_path)
+            load_refiner_state(built, state, full=config.refiner_weights == "full",
+                               source=weights_path)
+            return built
+
+        return cls(dareg, refiner if lazy else refiner(), config.tile, refine=config.refine)
 
     # ----- device, dtype, speed ---------------------------------------------------------------
     def to(self, device: str | torch.device | None = None,
@@ -172,14 +211,20 @@ class GMODiffPipeline:
         if dtype in (torch.float16, torch.bfloat16) and device.type == "cpu":
             raise ConfigError(f"{dtype} inference needs a GPU", fix="use `dtype=fp32` or `device=cuda`")
         self.dareg.to(device)
-        self.refiner.to(device=device, dtype=dtype) if dtype else self.refiner.to(device)
+        if self._refiner is None:
+            self._pending["dtype"] = dtype or self._pending.get("dtype")
+        else:
+            self.refiner.to(device=device, dtype=dtype) if dtype else self.refiner.to(device)
         self.device = device
         self.dtype = dtype or self.dtype
         return self
 
     def fuse_lora(self) -> GMODiffPipeline:
         """Merge every LoRA into its base weights (inference only)."""
-        self.refiner.fuse_lora()
+        if self._refiner is None:
+            self._pending["fuse"] = True
+        else:
+            self.refiner.fuse_lora()
         return self
 
     def optimise_for_cpu(self, bf16: bool | None = None) -> GMODiffPipeline:
@@ -196,9 +241,12 @@ class GMODiffPipeline:
 
             bf16 = cpu_bf16_fast()
         self.cpu_bf16 = bf16
+        self.dareg.to(memory_format=torch.channels_last)
+        if self._refiner is None:
+            self._pending.update(fuse=True, channels_last=True)
+            return self
         if not self.refiner.lora_fused:
             self.refiner.fuse_lora()
-        self.dareg.to(memory_format=torch.channels_last)
         self.refiner.to(memory_format=torch.channels_last)
         return self
 
@@ -286,7 +334,8 @@ class GMODiffPipeline:
         # The DaReg stage includes its input encoding (camera-curve estimate, classical merge).
         prepare = time.perf_counter() - start
         timings: dict[str, float] = {}
-        self.refiner.on_tile, self.refiner.on_phase = progress.tile, progress.phase
+        if refine:  # a lazily loaded refiner stays unbuilt on DaReg-only runs
+            self.refiner.on_tile, self.refiner.on_phase = progress.tile, progress.phase
         try:
             with self._autocast():  # bf16 convolutions where the CPU has AMX
                 if tiled:
@@ -305,7 +354,8 @@ class GMODiffPipeline:
                         coarse = self.predict_coarse(batch, timings)
                         gain_map = coarse.gain_map
         finally:
-            self.refiner.on_tile = self.refiner.on_phase = None
+            if self._refiner is not None:
+                self._refiner.on_tile = self._refiner.on_phase = None
         if plan is not None:
             from gmodiff.memory import release_freed_memory
 
@@ -373,13 +423,15 @@ def load_refiner_state(refiner: GMRefiner, state: dict[str, torch.Tensor], full:
     refiner.load_state_dict(state, strict=full)
 
 
-def load_pipeline(weights: str | Path, backbone: str | Path | None = None) -> GMODiffPipeline:
+def load_pipeline(weights: str | Path, backbone: str | Path | None = None,
+                  lazy: bool = False) -> GMODiffPipeline:
     """A pipeline from a ``save_pretrained`` folder, or from a folder holding the reference
     release (``dareg_mask.pth`` + ``gmodiff.pkl``, which needs ``backbone``: an SD-2.1 folder).
-    ``weights`` may also name a bundled pipeline ("default")."""
+    ``weights`` may also name a bundled pipeline ("default"); ``lazy``: see
+    :meth:`GMODiffPipeline.from_pretrained`."""
     weights = resolve_weights(weights)
     if (weights / PIPELINE_CONFIG).is_file():
-        return GMODiffPipeline.from_pretrained(weights, backbone=backbone)
+        return GMODiffPipeline.from_pretrained(weights, backbone=backbone, lazy=lazy)
     if (weights / "gmodiff.pkl").is_file() and (weights / "dareg_mask.pth").is_file():
         if backbone is None:
             from gmodiff.errors import BackboneError
