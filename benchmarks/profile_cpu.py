@@ -96,7 +96,7 @@ def instrument(timer: StageTimer) -> None:
 
     timer.wrap(calibration, "estimate_response", "curve estimate")
     timer.wrap(canonical, "canonical_frames", "canonical re-encoding")
-    timer.wrap(merge, "estimate_alignment", "merge: alignment (per tile)")
+    timer.wrap(merge, "plan_deghost", "merge: warps + mappings (once per bracket)")
     timer.wrap(merge, "deghost_merge", "merge: deghost (per tile)")
     timer.wrap(gainmap, "encode_gain_map", "merge: gain-map encode")
     timer.wrap(preprocess, "stack_inputs", "input stacking")
@@ -114,7 +114,7 @@ def instrument(timer: StageTimer) -> None:
 def run_stages(paths: list[Path], out_dir: Path) -> dict:
     """Read, align, reconstruct and write one bracket in this process, stage by stage."""
     start = time.perf_counter()
-    from gmodiff.bracket.prepare import load_bracket
+    from gmodiff.bracket.prepare import BracketOptions, load_bracket
     from gmodiff.io.output import write_output
     from gmodiff.methods import GMODiffMethod, ReconstructOptions, clear_loaded
     from gmodiff.bracket.align import align_scene
@@ -123,7 +123,7 @@ def run_stages(paths: list[Path], out_dir: Path) -> dict:
     instrument(timer)
     stages: dict[str, float] = {"imports (gmodiff + torch + diffusers + peft)": time.perf_counter() - start}
     begin = time.perf_counter()
-    scene, _ = load_bracket(paths, ev="-2,0,2")
+    scene, _ = load_bracket(paths, BracketOptions(ev=[-2.0, 0.0, 2.0]))
     stages["read JPEGs"] = time.perf_counter() - begin
     begin = time.perf_counter()
     scene, _ = align_scene(scene, "ecc")
