@@ -157,3 +157,22 @@ def test_dareg_only_run_never_imports_diffusers(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stdout[-500:]
     assert (tmp_path / "o.exr").is_file()
+
+
+def test_lazy_refiner_built_mid_call_matches_the_eager_one():
+    """The CLI builds the refiner after DaReg, inside the bf16 autocast: LoRA must still be
+    fused in fp32, so the weights and the output equal an eagerly built pipeline's."""
+    from dareg_helpers import synthetic_scene
+
+    scene = synthetic_scene(5, 64, 96)
+    eager = load_pipeline("default").fuse_lora().optimise_for_cpu(bf16=True)
+    lazy = load_pipeline("default", lazy=True).fuse_lora().optimise_for_cpu(bf16=True)
+    assert not lazy.refiner_loaded
+    lazy(scene, tile=None, refine=False)
+    assert not lazy.refiner_loaded  # a DaReg-only call builds nothing
+    expected, got = eager(scene, tile=None), lazy(scene, tile=None)
+    assert lazy.refiner_loaded and lazy.refiner.lora_fused
+    assert np.array_equal(got.gain_map, expected.gain_map)
+    weights = dict(eager.refiner.named_parameters())
+    assert all(torch.equal(weights[name], value)
+               for name, value in lazy.refiner.named_parameters())

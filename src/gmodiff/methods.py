@@ -233,15 +233,16 @@ class GMODiffMethod(Method):
         from gmodiff.pipeline.pipeline import load_pipeline
 
         super().__init__(options)
-        finish_preload()
         weights = self.weights(options)
         if weights is None:
             raise CheckpointError("method gmodiff needs weights (no bundled default is installed)",
                                   None, "set `weights` to a trained pipeline or the reference release")
         dtype = getattr(torch, _TORCH_DTYPES[options.dtype])
-        # --no-refine builds the refiner only if a later call refines: no diffusers import.
-        self.pipeline = load_pipeline(weights, options.backbone, lazy=options.refine is False
-                                      ).to(options.device, dtype)
+        # The refiner is built where a run first refines, after DaReg, so the background import
+        # of diffusers (preload) overlaps DaReg too; --no-refine never builds it. DaReg itself
+        # needs torch only, and diffusers' lazy names must not be resolved from two threads.
+        self.pipeline = load_pipeline(weights, options.backbone, lazy=True,
+                                      before_build=finish_preload).to(options.device, dtype)
         if options.fuse_lora:
             self.pipeline.fuse_lora().optimise_for_cpu()
 

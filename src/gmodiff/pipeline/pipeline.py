@@ -67,6 +67,8 @@ class GMODiffPipeline:
         self._build_refiner = refiner if self._refiner is None else None
         self._pending: dict[str, object] = {}
         """Moves and optimisations asked for before a lazy refiner was built."""
+        self._hooks: tuple | None = None
+        """The running call's progress callbacks, for a refiner built during it."""
         self.tile = tile or TileOptions()
         self.refine = refine
         """Default for ``__call__``: run the refiner (True) or return DaReg's gain map. A saved
@@ -81,14 +83,19 @@ class GMODiffPipeline:
     def refiner(self) -> GMRefiner:
         """The one-step refiner (built now if this pipeline was loaded lazily)."""
         if self._refiner is None:
-            refiner = self._build_refiner().eval()
-            self._build_refiner = None
-            dtype = self._pending.get("dtype")
-            refiner.to(device=self.device, dtype=dtype) if dtype else refiner.to(self.device)
-            if self._pending.get("fuse"):
-                refiner.fuse_lora()
-            if self._pending.get("channels_last"):
-                refiner.to(memory_format=torch.channels_last)
+            # Built outside any bf16 autocast (a run may ask for it mid-way): fusing LoRA is a
+            # matmul, and its result must stay fp32.
+            with torch.autocast("cpu", enabled=False):
+                refiner = self._build_refiner().eval()
+                self._build_refiner = None
+                dtype = self._pending.get("dtype")
+                refiner.to(device=self.device, dtype=dtype) if dtype else refiner.to(self.device)
+                if self._pending.get("fuse"):
+                    refiner.fuse_lora()
+                if self._pending.get("channels_last"):
+                    refiner.to(memory_format=torch.channels_last)
+            if self._hooks is not None:
+                refiner.on_tile, refiner.on_phase = self._hooks
             self._refiner = refiner
         return self._refiner
 
@@ -167,10 +174,12 @@ class GMODiffPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, backbone: str | Path | None = None,
-                        lazy: bool = False) -> GMODiffPipeline:
+                        lazy: bool = False, before_build: Callable[[], None] | None = None
+                        ) -> GMODiffPipeline:
         """Load a folder written by :meth:`save_pretrained` (or a bundled name such as
         ``"default"``); ``backbone`` overrides the SD folder. ``lazy`` checks the folder now but
-        builds the refiner (and imports diffusers) only when it is first used."""
+        builds the refiner (and imports diffusers) only when it is first used, after calling
+        ``before_build`` (the CLI joins its background imports there)."""
         from gmodiff.pipeline.folder import (
             build_refiner,
             check_token_width,
@@ -195,6 +204,8 @@ class GMODiffPipeline:
         check_token_width(config.refiner, dareg.config.channels[-1], config_path)
 
         def refiner() -> GMRefiner:
+            if before_build is not None:
+                before_build()
             state = read_refiner_weights(weights_path)
             built = build_refiner(load_backbone(backbone_config), config.refiner, config_path)
             load_refiner_state(built, state, full=config.refiner_weights == "full",
@@ -334,8 +345,11 @@ class GMODiffPipeline:
         # The DaReg stage includes its input encoding (camera-curve estimate, classical merge).
         prepare = time.perf_counter() - start
         timings: dict[str, float] = {}
-        if refine:  # a lazily loaded refiner stays unbuilt on DaReg-only runs
-            self.refiner.on_tile, self.refiner.on_phase = progress.tile, progress.phase
+        # A lazily loaded refiner is built where it is first used (after DaReg), and not at all
+        # on DaReg-only runs; it gets the progress callbacks then.
+        self._hooks = (progress.tile, progress.phase) if refine else None
+        if refine and self._refiner is not None:
+            self._refiner.on_tile, self._refiner.on_phase = self._hooks
         try:
             with self._autocast():  # bf16 convolutions where the CPU has AMX
                 if tiled:
@@ -354,6 +368,7 @@ class GMODiffPipeline:
                         coarse = self.predict_coarse(batch, timings)
                         gain_map = coarse.gain_map
         finally:
+            self._hooks = None
             if self._refiner is not None:
                 self._refiner.on_tile = self._refiner.on_phase = None
         if plan is not None:
@@ -424,20 +439,24 @@ def load_refiner_state(refiner: GMRefiner, state: dict[str, torch.Tensor], full:
 
 
 def load_pipeline(weights: str | Path, backbone: str | Path | None = None,
-                  lazy: bool = False) -> GMODiffPipeline:
+                  lazy: bool = False, before_build: Callable[[], None] | None = None
+                  ) -> GMODiffPipeline:
     """A pipeline from a ``save_pretrained`` folder, or from a folder holding the reference
     release (``dareg_mask.pth`` + ``gmodiff.pkl``, which needs ``backbone``: an SD-2.1 folder).
-    ``weights`` may also name a bundled pipeline ("default"); ``lazy``: see
-    :meth:`GMODiffPipeline.from_pretrained`."""
+    ``weights`` may also name a bundled pipeline ("default"); ``lazy`` and ``before_build``:
+    see :meth:`GMODiffPipeline.from_pretrained`."""
     weights = resolve_weights(weights)
     if (weights / PIPELINE_CONFIG).is_file():
-        return GMODiffPipeline.from_pretrained(weights, backbone=backbone, lazy=lazy)
+        return GMODiffPipeline.from_pretrained(weights, backbone=backbone, lazy=lazy,
+                                               before_build=before_build)
     if (weights / "gmodiff.pkl").is_file() and (weights / "dareg_mask.pth").is_file():
         if backbone is None:
             from gmodiff.errors import BackboneError
 
             raise BackboneError("the reference checkpoints need the SD-2.1 backbone", weights,
                                 "set `backbone` to a local stable-diffusion-2-1-base folder")
+        if before_build is not None:
+            before_build()
         return GMODiffPipeline.from_official(weights / "dareg_mask.pth", weights / "gmodiff.pkl", backbone)
     raise CheckpointError("no GMODiff weights here", weights,
                           f"point `weights` at a folder with {PIPELINE_CONFIG} (from training) or with "
