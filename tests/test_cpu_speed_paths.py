@@ -78,20 +78,14 @@ def test_mapping_fitted_on_a_subsample_is_the_same_map():
     assert np.abs(mapped - long).max() < 0.02
 
 
-def _toy_scene(height=64, width=96, seed=3) -> Scene:
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(0.05, 0.6, size=(height, width, 3)).astype(np.float32)
-    times = np.array([1.0, 4.0, 16.0], dtype=np.float32)
-    frames = [np.clip((base * t) ** (1 / 2.2), 0, 1).astype(np.float32) for t in times]
-    return Scene(frames=frames, exposure_times=times, name="toy")
-
-
 def test_bf16_autocast_stays_close_to_fp32():
     # The bundled model, not a random one: the tolerance is about the weights users run.
     reference = load_pipeline("default").optimise_for_cpu(bf16=False)
     fast = load_pipeline("default").optimise_for_cpu(bf16=True)
     assert fast.cpu_bf16 and not reference.cpu_bf16
-    scene = _toy_scene()
+    from dareg_helpers import synthetic_scene
+
+    scene = synthetic_scene(3, 64, 96)
     expected, got = reference(scene, tile=None), fast(scene, tile=None)
     for name in ("gain_map", "coarse_gain_map", "hdr"):
         assert getattr(got, name).dtype == np.float32

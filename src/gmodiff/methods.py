@@ -387,7 +387,6 @@ def finish_preload() -> None:
         _PRELOAD.join()
 
 
-
 def memory_check(method: str, options: ReconstructOptions | None = None):
     """The memory plan of ``method`` as a check on header sizes, for the loaders to call before
     any pixel is decoded (``gmodiff.io.memory.check_fits_in_memory``'s ``run_check``); None

@@ -164,13 +164,18 @@ def estimate_alignment(frame: np.ndarray, reference: np.ndarray,
     downscaled to ``max_side``; the warp is for the full-size frames.
     """
     h, w = frame.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
+    scale, size = _fit_size(h, w, max_side)
     frame, reference = _grey(frame), _grey(reference)
     if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
         frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         reference = cv2.resize(reference, size, interpolation=cv2.INTER_AREA)
     return _checked(_rescale_warp(_fit_euclidean(frame, reference), scale), h, w)
+
+
+def _fit_size(h: int, w: int, max_side: int = ALIGN_MAX_SIDE) -> tuple[float, tuple[int, int]]:
+    """(scale, (width, height)) of the copy an ECC fit of an h×w frame runs on."""
+    scale = min(1.0, max_side / max(h, w))
+    return scale, (max(1, round(w * scale)), max(1, round(h * scale)))
 
 
 def _fit_euclidean(moving: np.ndarray, template: np.ndarray) -> np.ndarray:
@@ -283,8 +288,7 @@ def plan_deghost(frames: Sequence[np.ndarray], reference_index: int, align: bool
     encode = encode or list
     samples = encode([_subsample(np.asarray(f, np.float32)) for f in frames])
     h, w = frames[0].shape[:2]
-    scale = min(1.0, ALIGN_MAX_SIDE / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    scale, size = _fit_size(h, w)
     small = encode([cv2.resize(np.asarray(f, np.float32), size, interpolation=cv2.INTER_AREA)
                     if scale < 1.0 else np.asarray(f, np.float32) for f in frames])
     warps, mappings = [], []

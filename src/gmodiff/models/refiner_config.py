@@ -49,8 +49,6 @@ def _check_int(name: str, value, low: int, high: int) -> int:
     return value
 
 
-
-
 def _refuse_unknown_keys(cls, data: Any, what: str, unknown_text: str) -> None:
     """A saved config must be a mapping of the dataclass's own field names (ConfigError else)."""
     if not isinstance(data, dict):
