@@ -13,9 +13,14 @@ g up to its end point, which we pin with g(1) = 1.
 
 The fit works on h = ln g as a function of ln x (a power law is a straight line there):
 piecewise linear between ~24 nodes, increasing (monotone g), with a second-difference penalty
-that pulls toward a power law where the data are thin. The equation is linear in the node
+that pulls toward a prior shape where the data are thin. The prior is the curve, out of a
+library drawn from the simulator's response families, that best explains the samples (raised
+to a fitted power); a two-term power-law-with-shoulder fit replaces it when that explains the
+samples clearly better (kinked curves no drawn family has). Camera JPEG curves bend in ways a
+power law does not continue: with only a power law to lean on, dark brackets whose samples
+stop at mid-grey got highlights wrong by up to 2 stops. The equation is linear in the node
 values, so one bounded least-squares solve (plus two robust reweighting passes) fits it.
-Outside the observed range the curve continues as a power law (the slope of its end segment).
+Below the darkest sample the curve continues as a power law (the prior's slope there).
 
 One curve is shared by the three channels (camera tone curves are normally applied per channel
 with one curve; pooling the channels triples the data). Clipped and near-black histogram bins
@@ -31,8 +36,9 @@ sRGB brackets of dark rooms the free fit put shadows ×0.55 too dark).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -79,6 +85,9 @@ PRIOR_RIDGE = 1e-4
 """Ridge on the prior's shoulder term, relative to the (unit-sum) data weights."""
 PRIOR_GAIN, PRIOR_GAIN_ABS = 0.9, 0.002
 """A prior term is kept only if it cuts the RMS residual below GAIN × before − GAIN_ABS."""
+PRIOR_SWITCH = (1.1, 0.002)
+"""The parametric prior replaces the library's only if its fit's RMS error × 1.1 + 0.002 stops
+is below the library fit's: a kinked or unusual curve the library has no neighbour for."""
 LEVEL_WEIGHT = 1e-2
 """Pull of h toward the prior's values (decides h where no sample reaches)."""
 NOISE_BINS = np.geomspace(0.004, 1.0, 24)
@@ -529,8 +538,8 @@ def _parametric_basis(x: np.ndarray) -> np.ndarray:
     return np.stack([np.log(x), d, d * d, d * d * d][:PRIOR_TERMS], axis=-1)
 
 
-def _parametric_prior(samples: _Samples) -> np.ndarray | None:
-    """Coefficients of a smooth few-parameter fit of h (see :func:`_parametric_basis`).
+def _parametric_prior(samples: _Samples) -> Prior | None:
+    """A smooth few-parameter fit of h as a function of x (see :func:`_parametric_basis`).
 
     Terms are added one at a time and kept only if they cut the residual clearly: samples
     spanning a narrow range cannot tell a shoulder from a steeper power law, and a wrongly
@@ -553,7 +562,62 @@ def _parametric_prior(samples: _Samples) -> np.ndarray | None:
             best = np.concatenate([coefficients, np.zeros(PRIOR_TERMS - terms)])
             best_rms = rms
     # Only a curve that rises at black (a power law there) is a usable shape.
-    return best if best is not None and 0.5 <= best[0] <= 5.0 else None
+    if best is None or not 0.5 <= best[0] <= 5.0:
+        return None
+    return lambda x: _parametric_basis(x) @ best
+
+
+Prior = Callable[[np.ndarray], np.ndarray]
+"""A prior shape: ln g as a function of encoded x (0 at x = 1)."""
+
+LIBRARY_SIZE = 384
+"""Curves drawn from the simulator's response families for the shape prior."""
+LIBRARY_EXPONENTS = (0.75, 1.35)
+"""Range of the power a library curve may be raised to (g_lib**a) to fit a bracket."""
+
+
+@functools.cache
+def _curve_library() -> np.ndarray:
+    """(LIBRARY_SIZE + 10, LUT_SIZE) ln f⁻¹ of camera-like curves on the LUT grid.
+
+    Drawn with a fixed seed from the simulator's response families (and sRGB, plain gammas):
+    where a bracket's samples stop, the curve that best explains them decides the shape, so the
+    fit continues like a camera curve instead of like a power law. Built on first use (tens
+    of ms), never at import."""
+    from gmodiff.camera.response import GammaResponse, SRGBResponse, random_response
+
+    rng = np.random.default_rng(20261206)
+    grid = np.linspace(0.0, 1.0, LUT_SIZE)
+    curves = [SRGBResponse(), *(GammaResponse(g) for g in np.linspace(1.8, 2.6, 9))]
+    curves += [random_response(rng) for _ in range(LIBRARY_SIZE)]
+    logs = np.log(np.maximum(np.stack([c.inverse(grid) for c in curves]).astype(np.float64),
+                             1e-12))
+    logs[:, 0] = logs[:, 1] + 4.0 * (logs[:, 1] - logs[:, 2])  # finite at black
+    return logs
+
+
+def _library_prior(samples: _Samples) -> Prior:
+    """ln g of the library curve, raised to its best power, that best explains the samples
+    (weighted comparametric residual), as a function of x.
+
+    The power absorbs a contrast difference (a camera a little steeper or flatter than the
+    nearest drawn curve); its range keeps a poorly sampled bracket from bending a shape into
+    something no camera makes."""
+    logs = _curve_library()
+    position = np.clip(np.stack([samples.x, samples.y]), 0.0, 1.0) * (LUT_SIZE - 1)
+    index = np.minimum(position.astype(np.int64), LUT_SIZE - 2)
+    frac = position - index
+    at = logs[:, index] * (1.0 - frac) + logs[:, index + 1] * frac  # (N, 2, S)
+    delta = at[:, 1] - at[:, 0]
+    w = samples.weight / max(samples.weight.sum(), 1e-12)
+    r = samples.log_ratio
+    power = np.sum(w * delta * r, axis=1) / np.maximum(np.sum(w * delta * delta, axis=1), 1e-12)
+    power = np.clip(power, *LIBRARY_EXPONENTS)
+    rms = np.sum(w * (power[:, None] * delta - r) ** 2, axis=1)
+    best = int(np.argmin(rms))
+    curve, scale = logs[best], float(power[best])
+    grid = np.linspace(0.0, 1.0, LUT_SIZE)
+    return lambda x: scale * np.interp(x, grid, curve)
 
 
 def _rms_stops(residual: np.ndarray, weight: np.ndarray) -> float:
@@ -561,7 +625,7 @@ def _rms_stops(residual: np.ndarray, weight: np.ndarray) -> float:
     return float(math.sqrt(np.sum(w * residual**2)) / math.log(2.0))
 
 
-def _lut_from_nodes(nodes: np.ndarray, h: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+def _lut_from_nodes(nodes: np.ndarray, h: np.ndarray, prior: Prior | None) -> np.ndarray:
     """Sample g = exp(h) on the LUT grid; a power law continues it below the first node.
 
     Its exponent is the prior's log–log slope where the samples end (else the nodes' slope):
@@ -573,7 +637,7 @@ def _lut_from_nodes(nodes: np.ndarray, h: np.ndarray, prior: np.ndarray | None) 
     below = (log_grid < nodes[0]) & (grid > 0)
     if prior is not None:  # the prior's log–log slope where the samples end
         step = 0.05
-        ends = _parametric_basis(np.exp(nodes[0] + np.array([0.0, step]))) @ prior
+        ends = prior(np.exp(nodes[0] + np.array([0.0, step])))
         slope = (ends[1] - ends[0]) / step
     else:
         span = min(4, nodes.size - 1)
@@ -645,10 +709,16 @@ def estimate_response(frames: Sequence[np.ndarray], exposure_times: Sequence[flo
     if samples.x.size < MIN_ROWS or float(np.log(samples.y.max() / samples.x.min())) < 0.2:
         return _fallback(hint)
     nodes = _nodes(float(samples.x.min()))
-    prior = _parametric_prior(samples)
-    prior_h = None if prior is None else _parametric_basis(np.exp(nodes)) @ prior
-    h, residual = _fit(samples, nodes, prior_h)
-    fit_error = _rms_stops(residual, samples.weight)
+    # Two priors decide the shape where the samples are thin; the one whose fit explains the
+    # samples clearly better wins, else the library's (see _library_prior).
+    fits = []
+    for prior in (_library_prior(samples), _parametric_prior(samples)):
+        prior_h = None if prior is None else prior(np.exp(nodes))
+        h, residual = _fit(samples, nodes, prior_h)
+        fits.append((_rms_stops(residual, samples.weight), h, prior))
+    fit_error, h, prior = fits[0]
+    if fits[1][0] * PRIOR_SWITCH[0] + PRIOR_SWITCH[1] < fit_error:
+        fit_error, h, prior = fits[1]
     if hint is not None:
         hinted = _fallback(hint)
         hint_error = _curve_error(hinted.inverse_lut, samples)
