@@ -63,7 +63,9 @@ def test_reference_hdr_recovers_radiance(root):
 def test_static_rows_rank_the_estimated_response_above_gamma(root):
     folder, _ = root
     methods = ["deghost", "deghost-gamma2.2", "debevec-calibrated"]
-    results = real.evaluate_static(real.load_stack(folder / "tripod"), methods)
+    # Debevec's curve is exact on this clean synthetic stack; Robertson's (the benchmark's main
+    # ground truth, chosen for its stability on real stacks) puts shadows ×0.92-0.95 too dark.
+    results = real.evaluate_static(real.load_stack(folder / "tripod"), methods, truth="debevec")
     spacings = {row["spacing"] for row in results.static_rows}
     assert spacings == {2.0}  # no frames 3 stops apart in this stack
     scores = {row["method"]: row for row in results.static_rows}
@@ -76,7 +78,10 @@ def test_static_rows_rank_the_estimated_response_above_gamma(root):
     assert min(ratios["deghost-gamma2.2"]) < 0.5
     assert scores["deghost"]["psnr_mu"] > scores["deghost-gamma2.2"]["psnr_mu"] + 3.0
     assert scores["deghost"]["psnr_mu_gain"] > 28.0
-    assert np.isfinite(scores["deghost"]["psnr_mu_gain_robertson"])
+    assert np.isfinite(scores["deghost"]["psnr_mu_gain_other"])
+    # Both ground truths are stable on a smooth synthetic curve (a tenth of a stop).
+    stability = results.scenes[0]["stability"]
+    assert set(stability) == {"robertson", "debevec"} and max(stability.values()) < 0.1, stability
     text = real.report(results, methods, "made by a test")
     assert real.ROW_TITLES["deghost"] in text and "| tripod | 2 |" in text
 
