@@ -62,8 +62,11 @@ WELL_EXPOSED = (0.05, 0.95)
 STATIC_TRUST, MOVING_TRUST = 0.99, 0.5
 NORMALISE_CODE = 254
 """Calibrated responses are normalised to 1 at this 8-bit code (255 is where clipping piles up)."""
+TRUTHS = {"robertson": "OpenCV CalibrateRobertson + MergeRobertson",
+          "debevec": "OpenCV CalibrateDebevec (200 samples) + MergeDebevec"}
+"""The two all-frame ground truths (:func:`reference_hdr`'s algorithms) and how each is made."""
 TRUTH = "robertson"
-"""The ground truth the main scores use (Debevec gets its own column). Robertson's
+"""The ground truth the main scores use (the other one gets its own column). Robertson's
 calibration uses every pixel; Debevec's uses 200 grid samples, and on the LX100 night stacks its
 curve moved by 0.8-1.5 stops at some codes when the image was resized by 12 % or the sample
 count changed (Robertson's by ≤ 0.16 stop): the per-stack stability table measures it. On a
@@ -488,20 +491,29 @@ class Results:
     moving_rows: list[dict] = field(default_factory=list)
     scenes: list[dict] = field(default_factory=list)
     sheet_rows: list[tuple[str, list[np.ndarray]]] = field(default_factory=list)
+    truth: str = TRUTH
+    """Which of :data:`TRUTHS` the static scores use; ``psnr_mu_gain_other`` uses the other."""
+    stability: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Static stack → :func:`truth_stability` of both ground truths."""
+
+    @property
+    def other_truth(self) -> str:
+        return next(name for name in TRUTHS if name != self.truth)
 
 
-def evaluate_static(stack: RealStack, methods, pipe=None, results: Results | None = None,
-                    truth: str = TRUTH) -> Results:
+def evaluate_static(stack: RealStack, methods, pipe=None, results: Results | None = None
+                    ) -> Results:
     """Ground truths from all frames, then every spacing's triple scored against them
-    (``psnr_mu_gain_other``: against the other one of ``robertson`` / ``debevec``)."""
+    (``results.truth``; ``psnr_mu_gain_other`` against the other one)."""
     results = results or Results()
-    other_truth = "debevec" if truth == "robertson" else "robertson"
+    truth, other_truth = results.truth, results.other_truth
     anchor = len(stack.frames) // 2
     stack = register_stack(stack, anchor)
     calibrated = {name: reference_hdr(stack.frames, stack.times, name)
                   for name in (truth, other_truth)}
     truths = {name: radiance for name, (radiance, _) in calibrated.items()}
-    stability = truth_stability(stack, {name: lut for name, (_, lut) in calibrated.items()})
+    results.stability[stack.name] = truth_stability(
+        stack, {name: lut for name, (_, lut) in calibrated.items()})
     for spacing in SPACINGS:
         triple = pick_triples(stack.times, spacing, stack.frames)
         if triple is None:
@@ -511,7 +523,6 @@ def evaluate_static(stack: RealStack, methods, pipe=None, results: Results | Non
                            1.0).astype(np.float32)
         beyond = float(np.mean((truths[truth] * float(stack.times[triple[0]])) >= 1.0))
         results.scenes.append({"scene": stack.name, "kind": "static", "camera": stack.camera,
-                               "stability": stability,
                                "spacing": spacing, "frames": len(stack.frames), "beyond": beyond,
                                "times": [float(stack.times[i]) for i in triple],
                                "size": scene.frames[0].shape[:2],
@@ -607,15 +618,16 @@ def report(results: Results, methods, made_by: str) -> str:
              "Evaluation only: the frames are public demo stacks (docs/evaluation.md lists them and "
              "how to lay them out); nothing here is trained or tuned on them.", ""]
     static = results.static_rows
+    truth, other = results.truth, results.other_truth
     if static:
         names = sorted({r["scene"] for r in static})
         lines += ["## Static stacks: radiometric ground truth", "",
                   f"{len(names)} tripod stacks ({', '.join(names)}), {len({(r['scene'], r['spacing']) for r in static})} "
-                  "input triples. Ground truth: OpenCV CalibrateRobertson + MergeRobertson "
+                  f"input triples. Ground truth: {TRUTHS[truth]} "
                   "of *all* frames after ECC registration to the middle frame, response normalised to 1 at code "
-                  f"{NORMALISE_CODE}; the last column scores against a Debevec ground truth "
-                  "(CalibrateDebevec, 200 samples, + MergeDebevec of all frames) instead, which "
-                  "is less stable (table below). Means over triples; "
+                  f"{NORMALISE_CODE}; the last column scores against a {other.capitalize()} ground "
+                  f"truth ({TRUTHS[other]} of all frames) instead (the stability of both: table "
+                  "below). Means over triples; "
                   "*gain*: the one global gain fitted to each triple (geometric mean; the level "
                   "error, which depends on where the ground truth's response puts white); ratio "
                   "columns: geometric means of the per-triple median predicted / true luminance "
@@ -623,7 +635,7 @@ def report(results: Results, methods, made_by: str) -> str:
                   "shape error).", "",
                   "| method | PSNR-μ | PSNR-l | PSNR-μ gain-fitted | gain | "
                   + " | ".join(b.removeprefix("ratio ") for b in bands)
-                  + " | PSNR-μ gain-fitted vs Debevec GT |",
+                  + f" | PSNR-μ gain-fitted vs {other.capitalize()} GT |",
                   "|---|" + "---|" * (5 + len(bands))]
         for method in methods:
             rows = [r for r in static if r["method"] == method]
@@ -638,13 +650,14 @@ def report(results: Results, methods, made_by: str) -> str:
         if "default" in methods and "debevec-calibrated" in methods:
             d = [r for r in static if r["method"] == "default"]
             c = [r for r in static if r["method"] == "debevec-calibrated"]
-            on_rob = _mean(c, "psnr_mu_gain") - _mean(d, "psnr_mu_gain")
-            on_deb = _mean(c, "psnr_mu_gain_other") - _mean(d, "psnr_mu_gain_other")
+            key = {truth: "psnr_mu_gain", other: "psnr_mu_gain_other"}
+            on_deb = _mean(c, key["debevec"]) - _mean(d, key["debevec"])
+            on_rob = _mean(c, key["robertson"]) - _mean(d, key["robertson"])
             lines += [f"Self-calibrated Debevec minus default (gain-fitted PSNR-μ): {on_deb:+.2f} dB "
                       f"against the Debevec ground truth, {on_rob:+.2f} dB against the Robertson one; "
                       f"the difference, {on_deb - on_rob:+.2f} dB, is what the peer gains from being "
                       "scored against a ground truth made the same way as itself.", ""]
-        lines += ["Per triple (gain-fitted PSNR-μ vs the Robertson ground truth):", "",
+        lines += [f"Per triple (gain-fitted PSNR-μ vs the {truth.capitalize()} ground truth):", "",
                   "| scene | spacing | " + " | ".join(methods) + " |",
                   "|---|---|" + "---|" * len(methods)]
         for scene, spacing in sorted({(r["scene"], r["spacing"]) for r in static}):
@@ -660,13 +673,8 @@ def report(results: Results, methods, made_by: str) -> str:
                   f"at {STABILITY_SCALE:g}× its size. Debevec's 200 grid "
                   "samples move with the image; Robertson uses every pixel.", "",
                   "| scene | Robertson | Debevec |", "|---|---|---|"]
-        seen = {}
-        for s in results.scenes:
-            if s["kind"] == "static" and "stability" in s:
-                seen.setdefault(s["scene"], s["stability"])
-        for scene, change in sorted(seen.items()):
-            lines.append(f"| {scene} | {_f(change.get('robertson', math.nan))} | "
-                         f"{_f(change.get('debevec', math.nan))} |")
+        for scene, change in sorted(results.stability.items()):
+            lines.append(f"| {scene} | {_f(change['robertson'])} | {_f(change['debevec'])} |")
         lines += [""]
     moving = results.moving_rows
     methods = [m for m in methods if m not in ORACLE_ROWS]  # static stacks only

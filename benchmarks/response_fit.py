@@ -136,25 +136,24 @@ def camera_bracket(radiance: np.ndarray, curve: str, spacing: float, shift: floa
     import cv2
 
     rng = np.random.default_rng(seed)
+    # Curves the simulator does not know are applied to a linear camera's frames.
     if curve == "camera-jpeg":
-        response = CameraJpegResponse(float(rng.uniform(1.5, 3.5)), float(rng.uniform(0.1, 0.3)))
-    elif curve in OUTSIDE:
-        response = OUTSIDE[curve]
+        outside = CameraJpegResponse(float(rng.uniform(1.5, 3.5)), float(rng.uniform(0.1, 0.3)))
     else:
-        response = None
+        outside = OUTSIDE.get(curve)
     config = SimulationConfig(ev_spacing_stops=spacing, size=SIZE, exposure_shift_stops=shift,
-                              response="gamma1.0" if response is not None else curve)
+                              response="gamma1.0" if outside is not None else curve)
     simulation = simulate(radiance, config, seed)
     scene = simulation.scene
-    response = response if response is not None else simulation.response
     frames = []
     for frame in scene.frames:
-        encoded = frame if response is simulation.response else response.forward(frame)
+        encoded = frame if outside is None else outside.forward(frame)
         code = np.rint(np.clip(encoded, 0, 1) * 255).astype(np.uint8)[..., ::-1]
         ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(code),
                                 [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         frames.append(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255.0)
-    return dataclasses.replace(scene, frames=frames), response
+    return (dataclasses.replace(scene, frames=frames),
+            outside if outside is not None else simulation.response)
 
 
 def camera_table(sources, per_cell: int, seed: int) -> list[str]:
@@ -190,16 +189,20 @@ def camera_table(sources, per_cell: int, seed: int) -> list[str]:
     return lines
 
 
-def stops_error(estimate: ResponseEstimate, response: Response) -> np.ndarray:
+def _log2_ratio(estimate: ResponseEstimate, response: Response) -> np.ndarray:
+    """log2(f⁻¹_estimated / f⁻¹_true) at :data:`EVALUATED`."""
     truth = np.maximum(response.inverse(EVALUATED), 1e-12)
-    return np.abs(np.log2(np.maximum(estimate.linearise(EVALUATED), 1e-12) / truth))
+    return np.log2(np.maximum(estimate.linearise(EVALUATED), 1e-12) / truth)
+
+
+def stops_error(estimate: ResponseEstimate, response: Response) -> np.ndarray:
+    return np.abs(_log2_ratio(estimate, response))
 
 
 def shape_error(estimate: ResponseEstimate, response: Response) -> np.ndarray:
     """|log2 ratio| after removing its median: the error a global gain cannot fix (what
     real.md's gain-fitted PSNR sees)."""
-    truth = np.maximum(response.inverse(EVALUATED), 1e-12)
-    ratio = np.log2(np.maximum(estimate.linearise(EVALUATED), 1e-12) / truth)
+    ratio = _log2_ratio(estimate, response)
     return np.abs(ratio - np.median(ratio))
 
 
