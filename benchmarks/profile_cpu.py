@@ -278,7 +278,8 @@ def main() -> None:
     parser.add_argument("--notes", default="")
     parser.add_argument("--child", nargs=2, metavar=("SIZE", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (gmodiff.cli)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets them (gmodiff.cli)
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     if args.child:
         megapixels, target = float(args.child[0]), Path(args.child[1])
         with tempfile.TemporaryDirectory() as tmp:

@@ -5,11 +5,12 @@ once; every row is its own child process (``gmodiff reconstruct a.jpg b.jpg c.jp
 ECC alignment, EXR out), so its wall time includes start-up and its peak memory is its own.
 Paths:
 
-- ``optimised``: the CLI's defaults (LoRA fused, channels_last, OpenMP threads that sleep, and
-  bf16 autocast where the CPU has AMX);
+- ``optimised``: the CLI's defaults (LoRA fused, channels_last, OpenMP threads that sleep, large
+  tensors on transparent huge pages, and bf16 autocast where the CPU has AMX);
 - ``optimised fp32``: the same with ``GMODIFF_CPU_BF16=0``;
-- ``reference``: the plain PyTorch model as before issue 25 (``--no-fuse-lora`` and
-  ``OMP_WAIT_POLICY=ACTIVE``, torch's default), for the ratio;
+- ``optimised, 4-kB pages``: the same with ``THP_MEM_ALLOC_ENABLE=0`` (the page-fault lever);
+- ``reference``: the plain PyTorch model as before issue 25 (``--no-fuse-lora``,
+  ``OMP_WAIT_POLICY=ACTIVE`` and 4-kB pages, torch's defaults), for the ratio;
 - ``steps50``: the default path with ``--steps 50`` (a DDIM chain), for the one-step ratio.
 
 Every size also runs deghost (the classical merge) in the same session, and each row's time is
@@ -44,11 +45,29 @@ ROWS = {  # name: (method, path, flags, extra environment)
     "no-refine-fp32": ("--no-refine (DaReg)", "optimised fp32", ["--no-refine"],
                        {"GMODIFF_CPU_BF16": "0"}),
     "steps50": ("default, --steps 50", "optimised", ["--steps", "50"], {}),
+    "default-4k": ("default (DaReg + refiner)", "optimised, 4-kB pages", [],
+                   {"THP_MEM_ALLOC_ENABLE": "0"}),
+    "no-refine-4k": ("--no-refine (DaReg)", "optimised, 4-kB pages", ["--no-refine"],
+                     {"THP_MEM_ALLOC_ENABLE": "0"}),
     "reference": ("default (DaReg + refiner)", "reference", ["--no-fuse-lora"],
-                  {"OMP_WAIT_POLICY": "ACTIVE"}),
+                  {"OMP_WAIT_POLICY": "ACTIVE", "THP_MEM_ALLOC_ENABLE": "0"}),
     "reference-no-refine": ("--no-refine (DaReg)", "reference", ["--no-refine", "--no-fuse-lora"],
-                            {"OMP_WAIT_POLICY": "ACTIVE"}),
+                            {"OMP_WAIT_POLICY": "ACTIVE", "THP_MEM_ALLOC_ENABLE": "0"}),
 }
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the vector/matrix extensions the speed paths depend on."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines()
+                      if line.startswith("flags")), []))
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+    return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"
 
 
 def main() -> None:
@@ -86,7 +105,7 @@ def main() -> None:
     results.sort(key=lambda r: r["mp"])  # stable: within a size, rows keep their run order
     RAW.write_text(json.dumps(results, indent=1))
     lines = ["# `gmodiff reconstruct` speed: size × method × path", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores **shared with other agents** "
+             f"Machine: {cpu_description()}, {os.cpu_count()} CPU cores **shared with other agents** "
              "(the load average before each row is listed): absolute times are pessimistic and "
              "noisy, the ratios within one size are the point. Each row is one child process "
              "from start to written EXR (start-up included); peak memory is its `ru_maxrss`. "
@@ -98,10 +117,12 @@ def main() -> None:
         lines.append(f"| {r.get('size', '')} ({r['mp']:.2g} MP) | {r['method']} | {r['path']} | {r['wall_s']:.1f}{status} | "
                      f"{r['peak_gb']:.2f} | {r['vs_deghost']:.1f}× | {r['load']:.1f} |")
     lines += ["", "`optimised` is the CLI default (LoRA fused into its base convolutions, "
-              "channels_last, `OMP_WAIT_POLICY=PASSIVE`, and bf16 autocast where the CPU has AMX); "
-              "`optimised fp32` is the same with `GMODIFF_CPU_BF16=0`; `reference` is the plain "
-              "PyTorch model with torch's default spinning threads (`--no-fuse-lora`, "
-              "`OMP_WAIT_POLICY=ACTIVE`). fp32 paths give the same HDR within 1e-4 in the gain "
+              "channels_last, `OMP_WAIT_POLICY=PASSIVE`, torch's large tensors on transparent huge "
+              "pages (`THP_MEM_ALLOC_ENABLE=1`), and bf16 autocast where the CPU has AMX); "
+              "`optimised fp32` is the same with `GMODIFF_CPU_BF16=0`; `optimised, 4-kB pages` "
+              "with `THP_MEM_ALLOC_ENABLE=0` (same numbers, bit for bit); `reference` is the plain "
+              "PyTorch model with torch's default spinning threads and pages (`--no-fuse-lora`, "
+              "`OMP_WAIT_POLICY=ACTIVE`, `THP_MEM_ALLOC_ENABLE=0`). fp32 paths give the same HDR within 1e-4 in the gain "
               "map (`tests/test_pipeline.py`), bf16 within 0.02 "
               "(`tests/test_cpu_speed_paths.py`; its quality cost on the benchmarks is in the "
               "notes below)."]
