@@ -144,3 +144,29 @@ def test_tiled_and_untiled_roads_pad_alike(pad_mode):
         a, b = getattr(whole, name), getattr(tiled, name)
         assert a.shape == b.shape, name
         assert torch.allclose(a, b, atol=1e-5), (name, float((a - b).abs().max()))
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_dareg_only_runs_skip_the_mask_head_and_keep_the_hdr(tiled):
+    """The DA mask is read by the refiner and the maps' views only: a DaReg-only run that shows
+    no maps leaves its head out (~20 % of DaReg's time) and must give the same HDR."""
+    from gmodiff.memory import MemoryPlan
+    from gmodiff.pipeline.pipeline import GMODiffPipeline
+
+    pipeline = GMODiffPipeline.tiny(seed=3)
+    scene = synthetic_scene(5, height=96, width=128)
+    plan = (MemoryPlan(budget=0, dareg_tile=64, dareg_overlap=32, latent_tile=96, latent_overlap=32,
+                       vae_tile=None, estimate=0) if tiled else None)
+    heads = []
+    hook = pipeline.dareg.seg_conv_layers.register_forward_hook(lambda *_: heads.append(1))
+    try:
+        with_mask = pipeline(scene, refine=False, plan=plan)
+        calls = len(heads)
+        without = pipeline(scene, refine=False, plan=plan, mask=False)
+        refined = pipeline(scene, refine=True, plan=plan, mask=False)
+    finally:
+        hook.remove()
+    assert with_mask.mask is not None and without.mask is None
+    assert calls >= 1 and len(heads) == 2 * calls  # skipped once, run again for the refiner
+    np.testing.assert_array_equal(with_mask.hdr, without.hdr)
+    assert refined.mask is not None  # the refiner's gate reads it, asked for or not

@@ -74,6 +74,10 @@ class ReconstructOptions:
     None: a share of the memory free now."""
     progress: Any = field(default=None, compare=False, repr=False)
     """gmodiff: a :class:`gmodiff.progress.Progress` for stages and tiles; None: silent."""
+    da_mask: bool = True
+    """gmodiff: return DaReg's DA mask even where the HDR does not need it (the web page shows
+    it, ``--debug-maps`` writes it); False skips its head on ``refine=False`` runs, ~20 % of
+    DaReg's time. The refiner always computes it (its residual gate reads it)."""
 
     def __post_init__(self) -> None:
         for name in ("weights", "backbone"):
@@ -268,7 +272,8 @@ class GMODiffMethod(Method):
             tile.vae_tile, tile.token_margin = plan.vae_tile, plan.token_margin
         try:
             out = self.pipeline(scene, seed=options.seed, tile=tile, steps=options.steps,
-                                refine=refine, plan=plan, progress=options.progress)
+                                refine=refine, plan=plan, progress=options.progress,
+                                mask=options.da_mask)
         except Exception as exc:  # every allocation failure (torch's CPU allocator: RuntimeError)
             if not is_allocation_failure(exc):
                 raise

@@ -155,7 +155,8 @@ def reconstruct_command(
                                  refine=refine, steps=steps, seed=seed, device=device, dtype=dtype,
                                  fuse_lora=fuse_lora,
                                  max_memory=parse_size(max_memory) if max_memory else None,
-                                 progress=Progress(quiet=quiet or not progress) if single else None)
+                                 progress=Progress(quiet=quiet or not progress) if single else None,
+                                 da_mask=debug_maps)
     _check_learned_flags(method, options, debug_maps)
     if group or dry_run:
         if not group:

@@ -289,16 +289,19 @@ class GMODiffPipeline:
         return crop(from_signed(refined.float()), batch.size), _cropped(coarse, batch.size)
 
     @torch.no_grad()
-    def predict_coarse(self, batch: NetworkInputs,
-                       timings: dict[str, float] | None = None) -> DaRegOutput:
-        """DaReg only (no refiner), cropped back: its gain map stands in for the refined one."""
-        return _cropped(self._coarse(batch, timings), batch.size)
+    def predict_coarse(self, batch: NetworkInputs, timings: dict[str, float] | None = None,
+                       mask: bool = True) -> DaRegOutput:
+        """DaReg only (no refiner), cropped back: its gain map stands in for the refined one.
+        ``mask`` False skips the DA-mask head (nothing downstream of a DaReg-only run reads it
+        unless its maps are shown or written)."""
+        return _cropped(self._coarse(batch, timings, mask), batch.size)
 
     @torch.no_grad()
-    def _coarse(self, batch: NetworkInputs, timings: dict[str, float] | None) -> DaRegOutput:
+    def _coarse(self, batch: NetworkInputs, timings: dict[str, float] | None,
+                mask: bool = True) -> DaRegOutput:
         _sync(self.device)
         start = time.perf_counter()
-        coarse = self.dareg(batch.inputs.to(self.device)).float()
+        coarse = self.dareg(batch.inputs.to(self.device), with_mask=mask).float()
         _sync(self.device)
         if timings is not None:
             timings["dareg_s"] = time.perf_counter() - start
@@ -309,7 +312,7 @@ class GMODiffPipeline:
     def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
                  tile: TileOptions | bool | None = True, steps: int = 1,
                  refine: bool | None = None, plan: MemoryPlan | None = None,
-                 progress: Progress | None = None) -> Reconstruction:
+                 progress: Progress | None = None, mask: bool = True) -> Reconstruction:
         """Reconstruct one scene.
 
         ``tile=True`` (default) uses the pipeline's tile options, which only split latents larger
@@ -318,6 +321,8 @@ class GMODiffPipeline:
         Timings are ``dareg_s``, ``refiner_s`` and ``total_s``. ``plan``
         (:func:`gmodiff.memory.plan_memory`) tiles DaReg too and sets the refiner's tiles when
         ``tile`` is True; ``progress`` (:mod:`gmodiff.progress`) reports stages and tiles.
+        ``mask`` False leaves out the DA mask where only it would read it (a DaReg-only run:
+        the head costs ~20 % of DaReg's time); the refiner always gets it.
         """
         refine = self.refine if refine is None else refine
         if steps < 1:
@@ -355,7 +360,7 @@ class GMODiffPipeline:
                 if tiled:
                     gain_map, coarse = self._predict_tiled(scene, encode, plan, refine, steps,
                                                            tile_options, generator, progress,
-                                                           timings)
+                                                           timings, mask=mask or refine)
                 else:
                     progress.stage("DaReg" + (" + refiner" if refine else ""))
                     encode_start = time.perf_counter()
@@ -365,7 +370,7 @@ class GMODiffPipeline:
                         gain_map, coarse = self.predict(batch, steps=steps, tile=tile_options,
                                                         generator=generator, timings=timings)
                     else:
-                        coarse = self.predict_coarse(batch, timings)
+                        coarse = self.predict_coarse(batch, timings, mask=mask)
                         gain_map = coarse.gain_map
         finally:
             self._hooks = None
@@ -390,7 +395,7 @@ class GMODiffPipeline:
 
     def _predict_tiled(self, scene: Scene, encode: FrameEncoder, plan: MemoryPlan, refine: bool,
                        steps: int, tile: TileOptions | None, generator: torch.Generator | None,
-                       progress: Progress, timings: dict[str, float]):
+                       progress: Progress, timings: dict[str, float], mask: bool = True):
         """DaReg over tiles straight from the scene's frames, each tile's crops re-encoded by
         ``encode`` (``gmodiff.pipeline.dareg_tiles``), then the refiner."""
         from gmodiff.pipeline.dareg_tiles import dareg_tiled
@@ -400,7 +405,7 @@ class GMODiffPipeline:
         start = time.perf_counter()
         coarse = dareg_tiled(self.dareg, scene.frames, scene.exposure_times, plan.dareg_tile,
                              plan.dareg_overlap, self.dareg.config.multiple, on_tile=progress.tile,
-                             encode=encode)
+                             encode=encode, mask=mask)
         timings["dareg_s"] = time.perf_counter() - start
         timings["refiner_s"] = 0.0
         gain_map = coarse.gain_map
