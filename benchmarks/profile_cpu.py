@@ -278,8 +278,9 @@ def main() -> None:
     parser.add_argument("--notes", default="")
     parser.add_argument("--child", nargs=2, metavar=("SIZE", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets them (gmodiff.cli)
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    from gmodiff.cli import set_torch_start_settings
+
+    set_torch_start_settings()  # as the CLI runs
     if args.child:
         megapixels, target = float(args.child[0]), Path(args.child[1])
         with tempfile.TemporaryDirectory() as tmp:

@@ -88,37 +88,28 @@ def _held_warnings(argv: list[str] | None) -> Iterator[list[int]]:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def use_cores_politely() -> None:
-    """Let torch's OpenMP threads sleep, not spin, between operators, unless the user chose.
+TORCH_START_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
+"""Environment the CLI gives torch, read once when torch starts (so set before its import)."""
 
-    Spinning threads are fastest on an idle machine, but when anything else runs (a browser,
-    another job) every parallel region waits for its descheduled thread: DaReg ran 5-10× slower
-    on a loaded 2-core machine with the default policy, about as fast as idle with this one
-    (``benchmarks/results/profile.md``). It must be set before torch is first imported, so here.
+
+def set_torch_start_settings() -> None:
+    """Give torch :data:`TORCH_START_SETTINGS` where the user has not set them, if not started.
+
+    - ``OMP_WAIT_POLICY=PASSIVE``: OpenMP threads sleep, not spin, between operators. Spinning
+      is fastest on an idle machine, but when anything else runs (a browser, another job) every
+      parallel region waits for its descheduled thread: DaReg ran 5-10× slower on a loaded
+      2-core machine with the default policy, about as fast as idle with this one.
+    - ``THP_MEM_ALLOC_ENABLE=1`` (PyTorch's own switch): tensors of 2 MB and more go on
+      transparent huge pages. glibc maps every large block afresh and unmaps it on free, so each
+      full-size operator page-faults its output in and the kernel zeroes it 4 kB at a time: on a
+      2-core AVX2 machine a 1×1 convolution 16→32 at 512² took 19 ms, 2.5 ms of it arithmetic;
+      with huge pages DaReg at 832² ran 3.3 → 1.6 s and a 12-MP ``--no-refine`` run 137 → 82 s,
+      bit for bit the same, peak memory +0.1 GB (``benchmarks/results/speed.md``). A no-op
+      where the kernel's THP mode is ``never`` and off Linux.
     """
     if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"
-"""PyTorch's own switch (read once, at its first allocation): tensors of 2 MB and more are
-allocated 2-MB aligned and marked ``MADV_HUGEPAGE``."""
-
-
-def use_huge_pages() -> None:
-    """Ask torch for transparent huge pages for its large tensors, unless the user chose.
-
-    glibc maps every large block afresh and unmaps it on free, so each full-size operator first
-    page-faults its output in, 4 kB at a time, the kernel zeroing each page. On a 2-core AVX2
-    machine that was half of DaReg's time: a 1×1 convolution at 16→32 channels took 19 ms of
-    which 2.5 ms was arithmetic, DaReg at 832² 3.3 → 1.6 s and a 12-MP run 244 → 126 s with
-    huge pages (one fault per 2 MB), at the same peak memory (``benchmarks/results/speed.md``;
-    keeping freed blocks in the heap instead was as fast but cost 0.7 GB more at 12 MP).
-    Results are bit for bit the same. A no-op where the kernel's THP mode is ``never`` or off
-    Linux. Like the thread policy it must be set before torch is first imported.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault(HUGE_PAGES_ENV, "1")
+        for name, value in TORCH_START_SETTINGS.items():
+            os.environ.setdefault(name, value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +125,7 @@ def _run(argv: list[str] | None) -> int:
     from gmodiff.progress import mark_command_start
 
     mark_command_start()
-    use_cores_politely()
-    use_huge_pages()
+    set_torch_start_settings()
     install_signal_cleanup()  # a terminated run leaves no temp files behind
     try:
         # Standalone mode: typer/click print usage errors themselves and raise SystemExit;

@@ -325,6 +325,7 @@ class GMODiffPipeline:
         the head costs ~20 % of DaReg's time); the refiner always gets it.
         """
         refine = self.refine if refine is None else refine
+        mask = mask or refine  # the refiner's residual gate reads the mask
         if steps < 1:
             raise ConfigError(f"steps must be ≥ 1, got {steps}", fix="use `steps=1` (the one-step model)")
         if steps > 1 and not refine:
@@ -360,7 +361,7 @@ class GMODiffPipeline:
                 if tiled:
                     gain_map, coarse = self._predict_tiled(scene, encode, plan, refine, steps,
                                                            tile_options, generator, progress,
-                                                           timings, mask=mask or refine)
+                                                           timings, mask=mask)
                 else:
                     progress.stage("DaReg" + (" + refiner" if refine else ""))
                     encode_start = time.perf_counter()
