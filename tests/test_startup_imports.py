@@ -17,7 +17,8 @@ import numpy as np
 from bracket_helpers import save_jpeg
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-HEAVY = ("torch", "diffusers", "peft", "accelerate", "transformers")
+HEAVY = ("torch", "diffusers", "peft", "accelerate", "transformers",
+         "scipy.optimize")  # ~0.9 s: the response fit has its own bounded least squares
 _PROBE = """
 import json, sys
 from gmodiff.cli import main

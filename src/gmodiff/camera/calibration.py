@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from gmodiff.camera.nnls import lower_bounded_lstsq
 from gmodiff.channels import channel_max
-from scipy.optimize import lsq_linear
 
 LUT_SIZE = 1024
 """Samples of f⁻¹ on linspace(0, 1, LUT_SIZE)."""
@@ -520,8 +520,7 @@ def _fit(samples: _Samples, nodes: np.ndarray, prior_h: np.ndarray | None = None
                        level_weight * to_h])
         b = np.concatenate([target * w, math.sqrt(SMOOTHNESS) * regular_target,
                             level_weight * level_target])
-        solution = lsq_linear(a, b, bounds=(1e-6, np.inf), method="bvls", tol=1e-10)
-        h = to_h @ solution.x
+        h = to_h @ lower_bounded_lstsq(a, b, lower=1e-6)
         residual = design @ h - target
         scaled = np.abs(residual) / (HUBER_STOPS * math.log(2.0))
         robust = np.where(scaled <= 1.0, 1.0, 1.0 / np.maximum(scaled, 1e-12))
