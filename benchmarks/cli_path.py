@@ -30,3 +30,7 @@ class PlannedPipeline:
         refine = self.pipe.refine if refine is None else refine
         plan = plan_memory(scene.height, scene.width, refine=refine)
         return self.pipe(scene, refine=refine, plan=plan, **kwargs)
+
+    def decode(self, gain_map, scene):
+        """:meth:`GMODiffPipeline.decode`: a gain map of ``scene`` against the network's reference."""
+        return self.pipe.decode(gain_map, scene)

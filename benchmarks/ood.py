@@ -145,12 +145,10 @@ class ModelOutput:
 
 def model_output(pipe, scene, refine: bool) -> ModelOutput:
     """One pipeline call: with ``refine`` the refined HDR too (the DaReg stage is its first part)."""
-    from gmodiff.gainmap import decode_gain_map
-
     start, start_cpu = time.perf_counter(), time.process_time()
     out = pipe(scene, refine=refine)
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    coarse = decode_gain_map(out.coarse_gain_map, np.asarray(scene.reference, dtype=np.float32))
+    coarse = pipe.decode(out.coarse_gain_map, scene)  # against the reference DaReg saw
     # The DaReg stage's share of the call, by the pipeline's own timer.
     share = out.timings.get("dareg_s", wall) / max(out.timings.get("total_s", wall), 1e-9)
     seconds = {"coarse": wall * share, "coarse_cpu": cpu * share, "refined": wall, "refined_cpu": cpu}

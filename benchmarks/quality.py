@@ -34,7 +34,6 @@ from gmodiff.baselines import CLASSICAL_METHODS
 from gmodiff.data.simulate import SimulationConfig, simulate
 from gmodiff.data.sources import (BLENDER_HELD_OUT, BLENDER_NAMES, blender_panoramas,
                                   perspective_views, read_radiance_file)
-from gmodiff.gainmap import decode_gain_map
 from gmodiff.io.atomic import atomic_path
 from gmodiff.evaluation.folder import metric_label
 from gmodiff.metrics import ExtraMetrics, evaluate_pair, hdr_flip, parse_extra
@@ -101,7 +100,7 @@ def score_condition(pipe, scenes: list, extra: ExtraMetrics | bool
             start = time.perf_counter()
             hdr = method(scene)
             add(name, hdr, scene, time.perf_counter() - start, masks)
-        coarse = decode_gain_map(out.coarse_gain_map, np.asarray(scene.reference, dtype=np.float32))
+        coarse = pipe.decode(out.coarse_gain_map, scene)  # against the reference DaReg saw
         add(DAREG_ROW if pipe.refine else DAREG_ROW + " (its default output)", coarse, scene,
             out.timings["dareg_s"], masks, flip=True)
         add(REFINED_ROW + (" (its default output)" if pipe.refine else " (--refine)"), out.hdr, scene,

@@ -345,13 +345,10 @@ def run_methods(scene: Scene, methods, pipe=None) -> dict[str, np.ndarray]:
     carries the DaReg stage's gain map, what ``--no-refine`` returns)."""
     outputs = {}
     if pipe is not None and any(m in MODEL_ROWS for m in methods):
-        from gmodiff.gainmap import decode_gain_map
-
         out = pipe(scene, refine=True)
-        outputs["default"] = np.asarray(out.hdr if pipe.refine else
-                                        decode_gain_map(out.coarse_gain_map, scene.reference))
-        outputs["no-refine"] = np.asarray(decode_gain_map(out.coarse_gain_map,
-                                                          np.asarray(scene.reference, np.float32)))
+        coarse = pipe.decode(out.coarse_gain_map, scene)  # against the reference DaReg saw
+        outputs["default"] = np.asarray(out.hdr if pipe.refine else coarse)
+        outputs["no-refine"] = np.asarray(coarse)
     for name, fn in classical_functions(methods).items():
         outputs[name] = fn(scene)
     return {m: np.nan_to_num(np.asarray(outputs[m], np.float32), nan=0.0, posinf=0.0)

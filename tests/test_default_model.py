@@ -183,3 +183,22 @@ def test_bundle_swaps_in_a_retrained_dareg_with_another_input_layout(tmp_path):
     narrow.save_pretrained(tmp_path / "narrow")
     with pytest.raises(ConfigError, match="tokens"):
         bundle_pipeline(tmp_path / "trained", tmp_path / "bundle2", dareg=tmp_path / "narrow")
+
+
+@needs_bundle
+def test_decode_uses_the_reference_the_network_saw():
+    # Frames through a curve far from gamma 2.2: the canonical reference the model's gain maps
+    # are relative to differs from the camera's frame, and the benchmarks' DaReg-stage rows
+    # once decoded against the latter (off by their ratio).
+    pipe = GMODiffPipeline.from_pretrained("default")
+    scene = _crop(load_scene(SAMPLE), 96, top=64, left=160)
+    scene = dataclasses.replace(scene, frames=[np.asarray(f, np.float32) ** 0.6 for f in scene.frames])
+    coarse = pipe(scene, refine=False)
+    np.testing.assert_allclose(pipe.decode(coarse.coarse_gain_map, scene), coarse.hdr, rtol=1e-6,
+                               atol=1e-7)
+    refined = pipe(scene, refine=True)
+    np.testing.assert_allclose(pipe.decode(refined.gain_map, scene), refined.hdr, rtol=1e-6, atol=1e-7)
+    from gmodiff.gainmap import decode_gain_map
+
+    wrong = decode_gain_map(coarse.coarse_gain_map, np.asarray(scene.reference, np.float32))
+    assert np.median(np.abs(np.log(np.maximum(wrong, 1e-6) / np.maximum(coarse.hdr, 1e-6)))) > 0.02

@@ -394,6 +394,18 @@ class GMODiffPipeline:
             coarse_gain_map=to_image(coarse.gain_map), timings=timings, method=name, refined=refine)
 
 
+    def decode(self, gain_map: np.ndarray, scene: Scene) -> np.ndarray:
+        """HDR of ``scene`` from one of this pipeline's gain maps of it, e.g. a
+        :class:`Reconstruction`'s ``coarse_gain_map`` (what ``refine=False`` returns).
+
+        Gain maps are relative to the reference frame the network saw: for ``canonical_inputs``
+        models that is the reference re-encoded with the curve estimated from the bracket, not
+        the camera's own frame (decoding against that one is off by their ratio). The curve is
+        estimated again from ``scene`` (deterministic: the same one the call used)."""
+        reference = network_encoder(scene, self.dareg.config)([scene.reference])[0]
+        return decode_gain_map(np.asarray(gain_map, dtype=np.float32),
+                               np.asarray(reference, dtype=np.float32))
+
     def _predict_tiled(self, scene: Scene, encode: FrameEncoder, plan: MemoryPlan, refine: bool,
                        steps: int, tile: TileOptions | None, generator: torch.Generator | None,
                        progress: Progress, timings: dict[str, float], mask: bool = True):
