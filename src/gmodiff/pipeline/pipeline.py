@@ -393,7 +393,6 @@ class GMODiffPipeline:
             mask=to_image(coarse.mask) if coarse.mask is not None else None,
             coarse_gain_map=to_image(coarse.gain_map), timings=timings, method=name, refined=refine)
 
-
     def decode(self, gain_map: np.ndarray, scene: Scene) -> np.ndarray:
         """HDR of ``scene`` from one of this pipeline's gain maps of it, e.g. a
         :class:`Reconstruction`'s ``coarse_gain_map`` (what ``refine=False`` returns).
