@@ -75,14 +75,17 @@ STABILITY_SCALE = 0.85
 """The stack is calibrated again at this linear scale to measure each ground truth's stability."""
 STABILITY_CODES = np.arange(16, 251)
 """8-bit codes over which the two calibrations are compared (near-black and clipped ends excluded)."""
-MODEL_ROWS = ("default", "no-refine")
+MODEL_ROWS = ("default", "refine", "no-refine")
+"""The pipeline's default output, and its two stages; the stage that is the default is dropped
+(:func:`model_methods`), so no row is printed twice."""
 CLASSICAL_ROWS = ("deghost", "debevec-calibrated", "debevec", "deghost-gamma2.2")
 ORACLE_ROWS = ("default-oracle-curve", "deghost-oracle-curve")
 """Diagnostic rows (static stacks only): the frames linearised with the ground truth's own
 all-frame calibrated curve (the main ground truth's) instead of the one estimated from the 3 inputs, so the response
 estimate's share of each method's error shows (the model's and the merge's ceilings)."""
 DEFAULT_METHODS = MODEL_ROWS + CLASSICAL_ROWS + ORACLE_ROWS
-ROW_TITLES = {"default": "gmodiff default", "no-refine": "gmodiff --no-refine",
+ROW_TITLES = {"default": "gmodiff default", "refine": "gmodiff --refine (DaReg + one-step refiner)",
+              "no-refine": "gmodiff --no-refine (DaReg stage)",
               "deghost": "deghost (= classical; estimated response)",
               "debevec-calibrated": "OpenCV Debevec, self-calibrated from the 3 frames",
               "debevec": "OpenCV MergeDebevec, estimated response",
@@ -335,19 +338,29 @@ def run_oracle(scene: Scene, methods, inverse_lut: np.ndarray, pipe=None) -> dic
         # Canonical frames made with the oracle curve, marked as such so the pipeline does not
         # estimate a curve of its own (as for raw input).
         canonical = dataclasses.replace(canonicalise_scene(scene, linearise), encoding=RAW_ENCODING)
-        outputs["default-oracle-curve"] = pipe(canonical, refine=True).hdr
+        outputs["default-oracle-curve"] = pipe(canonical).hdr  # the default output, as its row says
     return {m: np.nan_to_num(np.asarray(v, np.float32), nan=0.0, posinf=0.0)
             for m, v in outputs.items()}
 
 
+def model_methods(methods: list[str], pipe_refines: bool) -> list[str]:
+    """``methods`` without the stage row that duplicates the default, and the default row's
+    title saying which stage it is."""
+    same = "refine" if pipe_refines else "no-refine"
+    ROW_TITLES["default"] = "gmodiff default (" + (
+        "DaReg + one-step refiner)" if pipe_refines else "DaReg stage; --refine adds the refiner)")
+    return [m for m in methods if m != same]
+
+
 def run_methods(scene: Scene, methods, pipe=None) -> dict[str, np.ndarray]:
-    """Row → HDR of ``scene``. The two model rows share one pipeline call (the refined output
+    """Row → HDR of ``scene``. The model rows share one pipeline call (the refined output
     carries the DaReg stage's gain map, what ``--no-refine`` returns)."""
     outputs = {}
     if pipe is not None and any(m in MODEL_ROWS for m in methods):
         out = pipe(scene, refine=True)
         coarse = pipe.decode(out.coarse_gain_map, scene)  # against the reference DaReg saw
         outputs["default"] = np.asarray(out.hdr if pipe.refine else coarse)
+        outputs["refine"] = np.asarray(out.hdr)
         outputs["no-refine"] = np.asarray(coarse)
     for name, fn in classical_functions(methods).items():
         outputs[name] = fn(scene)
@@ -749,6 +762,7 @@ def main(argv: list[str] | None = None) -> None:
         from ood import load_pipeline  # same folder: benchmarks run as scripts
 
         pipe = load_pipeline(args.weights)
+        args.methods = model_methods(args.methods, pipe.refine)
     start = time.perf_counter()
     results = Results()
     for index, folder in enumerate(folders, 1):

@@ -164,7 +164,7 @@ def test_lazy_refiner_built_mid_call_matches_the_eager_one():
     assert not lazy.refiner_loaded
     lazy(scene, tile=None, refine=False)
     assert not lazy.refiner_loaded  # a DaReg-only call builds nothing
-    expected, got = eager(scene, tile=None), lazy(scene, tile=None)
+    expected, got = eager(scene, tile=None, refine=True), lazy(scene, tile=None, refine=True)
     assert lazy.refiner_loaded and lazy.refiner.lora_fused
     assert np.array_equal(got.gain_map, expected.gain_map)
     weights = dict(eager.refiner.named_parameters())
