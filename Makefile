@@ -54,7 +54,7 @@ clean:
 # residual gate → bundle. DEFAULT_REFINE says whether the bundle refines by default (see the
 # model card for why).
 # Each stage resumes from its newest checkpoint in runs/, so stopping and re-running is safe.
-DEFAULT_REFINE = --refine
+DEFAULT_REFINE = --no-refine
 # A smoke run of the whole recipe, in a scratch clone (it writes runs/ and the bundle folder):
 #   make train-default TRAIN_FLAGS="--max-steps 2" PRIOR_FLAGS="--vae-steps 1 --unet-steps 1"
 TRAIN_FLAGS ?=

@@ -31,7 +31,7 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.md"
 RAW = RESULTS.with_suffix(".json")
 METHODS = {
-    "default": [],  # whatever the bundle does by default (v5 on: DaReg + refiner)
+    "default": [],  # whatever the bundle does by default (v5: DaReg + refiner; since #28 DaReg alone)
     "no-refine": ["--no-refine"],  # the DaReg stage alone
     "refine": ["--refine"],
     "classical": ["--method", "classical"],
@@ -154,8 +154,8 @@ def write_markdown(rows: list[dict]) -> None:
         "unless `flags` says otherwise. Target: 12 MP within "
         f"{LIMIT_GB:g} GB for `default` and `refine`.",
         "",
-        "Methods: `default` is the bundle's default output (DaReg + refiner from v5 on, DaReg alone "
-        "before), `no-refine` the DaReg stage alone, `refine` forces the refiner, `classical` the "
+        "Methods: `default` is the bundle's default output (DaReg alone, and DaReg + refiner in v5 "
+        "before issue 28's real-camera benchmark), `no-refine` the DaReg stage alone, `refine` forces the refiner, `classical` the "
         "deghost merge. `model`: the commit that last changed the bundled weights.",
         "",
         "| MP | method | model | flags | exit | peak RSS (GB) | time (s) | threads | date | tool's own line |",

@@ -176,8 +176,8 @@ def test_library_advice_maps_to_existing_flags():
 
 
 def test_steps_without_the_refiner_are_refused(tmp_path, capsys):
-    """--steps N > 1 with refinement off (the bundled model's default, or --no-refine) is one
-    line and exit 2, not a silent DaReg-only run."""
+    """--steps N > 1 with --no-refine is one line and exit 2, not a silent DaReg-only run (on a
+    pipeline that does not refine by default, --steps alone refines: test_refine_default)."""
     from gmodiff.cli import main
     from gmodiff.io.scene import save_scene
     from gmodiff.pipeline.pipeline import GMODiffPipeline
@@ -190,7 +190,7 @@ def test_steps_without_the_refiner_are_refused(tmp_path, capsys):
     assert main([*base, "--method", "gmodiff", "--weights", str(tmp_path / "w"), "--no-refine",
                  "--steps", "3"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--refine" in err and "--steps 1" in err, err
+    assert len(err.splitlines()) == 1 and "--no-refine" in err and "--steps 1" in err, err
     assert main([*base, "--method", "deghost", "--steps", "2"]) == 2
     assert "--steps" in capsys.readouterr().err
     assert main([*base, "--method", "gmodiff", "--weights", str(tmp_path / "w"),

@@ -56,9 +56,11 @@ class ReconstructOptions:
     tile: int | None = None
     """Latent tile size in latent px; None: automatic (the pipeline's tiles, only when larger)."""
     refine: bool | None = None
-    """Run the refiner (True) or return DaReg's gain map (False); None: the pipeline's default."""
+    """Run the refiner (True) or return DaReg's gain map (False); None: the pipeline's default,
+    or the refiner where ``steps`` > 1."""
     steps: int = 1
-    """Refinement steps: 1 is the one-step model, N > 1 a DDIM chain from the same start."""
+    """Refinement steps: 1 is the one-step model, N > 1 a DDIM chain from the same start (so it
+    refines)."""
     seed: int = 0
     """Seed of the VAE posterior sampling (only pipelines trained with sample_latents draw)."""
     device: str = "cpu"
@@ -90,6 +92,9 @@ class ReconstructOptions:
         if self.steps > MAX_STEPS:
             raise ConfigError(f"steps must be at most {MAX_STEPS}, got {_short(self.steps)}",
                               fix=f"use `steps=1` (the one-step model) up to `steps={MAX_STEPS}`")
+        if self.steps > 1 and self.refine is False:  # a DDIM chain is refinement
+            raise ConfigError(f"`steps={self.steps}` runs the refiner, and `refine=False` turns it off",
+                              fix="drop `refine=False`, or use `steps=1`")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not \
                 0 <= int(self.seed) <= MAX_SEED:
             raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (2**63 - 1), got "
@@ -264,7 +269,9 @@ class GMODiffMethod(Method):
         from gmodiff.memory import is_allocation_failure, out_of_memory, plan_memory
         from gmodiff.models.refiner_config import TileOptions
 
-        refine = self.pipeline.refine if options.refine is None else options.refine
+        refine = options.refine
+        if refine is None:  # steps > 1 asks for the refiner even where the bundle skips it
+            refine = self.pipeline.refine or options.steps > 1
         plan = plan_memory(scene.height, scene.width, options.max_memory, refine=refine,
                            source=scene.root)
         tile = self.tile_options(options)
@@ -362,6 +369,21 @@ _PRELOAD = None
 """The thread :func:`preload` started, if any."""
 
 
+def will_refine(method: str, options: ReconstructOptions) -> bool:
+    """Whether ``method`` with ``options`` runs the refiner: ``options.refine`` where set, else
+    ``steps`` > 1, else the saved default of the pipeline folder (the bundled one without
+    ``weights``). Read from the folder's config, without loading a model."""
+    if method not in (AUTO, "gmodiff"):
+        return False
+    if options.refine is not None:
+        return options.refine
+    if options.steps > 1:
+        return True
+    from gmodiff.pipeline.bundled import saved_refine
+
+    return saved_refine(options.weights or "default")
+
+
 def preload(method: str, refine: bool | None = None) -> None:
     """Start importing the networks' code (torch; diffusers unless ``refine`` is False: ~5 s on
     two cores) in a background thread when ``method`` may need it, so the import overlaps
@@ -398,8 +420,7 @@ def memory_check(method: str, options: ReconstructOptions | None = None):
     when the method holds no more than the loader's own estimate (the classical merges).
 
     GMODiff's check is :func:`gmodiff.memory.plan_memory` with the run's budget (the same rule
-    it applies once the scene is loaded; refine off when the pipeline decides, the smaller
-    need), DaReg's is :func:`gmodiff.memory.check_dareg_fits`. ``auto`` plans as GMODiff when a
+    it applies once the scene is loaded, refiner or not as :func:`will_refine` says), DaReg's is :func:`gmodiff.memory.check_dareg_fits`. ``auto`` plans as GMODiff when a
     bundled model is installed (every scene it loads has the three frames auto needs)."""
     options = options or ReconstructOptions()
     if method == AUTO:
@@ -409,7 +430,7 @@ def memory_check(method: str, options: ReconstructOptions | None = None):
     if method == "gmodiff":
         from gmodiff.memory import plan_memory
 
-        refine = bool(options.refine)
+        refine = will_refine(method, options)
 
         def check(path: Path, height: int, width: int) -> None:
             plan_memory(height, width, options.max_memory, refine=refine, source=path)

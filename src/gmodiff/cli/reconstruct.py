@@ -23,7 +23,7 @@ import typer
 from gmodiff import jobs
 from gmodiff.cli import app
 from gmodiff.errors import ConfigError, SceneError, as_flags, display_path, printable
-from gmodiff.methods import DTYPES, ReconstructOptions, memory_check, preload
+from gmodiff.methods import DTYPES, ReconstructOptions, memory_check, preload, will_refine
 
 
 def _check_method(method: str) -> None:
@@ -147,7 +147,6 @@ def reconstruct_command(
     _check_method(method)
     if method == "auto" and weights is not None:
         method = "gmodiff"  # --weights names a GMODiff pipeline
-    preload(method, refine)  # the networks' imports run while the bracket is read and aligned
     if len(inputs) == 1:
         inputs = _bracket_in_folder(inputs[0]) or inputs
     single = len(inputs) > 1 or inputs[0].is_file() or (inputs[0] / "exposure.txt").is_file()
@@ -158,6 +157,8 @@ def reconstruct_command(
                                  progress=Progress(quiet=quiet or not progress) if single else None,
                                  da_mask=debug_maps)
     _check_learned_flags(method, options, debug_maps)
+    # The networks' imports run while the bracket is read and aligned (diffusers only if it refines).
+    preload(method, will_refine(method, options))
     if group or dry_run:
         if not group:
             raise ConfigError("--dry-run lists the brackets that --group finds",

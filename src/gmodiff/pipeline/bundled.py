@@ -41,6 +41,18 @@ def bundled_pipeline(name: str = "default") -> Path | None:
     return folder if (folder / PIPELINE_CONFIG).is_file() else None
 
 
+def saved_refine(weights: str | Path = "default") -> bool:
+    """The ``refine`` default a pipeline folder (or bundled name) records; False where the folder
+    or its config cannot be read (the loader reports that, with its message, when it loads)."""
+    folder = bundled_pipeline(str(weights)) if str(weights) in BUNDLED and not Path(weights).is_dir() \
+        else Path(weights)
+    try:
+        refine = json.loads((folder / PIPELINE_CONFIG).read_text()).get("refine", True)
+    except (TypeError, OSError, ValueError, AttributeError):
+        return False
+    return refine is True
+
+
 def resolve_weights(weights: str | Path) -> Path:
     """A pipeline folder: a bundled name ("default") unless a folder of that name exists here."""
     path = Path(weights)

@@ -317,20 +317,21 @@ class GMODiffPipeline:
 
         ``tile=True`` (default) uses the pipeline's tile options, which only split latents larger
         than the tile (96 latent px); a ``TileOptions`` sets them; None/False never tiles.
-        ``refine`` None follows ``self.refine``; False returns DaReg's gain map (no refiner run).
+        ``refine`` None follows ``self.refine`` (and refines where ``steps`` > 1); False returns
+        DaReg's gain map (no refiner run).
         Timings are ``dareg_s``, ``refiner_s`` and ``total_s``. ``plan``
         (:func:`gmodiff.memory.plan_memory`) tiles DaReg too and sets the refiner's tiles when
         ``tile`` is True; ``progress`` (:mod:`gmodiff.progress`) reports stages and tiles.
         ``mask`` False leaves out the DA mask where only it would read it (a DaReg-only run:
         the head costs ~20 % of DaReg's time); the refiner always gets it.
         """
-        refine = self.refine if refine is None else refine
-        mask = mask or refine  # the refiner's residual gate reads the mask
         if steps < 1:
             raise ConfigError(f"steps must be ≥ 1, got {steps}", fix="use `steps=1` (the one-step model)")
-        if steps > 1 and not refine:
-            raise ConfigError(f"{steps} refinement steps asked for, but the refiner is off (this "
-                              "pipeline's default)", fix="set `refine=True`, or `steps=1`")
+        if steps > 1 and refine is False:
+            raise ConfigError(f"`steps={steps}` runs the refiner, and `refine=False` turns it off",
+                              fix="drop `refine=False`, or use `steps=1`")
+        refine = (self.refine or steps > 1) if refine is None else refine  # a chain refines
+        mask = mask or refine  # the refiner's residual gate reads the mask
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         tile_options = self.tile if tile is True else (tile or None)

@@ -29,15 +29,15 @@ from gmodiff.serve.config import ServeConfig
 
 METHODS: dict[str, tuple[str, ReconstructOptions]] = {
     "auto": ("auto", ReconstructOptions()),
-    "dareg": ("gmodiff", ReconstructOptions(refine=False)),
+    "refine": ("gmodiff", ReconstructOptions(refine=True)),
     "deghost": ("deghost", ReconstructOptions()),
 }
 """Page choice → (``reconstruct_scene`` method, options), typed once here: the default model as
-the CLI's ``--method auto`` (DaReg + one-step refiner), its DaReg stage alone (``--no-refine``,
-faster), and the best classical merge."""
+the CLI's ``--method auto`` (the bundled model's DaReg stage), the same with its one-step
+diffusion refiner (``--refine``, slower), and the best classical merge."""
 METHOD_LABELS = {
     "auto": "Default model",
-    "dareg": "Default model, DaReg stage only (--no-refine)",
+    "refine": "Default model + one-step refiner (--refine, slower)",
     "deghost": "Deghost (classical)",
 }
 COMPARE_CHOICES = ("none", "reference", *METHODS)

@@ -170,7 +170,7 @@ function showResult(job) {
   $("result").hidden = false;
   $("ev-slider").value = "0";
   $("ev-value").textContent = "+0.0 EV";
-  const labels = { auto: "Default model", dareg: "Default model, DaReg stage only", deghost: "Deghost" };
+  const labels = { auto: "Default model", refine: "Default model + one-step refiner", deghost: "Deghost" };
   $("caption-main").textContent = `${labels[job.method]} (${job.methods.main})`;
   const viewer = $("viewer");
   $("view-modes").hidden = job.compare === "none";
