@@ -131,8 +131,10 @@ def test_planned_tiles_see_local_tokens_only_on_large_images():
     assert (1024 // 32) <= tile // 4 + 2 * TOKEN_MARGIN and latent_w <= 2 * tile
 
 
-def test_dareg_only_run_never_imports_diffusers(tmp_path):
-    """`--no-refine` loads the refiner lazily: no diffusers import (~4 s of start-up)."""
+@pytest.mark.parametrize("flags", [["--no-refine"], []], ids=["no-refine", "default"])
+def test_dareg_only_run_never_imports_diffusers(tmp_path, flags):
+    """`--no-refine`, and the bundled model's default (its DaReg stage), load the refiner
+    lazily: no diffusers import (~4 s of start-up)."""
     import os
     import subprocess
     import sys
@@ -143,7 +145,7 @@ def test_dareg_only_run_never_imports_diffusers(tmp_path):
     scene = save_scene(synthetic_scene(5, 40, 48), tmp_path / "scene")
     code = ("import sys; from gmodiff.cli import main; "
             f"rc = main(['reconstruct', {str(scene)!r}, '-o', {str(tmp_path / 'o.exr')!r}, "
-            "'--no-refine', '--no-progress']); "
+            f"*{flags!r}, '--no-progress']); "
             "print(rc, 'diffusers' in sys.modules, 'peft' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(Path(gmodiff.__file__).parents[1]))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

@@ -269,9 +269,7 @@ class GMODiffMethod(Method):
         from gmodiff.memory import is_allocation_failure, out_of_memory, plan_memory
         from gmodiff.models.refiner_config import TileOptions
 
-        refine = options.refine
-        if refine is None:  # steps > 1 asks for the refiner even where the bundle skips it
-            refine = self.pipeline.refine or options.steps > 1
+        refine = self.pipeline.will_refine(options.refine, options.steps)
         plan = plan_memory(scene.height, scene.width, options.max_memory, refine=refine,
                            source=scene.root)
         tile = self.tile_options(options)
@@ -420,7 +418,8 @@ def memory_check(method: str, options: ReconstructOptions | None = None):
     when the method holds no more than the loader's own estimate (the classical merges).
 
     GMODiff's check is :func:`gmodiff.memory.plan_memory` with the run's budget (the same rule
-    it applies once the scene is loaded, refiner or not as :func:`will_refine` says), DaReg's is :func:`gmodiff.memory.check_dareg_fits`. ``auto`` plans as GMODiff when a
+    it applies once the scene is loaded, refiner or not as :func:`will_refine` says), DaReg's
+    is :func:`gmodiff.memory.check_dareg_fits`. ``auto`` plans as GMODiff when a
     bundled model is installed (every scene it loads has the three frames auto needs)."""
     options = options or ReconstructOptions()
     if method == AUTO:

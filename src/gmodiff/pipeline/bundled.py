@@ -44,11 +44,10 @@ def bundled_pipeline(name: str = "default") -> Path | None:
 def saved_refine(weights: str | Path = "default") -> bool:
     """The ``refine`` default a pipeline folder (or bundled name) records; False where the folder
     or its config cannot be read (the loader reports that, with its message, when it loads)."""
-    folder = bundled_pipeline(str(weights)) if str(weights) in BUNDLED and not Path(weights).is_dir() \
-        else Path(weights)
     try:
-        refine = json.loads((folder / PIPELINE_CONFIG).read_text()).get("refine", True)
-    except (TypeError, OSError, ValueError, AttributeError):
+        config = resolve_weights(weights) / PIPELINE_CONFIG
+        refine = json.loads(config.read_text()).get("refine", True)
+    except (CheckpointError, OSError, ValueError, AttributeError, TypeError):
         return False
     return refine is True
 

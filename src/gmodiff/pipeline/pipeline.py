@@ -308,6 +308,11 @@ class GMODiffPipeline:
             timings["refiner_s"] = 0.0
         return coarse
 
+    def will_refine(self, refine: bool | None, steps: int = 1) -> bool:
+        """Whether a call with ``refine`` and ``steps`` runs the refiner: ``refine`` where given,
+        else this pipeline's default, or True where ``steps`` > 1 (a DDIM chain refines)."""
+        return (self.refine or steps > 1) if refine is None else refine
+
     @torch.inference_mode()
     def __call__(self, scene: Scene, generator: torch.Generator | None = None, seed: int | None = None,
                  tile: TileOptions | bool | None = True, steps: int = 1,
@@ -330,7 +335,7 @@ class GMODiffPipeline:
         if steps > 1 and refine is False:
             raise ConfigError(f"`steps={steps}` runs the refiner, and `refine=False` turns it off",
                               fix="drop `refine=False`, or use `steps=1`")
-        refine = (self.refine or steps > 1) if refine is None else refine  # a chain refines
+        refine = self.will_refine(refine, steps)
         mask = mask or refine  # the refiner's residual gate reads the mask
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
