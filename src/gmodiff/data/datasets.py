@@ -234,6 +234,20 @@ def lamp_room_source() -> RadianceSource:
     return make
 
 
+def photo_source() -> RadianceSource:
+    """Public-domain photographs lifted to radiance (gmodiff.data.sources.photo_radiance)."""
+    from gmodiff.data.sources import photo_radiance, read_photos
+
+    state: dict[str, list[np.ndarray]] = {}
+
+    def make(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+        if "photos" not in state:  # read lazily so each DataLoader worker decodes them once
+            state["photos"] = read_photos()
+        return photo_radiance(height, width, state["photos"], seed=int(rng.integers(2**31)))
+
+    return make
+
+
 def panorama_source(panorama: str | Path | np.ndarray) -> RadianceSource:
     """Random perspective views of one HDR panorama (path or array) as a :data:`RadianceSource`."""
     from gmodiff.data.sources import perspective_views

@@ -311,6 +311,73 @@ def lamp_room_radiance(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# Real photographic texture: public-domain LDR photographs lifted to radiance (training source)
+
+PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket")
+"""scikit-image's bundled colour photographs that carry no copyright restriction (NASA and SpaceX
+public domain; CC0 by their photographers), used as training texture only."""
+
+
+def read_photos(names: tuple[str, ...] = PHOTO_NAMES) -> list[np.ndarray]:
+    """The named scikit-image sample photographs, uint8 (H, W, 3); they ship inside the wheel."""
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise ConfigError("photographic training texture needs scikit-image",
+                          fix="install requirements-dev.txt (make install)") from exc
+    return [np.ascontiguousarray(getattr(skimage.data, name)()[..., :3]) for name in names]
+
+
+def photo_radiance(h: int, w: int, photos: list[np.ndarray], seed: int = 0) -> np.ndarray:
+    """A crop of an LDR photograph lifted to HDR radiance, float32 (H, W, 3).
+
+    The synthesis (documented in docs/data.md): a random crop, scaled down 1-3x and
+    flipped, is linearised with the inverse sRGB curve (dithered, so 8-bit steps do not become
+    banding) and read as reflectance; it is lit by a smooth illumination field spanning 2-8 stops
+    (multi-octave noise plus a linear fall-off, as from a window); the photograph's own
+    near-white pixels, whose true radiance the 8-bit file lost, are lifted 2-40x as light sources
+    or specular glints; and half the scenes get 1-2 small lamp disks 20-400x brighter than white.
+    The result keeps a real photograph's edges, texture and colour statistics with a dynamic
+    range the camera simulator can bracket.
+    """
+    rng = np.random.default_rng(seed)
+    photo = photos[int(rng.integers(len(photos)))]
+    ph, pw = photo.shape[:2]
+    scale = rng.uniform(1.0, 3.0)
+    scale = min(scale, ph / h, pw / w)
+    ch, cw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    top, left = int(rng.integers(ph - ch + 1)), int(rng.integers(pw - cw + 1))
+    crop = photo[top:top + ch, left:left + cw].astype(np.float32)
+    crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if scale > 1 else cv2.INTER_CUBIC)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    encoded = np.clip((crop + rng.uniform(-0.5, 0.5, crop.shape)) / 255.0, 0.0, 1.0)
+    reflectance = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    field = _fractal_noise(rng, h, w, base_cells=int(rng.integers(2, 5)), octaves=3) - 0.5
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = (math.cos(angle) * (xx / max(w - 1, 1) - 0.5) + math.sin(angle) * (yy / max(h - 1, 1) - 0.5))
+    mix = rng.uniform(0.0, 1.0)
+    stops = rng.uniform(2.0, 8.0)
+    light = np.exp2(stops * ((1.0 - mix) * field + mix * ramp)).astype(np.float32)
+    radiance = reflectance * light[..., None] * _colour(rng, 0.2)
+
+    white = np.clip((encoded.max(axis=-1) - 0.92) / 0.08, 0.0, 1.0)
+    if white.any():
+        lift = 1.0 + rng.uniform(1.0, 39.0) * cv2.GaussianBlur(white.astype(np.float32), (0, 0), 1.0)
+        radiance = radiance * lift[..., None]
+    if rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 3))):
+            radius = max(1.0, rng.uniform(0.01, 0.04) * min(h, w))
+            disk = _ellipse_mask(yy, xx, rng.uniform(0, h - 1), rng.uniform(0, w - 1), radius,
+                                 radius * rng.uniform(0.6, 1.4))
+            glow = rng.uniform(20.0, 400.0) * float(light.max()) * _colour(rng, 0.3)
+            radiance = radiance * (1.0 - disk[..., None]) + disk[..., None] * glow.astype(np.float32)
+    return np.maximum(radiance, 0.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
 # @pmndrs/assets HDRIs (npm): base64 EXR inside an ES module
 
 PMNDRS_HDRI_DIR = Path(__file__).resolve().parents[3] / "tools" / "node_modules" / "@pmndrs" / "assets" / "hdri"

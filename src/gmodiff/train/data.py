@@ -33,6 +33,9 @@ class TrainDataConfig:
     simulated_lamp_rooms: int = 0
     """Sampling weight of procedural rooms lit by small lamps (deep shadows) among the sources:
     the lamp-room source is listed this many times (0: none)."""
+    simulated_photos: int = 0
+    """Sampling weight of public-domain photographs lifted to radiance (real photographic
+    texture, ``gmodiff.data.sources.photo_radiance``), listed this many times (0: none)."""
     canonical_inputs: bool = False
     """Frames re-encoded from their camera response (DaRegConfig.canonical_inputs)."""
     merge_input: bool = False
@@ -74,11 +77,12 @@ def panorama_path(entry: str) -> Path:
     return Path(entry)
 
 
-def _sources(procedural: bool, panoramas: list[str], lamp_rooms: int = 0):
-    from gmodiff.data.datasets import lamp_room_source, panorama_source, procedural_source
+def _sources(procedural: bool, panoramas: list[str], lamp_rooms: int = 0, photos: int = 0):
+    from gmodiff.data.datasets import lamp_room_source, panorama_source, photo_source, procedural_source
 
     sources = [procedural_source()] if procedural else []
     sources += [lamp_room_source()] * int(lamp_rooms)
+    sources += [photo_source()] * int(photos)
     sources += [panorama_source(panorama_path(p)) for p in panoramas]
     return sources
 
@@ -125,7 +129,7 @@ def build_train_dataset(config: TrainDataConfig) -> Dataset:
         parts.append(PrecutCropDataset(config.train_crops, seed=config.seed, **layout))
     if config.simulated_items:
         sources = _sources(config.simulated_procedural, config.simulated_panoramas,
-                           config.simulated_lamp_rooms)
+                           config.simulated_lamp_rooms, config.simulated_photos)
         parts.append(SimulatedDataset(sources, config.simulated_items, config.crop_size, seed=config.seed,
                                       simulation=simulation_config(config.simulation),
                                       curve_jitter=_jitter(config.curve_jitter), **layout))
