@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dareg_helpers import synthetic_scene
-from gmodiff.tiling import TileGrid, feather, run_tiled, tile_starts
+from gmodiff.tiling import TileGrid, feather, fitted_tile, run_tiled, tile_starts
 
 
 @pytest.mark.parametrize("length,tile,overlap,align", [
@@ -22,6 +22,29 @@ def test_tiles_cover_the_image_with_the_overlap(length, tile, overlap, align):
         assert b - a <= tile - overlap or b == length - tile  # enough overlap between neighbours
     aligned = starts if (length - tile) % align == 0 else starts[:-1]
     assert all(s % align == 0 for s in aligned)
+
+
+@pytest.mark.parametrize("height,width", [(3040, 4032), (2272, 4032), (1216, 1600), (704, 1024), (4000, 6016)])
+def test_fitted_tiles_keep_the_count_and_overlap_and_compute_less(height, width):
+    square, fitted = TileGrid(height, width, 768, 96, 32), TileGrid.fitted(height, width, 768, 96, 32)
+    assert len(fitted) == len(square)
+    area = lambda grid: sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in grid.boxes())
+    assert area(fitted) <= area(square)
+    for grid_side in (fitted.tile, fitted.tile_width):
+        assert grid_side % 32 == 0 and grid_side <= 768
+    covered = np.zeros((height, width), np.int32)
+    for y0, y1, x0, x1 in fitted.boxes():
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1  # every pixel computed
+    ys = sorted({b[0] for b in fitted.boxes()})
+    assert all(b - a <= fitted.tile - 96 for a, b in zip(ys, ys[1:]))  # the overlap is kept
+
+
+def test_fitted_tiles_shrink_a_12mp_photo_by_8_percent():
+    square, fitted = TileGrid(3040, 4032, 768, 96, 32), TileGrid.fitted(3040, 4032, 768, 96, 32)
+    area = lambda grid: sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in grid.boxes())
+    assert area(fitted) < 0.93 * area(square)
+    assert fitted_tile(500, 768, 96, 32) == 768  # one tile: nothing to fit
 
 
 def test_blending_an_identity_rebuilds_the_input_at_every_scale():

@@ -31,21 +31,46 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[in
     return starts + [last] if last + tile >= length else starts + [last, length - tile]
 
 
+def fitted_tile(length: int, tile: int, overlap: int, align: int = 1) -> int:
+    """The smallest tile side (a multiple of ``align``, at most ``tile``) that covers ``length``
+    with as few tiles as ``tile`` itself needs.
+
+    Tiles of the largest size leave the last one overlapping its neighbour by far more than
+    ``overlap`` (a 3024-px side in 768-px tiles computes 3840 px); shrinking them evenly to the
+    same count computes only what the overlap asks for."""
+    if length <= tile:
+        return tile
+    count = len(tile_starts(length, tile, overlap, align))
+    side = -(-(length + (count - 1) * overlap) // count)
+    side = -(-side // align) * align
+    return min(tile, max(side, overlap + align))
+
+
 @dataclass(frozen=True)
 class TileGrid:
-    """Overlapping tiles of ``tile`` px (``overlap`` px shared) over an h×w image."""
+    """Overlapping tiles of ``tile`` px (``overlap`` px shared) over an h×w image; ``tile_width``
+    gives the tiles another width (None: square)."""
 
     height: int
     width: int
     tile: int
     overlap: int
     align: int = 1
+    tile_width: int | None = None
+
+    @classmethod
+    def fitted(cls, height: int, width: int, tile: int, overlap: int, align: int = 1) -> TileGrid:
+        """The grid of at most ``tile``-px tiles with the fewest pixels computed
+        (:func:`fitted_tile` on each side)."""
+        return cls(height, width, fitted_tile(height, tile, overlap, align), overlap, align,
+                   fitted_tile(width, tile, overlap, align))
 
     def boxes(self) -> list[Box]:
         """Every tile, row by row."""
+        tile_w = self.tile_width or self.tile
         ys = tile_starts(self.height, self.tile, self.overlap, self.align)
-        xs = tile_starts(self.width, self.tile, self.overlap, self.align)
-        return [(y0, min(y0 + self.tile, self.height), x0, min(x0 + self.tile, self.width))
+        xs = tile_starts(self.width, tile_w, self.overlap, self.align)
+        return [(y0, min(y0 + self.tile, self.height), x0, min(x0 + tile_w, self.width))
                 for y0 in ys for x0 in xs]
 
     def __len__(self) -> int:

@@ -42,7 +42,8 @@ def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequ
                 tile: int, overlap: int, multiple: int = 32,
                 on_tile: Callable[[int, int], None] | None = None,
                 encode: FrameEncoder | None = None, mask: bool = True) -> DaRegOutput:
-    """DaReg outputs (gain map, mask, tokens) of the padded image, from ``tile``-px tiles.
+    """DaReg outputs (gain map, mask, tokens) of the padded image, from tiles of at most
+    ``tile`` px (:meth:`gmodiff.tiling.TileGrid.fitted`).
 
     ``encode`` (:func:`gmodiff.inputs.encode.network_encoder`) re-encodes each tile's crops, so
     the frames may be the scene's own and the model's full-size frames are never made; ``mask``
@@ -51,8 +52,9 @@ def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequ
     if tile % multiple or overlap % multiple:
         raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {multiple}")
     height, width = frames[0].shape[:2]
-    grid = TileGrid(*padded_size(height, width, multiple), tile=tile, overlap=overlap,
-                    align=multiple)
+    # Tiles shrunk evenly to the count the largest size needs: 8 % fewer pixels computed at 12 MP.
+    grid = TileGrid.fitted(*padded_size(height, width, multiple), tile=tile, overlap=overlap,
+                           align=multiple)
     parameter = next(dareg.parameters())
     times = [float(t) for t in exposure_times]
     # The merge slot's warps and mappings are fitted once on the whole frames, so every tile
