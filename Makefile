@@ -51,8 +51,9 @@ clean:
 # → the refiner fine-tuned on that DaReg with a decaying learning rate → DaReg 1e/1f (canonical
 # inputs + classical-merge slot, deep-shadow data) → its mask head (2c) → DaReg 1g (curve bends
 # ±2 % instead of ±6 %) → its mask head (2d) → the refiner fine-tuned on it behind a zero-started
-# residual gate → bundle. DEFAULT_REFINE says whether the bundle refines by default (see the
-# model card for why).
+# residual gate → DaReg 1i (2d fine-tuned with lifted photographs and 1-3 stop spacing) → its
+# mask head (2f) → bundle (the gate-tuned refiner with the 2f DaReg). DEFAULT_REFINE says
+# whether the bundle refines by default (see the model card for why).
 # Each stage resumes from its newest checkpoint in runs/, so stopping and re-running is safe.
 DEFAULT_REFINE = --no-refine
 # A smoke run of the whole recipe, in a scratch clone (it writes runs/ and the bundle folder):
@@ -77,4 +78,6 @@ train-default: install
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2d.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage2d)
 	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-ft/final --dareg runs/default-dareg-stage2d/final --out runs/default-v5-dareg-bundle --no-refine
 	OMP_NUM_THREADS=2 $(PY) -m gmodiff train refiner --config configs/default-refiner-gate.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-refiner-gate)
-	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-gate/final --out src/gmodiff/weights/default $(DEFAULT_REFINE)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 1 --config configs/default-dareg-stage1i.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage1i)
+	OMP_NUM_THREADS=2 $(PY) -m gmodiff train dareg --stage 2 --config configs/default-dareg-stage2f.yaml --no-progress $(TRAIN_FLAGS) $(call resume_flag,runs/default-dareg-stage2f)
+	$(PY) -m gmodiff train bundle --pipeline runs/default-refiner-gate/final --dareg runs/default-dareg-stage2f/final --out src/gmodiff/weights/default $(DEFAULT_REFINE)
