@@ -45,12 +45,8 @@ class SquareGrid(TileGrid):
         return TileGrid(height, width, tile, overlap, align)
 
 
-def computed_pixels(grid: TileGrid) -> int:
-    return sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in grid.boxes())
-
-
 def run_layout(pipe: PlannedPipeline, scene, layout: str, overlap: int | None):
-    """(HDR, seconds) of the DaReg stage of ``scene`` with one tile layout."""
+    """(HDR, seconds, memory plan) of the DaReg stage of ``scene`` with one tile layout."""
     plan = plan_memory(scene.height, scene.width, refine=False)
     if plan.dareg_tile is None and layout != "untiled":
         raise SystemExit(f"{scene.width}x{scene.height} runs untiled; pick a larger --size")
@@ -98,10 +94,9 @@ def main() -> None:
             rows[layout]["vs"].append(psnr_mu(hdr, outputs["untiled"]) if layout != "untiled" else np.inf)
             rows[layout]["s"].append(seconds)
             print(f"{spec.name} {layout}: {rows[layout]['mu'][-1]:.2f} dB, {seconds:.1f} s", flush=True)
-    pad = lambda n: -(-n // 32) * 32  # noqa: E731
-    grids = {"square tiles": TileGrid(pad(height), pad(width), plan.dareg_tile, plan.dareg_overlap, 32),
-             "fitted tiles": TileGrid.fitted(pad(height), pad(width), plan.dareg_tile,
-                                             plan.dareg_overlap, 32)}
+    padded = dareg_tiles.padded_size(height, width, 32)
+    grids = {"square tiles": TileGrid(*padded, plan.dareg_tile, plan.dareg_overlap, 32),
+             "fitted tiles": TileGrid.fitted(*padded, plan.dareg_tile, plan.dareg_overlap, 32)}
     twelve = {"square tiles": TileGrid(3008, 4000, plan.dareg_tile, plan.dareg_overlap, 32),
               "fitted tiles": TileGrid.fitted(3008, 4000, plan.dareg_tile, plan.dareg_overlap, 32)}
     lines = [
@@ -122,9 +117,9 @@ def main() -> None:
         r = rows[layout]
         vs = "–" if layout == "untiled" else f"{np.mean(r['vs']):.2f}"
         px = f"{width * height / 1e6:.2f} MP" if layout == "untiled" else \
-            f"{computed_pixels(grids[layout]) / 1e6:.2f} MP ({len(grids[layout])} tiles)"
+            f"{grids[layout].computed_pixels() / 1e6:.2f} MP ({len(grids[layout])} tiles)"
         px12 = "–" if layout == "untiled" else \
-            f"{computed_pixels(twelve[layout]) / 1e6:.2f} MP ({len(twelve[layout])} tiles)"
+            f"{twelve[layout].computed_pixels() / 1e6:.2f} MP ({len(twelve[layout])} tiles)"
         lines.append(f"| {layout} | {np.mean(r['mu']):.2f} | {np.mean(r['l']):.2f} | {vs} | "
                      f"{np.mean(r['s']):.1f} | {px} | {px12} |")
     if "square tiles" in layouts and "fitted tiles" in layouts:

@@ -73,6 +73,10 @@ class TileGrid:
         return [(y0, min(y0 + self.tile, self.height), x0, min(x0 + tile_w, self.width))
                 for y0 in ys for x0 in xs]
 
+    def computed_pixels(self) -> int:
+        """Pixels the tiles cover, overlaps counted once per tile (the work a tiled run does)."""
+        return sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in self.boxes())
+
     def __len__(self) -> int:
         return len(self.boxes())
 
