@@ -89,6 +89,39 @@ def test_one_worker_runs_jobs_in_order_and_reports_the_line(tmp_path, monkeypatc
     assert not queue.root.exists()
 
 
+def test_a_finished_state_is_shown_only_after_its_folder_is_cleaned(tmp_path, monkeypatch):
+    # A client that polls "failed" (or "done") must not find the frames still on disk: the
+    # worker deletes first and publishes the state after (CI once saw the other order).
+    states_while_deleting = []
+    real_rmtree = jobs_module.shutil.rmtree
+
+    def slow_rmtree(path, *args, **kwargs):
+        states_while_deleting.append(next(j.state for j in jobs if path in (j.folder, j.inputs)))
+        time.sleep(0.05)
+        real_rmtree(path, *args, **kwargs)
+
+    def fake_run(job):
+        job.inputs.mkdir(parents=True, exist_ok=True)
+        if job.request.ev == "bad":
+            raise ExposureError("--ev must be comma-separated numbers, got 'bad'")
+
+    monkeypatch.setattr(jobs_module, "run_job", fake_run)
+    monkeypatch.setattr(jobs_module.shutil, "rmtree", slow_rmtree)
+    queue = JobQueue(ServeConfig(workdir=tmp_path))
+    queue.start()
+    jobs = [_job(queue), _job(queue, ev="bad")]
+    for job in jobs:
+        queue.submit(job)
+    deadline = time.monotonic() + 5
+    while jobs[1].state != "failed" and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert jobs[0].state == "done" and not jobs[0].inputs.exists()
+    assert jobs[1].state == "failed" and not jobs[1].folder.exists()
+    assert states_while_deleting == ["running", "running"]
+    monkeypatch.setattr(jobs_module.shutil, "rmtree", real_rmtree)
+    queue.close()
+
+
 def test_jobs_wait_for_the_model_warm_up(tmp_path, monkeypatch):
     loaded, ran = threading.Event(), []
     monkeypatch.setattr(jobs_module, "run_job", lambda job: ran.append(job.id))

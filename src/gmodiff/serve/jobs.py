@@ -305,21 +305,27 @@ class JobQueue:
             if job is None:
                 continue
             job.state, job.stage = "running", "starting"
+            error: str | None = "error: the job was interrupted"  # replaced unless run_job returns or raises
             try:
                 run_job(job)
-                job.state, job.stage, job.progress = "done", "done", 1.0
+                error = None
             except GmodiffError as err:
-                job.state, job.error = "failed", job.public_message(err)
+                error = job.public_message(err)
             except Exception as exc:  # noqa: BLE001 — one bad job must not stop the server
-                job.state = "failed"
-                job.error = job.public_message(RuntimeError(
+                error = job.public_message(RuntimeError(
                     f"internal error ({type(exc).__name__}: {exc}) — please report it with "
                     "these frames"))
             finally:
                 # The frames are not needed once the job ends; a failed job has no results.
-                shutil.rmtree(job.inputs if job.state == "done" else job.folder,
-                              ignore_errors=True)
+                # The folder goes before the state is published, so a client that sees
+                # "done"/"failed" never finds the frames still on disk.
+                shutil.rmtree(job.inputs if error is None else job.folder, ignore_errors=True)
+                if error is None:
+                    job.stage, job.progress = "done", 1.0
+                else:
+                    job.error = error
                 job.finished = time.time()
+                job.state = "done" if error is None else "failed"
                 with self._lock:
                     self._running = None
 
