@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 from gmodiff.camera.radiance import GAMMA
 from gmodiff.channels import channel_all, channel_mean
 from gmodiff.io.scene import Scene
+from gmodiff.pixelmath import power, uniform_lookup
 
 Inverse = Callable[[np.ndarray], np.ndarray]
 """An inverse camera response: encoded values in [0, 1] → linear values in [0, 1]."""
@@ -32,8 +33,8 @@ def linearise(ldr: np.ndarray, exposure_time: float, inverse: Inverse | None = N
     """Non-linear LDR in [0, 1] → linear radiance relative to t=1: ``inverse(L) / t``
     (``L**2.2 / t`` without an inverse response)."""
     encoded = np.clip(ldr, 0.0, 1.0)
-    linear = np.power(encoded, GAMMA) if inverse is None else inverse(encoded)
-    return (linear / exposure_time).astype(np.float32)
+    linear = power(encoded, GAMMA) if inverse is None else np.asarray(inverse(encoded), np.float32)
+    return (linear / np.float32(exposure_time)).astype(np.float32, copy=False)
 
 
 def triangle_weight(ldr: np.ndarray, shortest: bool = False, longest: bool = False) -> np.ndarray:
@@ -94,6 +95,8 @@ QUANTILE_SAMPLES = 1 << 20
 """Histogram matching reads at most this many pixels of a frame (a regular subsample): the
 quantiles of 12 M pixels and of 1 M of them differ by far less than one 8-bit level, and the
 full sort was the merge's slowest step at camera resolution."""
+MAPPING_TABLE = 4097
+"""Grid points of a :class:`ChannelMapping`'s lookup table."""
 ALIGN_MAX_SIDE = 1024
 """The merge's ECC fit runs on frames downscaled to at most this long side (the translation is
 scaled back), so its cost stops growing with the photo's size."""
@@ -107,14 +110,35 @@ class ChannelMapping:
     """(C, Q) quantiles of the frame."""
     target: np.ndarray
     """(C, Q) matching quantiles of the reference."""
+    _tables: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        """The map through its lookup table (:meth:`tables`): for full-size frames."""
+        mapped = np.empty_like(image, dtype=np.float32)
+        for c, table in enumerate(self.tables()):
+            mapped[..., c] = uniform_lookup(image[..., c], table)
+        return mapped
+
+    def exact(self, image: np.ndarray) -> np.ndarray:
+        """The map through the quantiles themselves. The alignment fit reads this: ECC on
+        a mapped frame moved by 0.1 px when the map moved by 3e-4 (a 1-MP bracket)."""
         mapped = np.empty_like(image, dtype=np.float32)
         for c in range(image.shape[2]):
             # Flat runs (clipped regions) make the source quantiles non-strictly increasing;
             # np.interp takes the last matching value, which is fine for a monotone map.
             mapped[..., c] = np.interp(image[..., c], self.source[c], self.target[c])
         return mapped
+
+    def tables(self) -> np.ndarray:
+        """(C, MAPPING_TABLE) the map on an even grid over [0, 1]: looking a value up there is
+        12× faster than ``np.interp`` over the quantiles, and differs from it by at most 3e-4
+        (the map's kinks fall between grid points; it only feeds the rejection's blurred
+        difference and the alignment fit)."""
+        if self._tables is None:
+            grid = np.linspace(0.0, 1.0, MAPPING_TABLE)
+            object.__setattr__(self, "_tables", np.stack(
+                [np.interp(grid, s, t) for s, t in zip(self.source, self.target)]).astype(np.float32))
+        return self._tables
 
 
 def fit_mapping(source: np.ndarray, target: np.ndarray) -> ChannelMapping:
@@ -306,7 +330,7 @@ def plan_deghost(frames: Sequence[np.ndarray], reference_index: int, align: bool
         mapping = fit_mapping(samples[index], samples[reference_index])
         warp = np.eye(2, 3, dtype=np.float32)
         if align:
-            fitted = _fit_euclidean(_grey(mapping(small[index])), _grey(small[reference_index]))
+            fitted = _fit_euclidean(_grey(mapping.exact(small[index])), _grey(small[reference_index]))
             warp = _checked(_rescale_warp(fitted, scale), h, w)
         warps.append(warp)
         mappings.append(mapping)

@@ -21,6 +21,7 @@ import numpy as np
 from gmodiff.errors import ConfigError
 from gmodiff.camera.radiance import GAMMA
 from gmodiff.io.scene import Scene
+from gmodiff.pixelmath import power
 
 ALIGN_METHODS = ("none", "mtb", "ecc")
 DARK_LEVEL = 0.02
@@ -52,7 +53,7 @@ def normalised_pair(reference: np.ndarray, frame: np.ndarray, t_reference: float
                     t_frame: float) -> tuple[np.ndarray, np.ndarray]:
     """Exposure-normalised, common-range-clipped luminance of two frames, gamma-encoded."""
     def radiance(img: np.ndarray, t: float) -> np.ndarray:
-        return (np.clip(img, 0.0, 1.0) ** GAMMA @ _LUMA) / np.float32(t)
+        return (power(np.clip(img, 0.0, 1.0), GAMMA) @ _LUMA) / np.float32(t)
 
     lo = max(DARK_LEVEL ** GAMMA / t_reference, DARK_LEVEL ** GAMMA / t_frame)
     hi = min(SATURATION_LEVEL ** GAMMA / t_reference, SATURATION_LEVEL ** GAMMA / t_frame)
@@ -61,7 +62,7 @@ def normalised_pair(reference: np.ndarray, frame: np.ndarray, t_reference: float
 
     def encode(img: np.ndarray, t: float) -> np.ndarray:
         rad = np.clip(radiance(img, t), lo, hi)
-        return ((rad / hi) ** (1 / GAMMA)).astype(np.float32)
+        return power(rad / np.float32(hi), 1 / GAMMA)
 
     return encode(reference, t_reference), encode(frame, t_frame)
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from gmodiff.pixelmath import power
+
 GAMMA = 2.2
 """Linearisation gamma the network inputs assume, whatever the camera's real response."""
 
 
 def linearise(ldr: np.ndarray, exposure_time: float) -> np.ndarray:
     """Gamma-encoded frame in [0, 1] → float32 radiance relative to t = 1 (``LDR**2.2 / t``)."""
-    return np.power(ldr, GAMMA, dtype=np.float32) / np.float32(exposure_time)
+    linear = power(ldr, GAMMA)
+    linear /= np.float32(exposure_time)
+    return linear

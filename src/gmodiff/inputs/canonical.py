@@ -21,6 +21,7 @@ from gmodiff.camera.radiance import GAMMA
 from gmodiff.gainmap import encode_gain_map
 from gmodiff.io.frames import RAW_ENCODING
 from gmodiff.io.scene import Scene
+from gmodiff.pixelmath import power
 
 Linearise = Callable[[np.ndarray], np.ndarray]
 CURVE_JITTER = 0.06
@@ -33,7 +34,7 @@ def canonical_frames(frames: list[np.ndarray], linearise: Linearise) -> list[np.
     out = []
     for frame in frames:
         linear = np.clip(linearise(np.clip(np.asarray(frame, np.float32), 0.0, 1.0)), 0.0, 1.0)
-        out.append(np.power(linear, 1.0 / GAMMA).astype(np.float32))
+        out.append(power(linear, 1.0 / GAMMA))
     return out
 
 

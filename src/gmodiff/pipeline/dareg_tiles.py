@@ -41,13 +41,15 @@ def crop_inside(frame: np.ndarray, box: Box) -> np.ndarray:
 def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequence[float],
                 tile: int, overlap: int, multiple: int = 32,
                 on_tile: Callable[[int, int], None] | None = None,
-                encode: FrameEncoder | None = None, mask: bool = True) -> DaRegOutput:
+                encode: FrameEncoder | None = None, mask: bool = True,
+                network: Callable[..., DaRegOutput] | None = None) -> DaRegOutput:
     """DaReg outputs (gain map, mask, tokens) of the padded image, from tiles of at most
     ``tile`` px (:meth:`gmodiff.tiling.TileGrid.fitted`).
 
     ``encode`` (:func:`gmodiff.inputs.encode.network_encoder`) re-encodes each tile's crops, so
     the frames may be the scene's own and the model's full-size frames are never made; ``mask``
-    False skips the DA-mask head (the output's mask is then None)."""
+    False skips the DA-mask head (the output's mask is then None); ``network`` runs the tiles
+    in place of ``dareg`` (its compiled forward, :mod:`gmodiff.pipeline.openvino_dareg`)."""
     multiple = max(multiple, dareg.config.multiple)
     if tile % multiple or overlap % multiple:
         raise ValueError(f"tile {tile} and overlap {overlap} must be multiples of {multiple}")
@@ -75,7 +77,8 @@ def dareg_tiled(dareg: DaReg, frames: Sequence[np.ndarray], exposure_times: Sequ
         inputs = pad_to(encode_bracket(crops, times, dareg.config, plan), y1 - y0, x1 - x0,
                         dareg.config.pad_mode)
         with torch.no_grad():
-            out = dareg(inputs[None].to(parameter.device, parameter.dtype), with_mask=mask)
+            out = (network or dareg)(inputs[None].to(parameter.device, parameter.dtype),
+                                     with_mask=mask)
         out = out.float()  # bf16 under autocast; blending and the refiner want float32
         grid_h, grid_w = (y1 - y0) // multiple, (x1 - x0) // multiple
         token_map = out.tokens.transpose(1, 2).reshape(out.tokens.shape[0], -1, grid_h, grid_w)
