@@ -31,6 +31,42 @@ def test_uniform_lookup_is_np_interp():
     assert np.abs(got - expected).max() < 2e-6
 
 
+def test_uniform_lookup_is_np_interp_across_remap_slabs(monkeypatch):
+    # Values pass through cv2.remap as rows of _REMAP_WIDTH, in slabs of _REMAP_ROWS rows (OpenCV's
+    # side limit); shrink both so a small array crosses slabs and a padded last row.
+    from gmodiff import pixelmath
+
+    monkeypatch.setattr(pixelmath, "_REMAP_WIDTH", 16)
+    monkeypatch.setattr(pixelmath, "_REMAP_ROWS", 3)
+    rng = np.random.default_rng(1)
+    lut = np.cumsum(rng.random(4097)).astype(np.float32)
+    values = rng.uniform(-0.1, 1.1, (7, 11, 3)).astype(np.float32)  # 231 values: 15 rows, 4 slabs
+    expected = np.interp(np.clip(values, 0, 1), np.linspace(0, 1, lut.size), lut)
+    got = pixelmath.uniform_lookup(values, lut)
+    assert got.shape == values.shape and got.dtype == np.float32
+    assert np.abs(got - expected).max() < 2e-6 * lut.max()
+
+
+@pytest.mark.parametrize("shape", [(), (5,), (4, 6), (3, 4, 5, 2)])
+def test_opencv_power_is_numpy_power(shape):
+    from gmodiff.pixelmath import power
+
+    values = np.random.default_rng(2).random(shape).astype(np.float32)
+    for exponent in (2.2, 1 / 2.2):
+        got = power(values, exponent)
+        assert got.shape == values.shape and got.dtype == np.float32
+        assert np.allclose(got, np.power(values, exponent), rtol=3e-6, atol=1e-7)
+
+
+def test_channel_mapping_table_is_within_its_bound_of_the_quantiles():
+    rng = np.random.default_rng(3)
+    source = rng.random((120, 160, 3)).astype(np.float32)
+    target = np.clip(source ** 0.7 * 1.8, 0.0, 1.0).astype(np.float32)  # a kinked (clipping) map
+    mapping = fit_mapping(source, target)
+    values = rng.random((50, 60, 3)).astype(np.float32)
+    assert np.abs(mapping(values) - mapping.exact(values)).max() < 3e-4
+
+
 def test_downscaled_alignment_matches_full_resolution():
     # The bundled sample's reference frame (real photographic texture), 3× up: 1152 × 1536.
     from gmodiff.io.scene import load_scene

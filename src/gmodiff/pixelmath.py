@@ -19,9 +19,10 @@ _REMAP_ROWS = 16384
 
 def power(values: np.ndarray, exponent: float) -> np.ndarray:
     """``values ** exponent`` as float32, for values ≥ 0 (OpenCV raises absolute values)."""
-    array = np.ascontiguousarray(values, dtype=np.float32)
+    array = np.asarray(values, dtype=np.float32)
     if array.size == 0 or array.ndim == 0:
         return np.power(array, np.float32(exponent))
+    array = np.ascontiguousarray(array)
     rows = array.reshape(array.shape[0] if array.ndim > 1 else 1, -1)
     return cv2.pow(rows, float(exponent)).reshape(array.shape)
 
