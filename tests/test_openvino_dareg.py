@@ -3,6 +3,7 @@ tolerance, is exported once per set of weights, and falls back to PyTorch where 
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -68,6 +69,18 @@ def test_the_graph_is_exported_once_per_set_of_weights(tmp_path, monkeypatch):
     assert again.failed is None and list(tmp_path.iterdir()) == exported
     other = _dareg(seed=1)  # other weights: another file, so a stale graph is never read
     assert OpenVinoDaReg(other, folder=tmp_path).graph_path(False) != again.graph_path(False)
+
+
+def test_the_cache_keeps_the_newest_graphs_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(openvino_dareg, "MAX_GRAPHS", 2)
+    for index, name in enumerate(["a", "b", "c"]):
+        stale = tmp_path / f"dareg-{name}.onnx"
+        stale.write_bytes(b"old")
+        os.utime(stale, (1000 + index, 1000 + index))
+    compiled = OpenVinoDaReg(_dareg(), folder=tmp_path)
+    compiled(_inputs(32, 32), with_mask=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["dareg-c.onnx", compiled.graph_path(False).name])
 
 
 def test_a_failing_runtime_falls_back_to_pytorch_with_one_warning(tmp_path, monkeypatch):

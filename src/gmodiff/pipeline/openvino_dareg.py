@@ -39,6 +39,8 @@ TOLERANCE = 1e-3
 1.6e-4 on the bundled DaReg at 768², 6e-6 in the tokens; a gain-map step of 1/255 is 3.9e-3)."""
 EXPORT_VERSION = 1
 """Bumped when the exported graph changes, so older cached graphs are not read."""
+MAX_GRAPHS = 8
+"""Exported graphs kept in the cache folder (5 MB each for the bundled DaReg); older ones go."""
 MAX_COMPILED = 4
 """Compiled shapes kept at once (a tiled run has one or two; each holds its own buffers)."""
 
@@ -130,6 +132,9 @@ class OpenVinoDaReg:
             torch.onnx.export(_Forward(self.dareg, with_mask).eval(), (example,), str(tmp),
                               input_names=["inputs"], output_names=names, dynamic_axes=axes,
                               opset_version=18, dynamo=False)
+        graphs = sorted(self.folder.glob("dareg-*.onnx"), key=lambda p: p.stat().st_mtime)
+        for old in graphs[:-MAX_GRAPHS]:
+            old.unlink(missing_ok=True)
 
     def _request(self, with_mask: bool, shape: tuple[int, ...]):
         key = (with_mask, *shape)
