@@ -125,3 +125,18 @@ def test_the_pipeline_runs_dareg_compiled_only_on_cpu_in_fp32():
     assert pipe.dareg_forward is pipe.dareg
     # AMX hosts keep PyTorch's measured bf16 road.
     assert GMODiffPipeline.tiny(seed=0).optimise_for_cpu(bf16=True).dareg_forward.__class__ is DaReg
+
+
+def test_a_whole_image_forward_stays_in_pytorch_and_tiles_take_the_compiled_road(monkeypatch):
+    """Compiling a shape costs more than one compiled forward saves (speed.md: 1 MP), so only
+    the tiled road, where every tile shares one compiled shape, runs OpenVINO."""
+    from gmodiff.inputs.encode import NetworkInputs
+
+    pipe = GMODiffPipeline.tiny(seed=0).optimise_for_cpu(bf16=False)
+    calls = []
+    monkeypatch.setattr(OpenVinoDaReg, "__call__", lambda self, *a, **k: calls.append(1) or
+                        (_ for _ in ()).throw(AssertionError("compiled road used")))
+    batch = NetworkInputs(torch.rand(1, 3, 6, 64, 64), torch.rand(1, 3, 64, 64), (64, 64))
+    out = pipe.predict_coarse(batch)
+    assert out.gain_map.shape[-2:] == (64, 64) and not calls
+    assert pipe._predict_tiled.__code__.co_names.count("dareg_forward") == 1  # tiles: compiled

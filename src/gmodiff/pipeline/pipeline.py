@@ -308,7 +308,11 @@ class GMODiffPipeline:
                 mask: bool = True) -> DaRegOutput:
         _sync(self.device)
         start = time.perf_counter()
-        coarse = self.dareg_forward(batch.inputs.to(self.device), with_mask=mask).float()
+        # One whole-image forward runs in PyTorch: compiling its shape for OpenVINO (about 1 s
+        # plus a slow first inference) costs more than the compiled forward saves (1 MP, DaReg
+        # stage 9.7 s compiled vs 7.7 s PyTorch, benchmarks/results/speed.md); tiles share one
+        # compiled shape and take the compiled road (dareg_tiled).
+        coarse = self.dareg(batch.inputs.to(self.device), with_mask=mask).float()
         _sync(self.device)
         if timings is not None:
             timings["dareg_s"] = time.perf_counter() - start
