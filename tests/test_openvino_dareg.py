@@ -130,13 +130,21 @@ def test_the_pipeline_runs_dareg_compiled_only_on_cpu_in_fp32():
 def test_a_whole_image_forward_stays_in_pytorch_and_tiles_take_the_compiled_road(monkeypatch):
     """Compiling a shape costs more than one compiled forward saves (speed.md: 1 MP), so only
     the tiled road, where every tile shares one compiled shape, runs OpenVINO."""
+    from dareg_helpers import synthetic_scene
     from gmodiff.inputs.encode import NetworkInputs
+    from gmodiff.memory import MemoryPlan
 
-    pipe = GMODiffPipeline.tiny(seed=0).optimise_for_cpu(bf16=False)
     calls = []
-    monkeypatch.setattr(OpenVinoDaReg, "__call__", lambda self, *a, **k: calls.append(1) or
-                        (_ for _ in ()).throw(AssertionError("compiled road used")))
+
+    def recorded(self, inputs, with_mask=True):  # counts compiled calls, answers from PyTorch
+        calls.append(tuple(inputs.shape[-2:]))
+        return self.dareg(inputs, with_mask=with_mask)
+
+    monkeypatch.setattr(OpenVinoDaReg, "__call__", recorded)
+    pipe = GMODiffPipeline.tiny(seed=0).optimise_for_cpu(bf16=False)
     batch = NetworkInputs(torch.rand(1, 3, 6, 64, 64), torch.rand(1, 3, 64, 64), (64, 64))
-    out = pipe.predict_coarse(batch)
-    assert out.gain_map.shape[-2:] == (64, 64) and not calls
-    assert pipe._predict_tiled.__code__.co_names.count("dareg_forward") == 1  # tiles: compiled
+    assert pipe.predict_coarse(batch).gain_map.shape[-2:] == (64, 64) and not calls
+    plan = MemoryPlan(budget=0, dareg_tile=64, dareg_overlap=32, latent_tile=96,
+                      latent_overlap=32, vae_tile=None, estimate=0)
+    pipe(synthetic_scene(3, height=96, width=128), seed=0, plan=plan, refine=False)
+    assert len(calls) > 1  # every tile went through the compiled forward
