@@ -208,3 +208,56 @@ def test_lazy_refiner_built_mid_call_matches_the_eager_one():
     weights = dict(eager.refiner.named_parameters())
     assert all(torch.equal(weights[name], value)
                for name, value in lazy.refiner.named_parameters())
+
+
+def test_stacked_frames_are_the_concatenated_per_frame_inputs_bit_for_bit():
+    """stack_frames writes each frame's channels in place; the result is the old
+    concatenate/stack/transpose of frame_input exactly, and the merge slot lands in slot 4."""
+    from gmodiff.inputs.canonical import merge_slot
+    from gmodiff.inputs.encode import InputLayout, encode_bracket
+    from gmodiff.inputs.frames import frame_input, stack_frames
+
+    rng = np.random.default_rng(3)
+    frames = [rng.random((20, 30, 3), dtype=np.float32) for _ in range(3)]
+    times = [1.0, 4.0, 16.0]
+    expected = np.stack([frame_input(f, t) for f, t in zip(frames, times)]).transpose(0, 3, 1, 2)
+    got = stack_frames(frames, times, extra_slots=1)
+    assert got.shape == (4, 6, 20, 30) and np.array_equal(got[:3], expected)
+    merged = encode_bracket(frames, times, InputLayout(merge_input=True)).numpy()
+    scene = Scene(frames=frames, exposure_times=np.asarray(times), reference_index=1)
+    assert np.array_equal(merged[:3], expected)
+    assert np.array_equal(merged[3], merge_slot(scene).transpose(2, 0, 1))
+
+
+def test_in_place_maths_never_writes_into_the_callers_frames():
+    """canonical_frames and the merge's linearise divide/clip in place only on arrays they made:
+    a curve that hands back its input (or a view of it) must leave the frames as they were."""
+    from gmodiff.baselines.merge import linearise
+    from gmodiff.inputs.canonical import canonical_frames
+
+    rng = np.random.default_rng(4)
+    frame = rng.uniform(-0.2, 1.2, (10, 12, 3)).astype(np.float32)
+    before = frame.copy()
+    for curve in (lambda x: x, lambda x: x[...]):
+        canonical_frames([frame], curve)
+        linearise(np.clip(frame, 0, 1), 4.0, curve)
+        passed = np.clip(frame, 0, 1)
+        kept = passed.copy()
+        out = linearise(passed, 4.0, lambda x: x)  # np.clip inside copies: passed stays
+        assert np.array_equal(passed, kept) and np.allclose(out, kept / 4.0)
+    assert np.array_equal(frame, before)
+
+
+def test_uniform_lookup_keeps_no_stale_coordinates_between_sizes():
+    """The remap's zero rows are kept between calls; growing, shrinking and over-sized calls
+    all still give np.interp."""
+    from gmodiff import pixelmath
+
+    rng = np.random.default_rng(5)
+    lut = np.sort(rng.random(4097)).astype(np.float32)
+    grid = np.linspace(0.0, 1.0, lut.size)
+    for count in (10, 8192 * 40 + 3, 77, 8192 * 1100):  # the last one is over the kept size
+        values = rng.random(count, dtype=np.float32)
+        got = pixelmath.uniform_lookup(values, lut)
+        assert np.abs(got - np.interp(values, grid, lut)).max() < 2e-6
+    assert not pixelmath._ZEROS.flags.writeable and not pixelmath._ZEROS.any()

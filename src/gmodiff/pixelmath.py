@@ -34,27 +34,35 @@ def uniform_lookup(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
     array = np.asarray(values, dtype=np.float32)
     if lut.shape[1] >= 32767 or array.size == 0:
         return _indexed_lookup(array, lut[0])
-    flat = np.clip(array.reshape(-1), 0.0, 1.0)
-    flat *= np.float32(lut.shape[1] - 1)
-    count = flat.size
+    count = array.size
     rows = -(-count // _REMAP_WIDTH)
-    if rows * _REMAP_WIDTH != count:
-        flat = np.concatenate([flat, np.zeros(rows * _REMAP_WIDTH - count, np.float32)])
+    # One padded buffer, clipped and scaled in place, and the output written by remap itself:
+    # no concatenate and no per-call copy of the result (a tile's frames make 277 calls).
+    flat = np.empty(rows * _REMAP_WIDTH, np.float32)
+    np.clip(array.reshape(-1), 0.0, 1.0, out=flat[:count])
+    flat[count:] = 0.0
+    flat *= np.float32(lut.shape[1] - 1)
     grid = flat.reshape(rows, _REMAP_WIDTH)
     out = np.empty_like(grid)
-    zeros = np.zeros((min(rows, _REMAP_ROWS), _REMAP_WIDTH), np.float32)
+    zeros = _zero_rows(min(rows, _REMAP_ROWS))
     for start in range(0, rows, _REMAP_ROWS):
         stop = min(rows, start + _REMAP_ROWS)
-        out[start:stop] = cv2.remap(lut, grid[start:stop], zeros[:stop - start], cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)
+        cv2.remap(lut, grid[start:stop], zeros[:stop - start], cv2.INTER_LINEAR,
+                  dst=out[start:stop], borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(-1)[:count].reshape(array.shape)
 
 
-def _indexed_lookup(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    cells = lut.size - 1
-    position = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0) * np.float32(cells)
-    index = np.minimum(position.astype(np.int32), cells - 1)
-    position -= index
-    low = lut[index]
-    low += position * (lut[index + 1] - low)
-    return low
+_ZEROS = np.zeros((0, 0), np.float32)
+
+
+def _zero_rows(rows: int) -> np.ndarray:
+    """The remap's y coordinates (all 0: the table is one row), kept between calls up to 32 MB
+    so each call does not fault in a fresh zeroed buffer."""
+    global _ZEROS
+    if rows > _ZEROS.shape[0] or _ZEROS.shape[1] != _REMAP_WIDTH:
+        zeros = np.zeros((rows, _REMAP_WIDTH), np.float32)
+        zeros.flags.writeable = False
+        if rows * _REMAP_WIDTH > 8 << 20:  # too large to keep
+            return zeros
+        _ZEROS = zeros
+    return _ZEROS

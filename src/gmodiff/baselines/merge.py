@@ -34,6 +34,9 @@ def linearise(ldr: np.ndarray, exposure_time: float, inverse: Inverse | None = N
     (``L**2.2 / t`` without an inverse response)."""
     encoded = np.clip(ldr, 0.0, 1.0)
     linear = power(encoded, GAMMA) if inverse is None else np.asarray(inverse(encoded), np.float32)
+    if linear.flags.writeable and not np.may_share_memory(linear, ldr):
+        linear /= np.float32(exposure_time)  # a fresh array: no tile-sized copy
+        return linear
     return (linear / np.float32(exposure_time)).astype(np.float32, copy=False)
 
 

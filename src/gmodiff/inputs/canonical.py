@@ -29,11 +29,19 @@ CURVE_JITTER = 0.06
 """A camera's inverse response: encoded values in [0, 1] → linear values in [0, 1]."""
 
 
+def _owns(array: np.ndarray, source: np.ndarray) -> bool:
+    """Whether ``array`` is a writeable float32 array apart from ``source`` (safe to overwrite)."""
+    return (isinstance(array, np.ndarray) and array.dtype == np.float32 and array.flags.writeable
+            and not np.may_share_memory(array, source))
+
+
 def canonical_frames(frames: list[np.ndarray], linearise: Linearise) -> list[np.ndarray]:
     """Frames linearised by ``linearise`` and re-encoded with gamma 2.2, float32 in [0, 1]."""
     out = []
     for frame in frames:
-        linear = np.clip(linearise(np.clip(np.asarray(frame, np.float32), 0.0, 1.0)), 0.0, 1.0)
+        linear = linearise(np.clip(np.asarray(frame, np.float32), 0.0, 1.0))
+        # in place: the curve's output is a fresh array (a tile-sized copy less per frame)
+        linear = np.clip(linear, 0.0, 1.0, out=linear if _owns(linear, frame) else None)
         out.append(power(linear, 1.0 / GAMMA))
     return out
 
@@ -60,8 +68,9 @@ def canonicalise_scene(scene: Scene, linearise: Linearise | None = None) -> Scen
     return dataclasses.replace(scene, frames=canonical_encoder(scene, linearise)(scene.frames))
 
 
-def merge_slot(scene: Scene, plan=None) -> np.ndarray:
-    """The ``merge_input`` slot for a (canonical) scene: ``concat(H, GM)`` as (H, W, 6) float32.
+def merge_slot(scene: Scene, plan=None, out: np.ndarray | None = None) -> np.ndarray:
+    """The ``merge_input`` slot for a (canonical) scene: ``concat(H, GM)`` as (H, W, 6) float32,
+    or written channels first into ``out`` (6, H, W) and returned as that.
 
     H is the deghost merge (linear, relative to t=1 like the frames' ``L**2.2 / t`` channels)
     and GM its gain map relative to the reference frame, what the network's gate blends in.
@@ -71,7 +80,11 @@ def merge_slot(scene: Scene, plan=None) -> np.ndarray:
 
     hdr = deghost_merge(scene, plan=plan)
     gain_map = encode_gain_map(hdr, np.asarray(scene.reference, np.float32))
-    return np.concatenate([hdr, gain_map], axis=-1).astype(np.float32)
+    if out is None:
+        return np.concatenate([hdr, gain_map], axis=-1).astype(np.float32)
+    out[:3] = hdr.transpose(2, 0, 1)
+    out[3:] = gain_map.transpose(2, 0, 1)
+    return out
 
 
 def jittered_inverse(inverse: Linearise, rng: np.random.Generator,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gmodiff.errors import SceneError
-from gmodiff.inputs.frames import stack_inputs
+from gmodiff.inputs.frames import stack_frames, stack_inputs
 from gmodiff.inputs.padding import pad
 
 FRAMES = 3
@@ -114,16 +114,16 @@ def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float]
     ``merge_plan`` (:class:`gmodiff.baselines.merge.DeghostPlan`, for crops: fitted on the whole
     frames) gives that merge its warps and mappings.
     """
-    inputs = stack_inputs(list(frames), exposure_times)
     if not getattr(spec, "merge_input", False):
-        return inputs
+        return stack_inputs(list(frames), exposure_times)
     from gmodiff.inputs.canonical import merge_slot
     from gmodiff.io.scene import Scene
 
+    inputs = stack_frames(list(frames), exposure_times, extra_slots=1)
     bracket = Scene(frames=list(frames), exposure_times=np.asarray(exposure_times, np.float64),
                     reference_index=REFERENCE_INDEX)
-    merge = np.ascontiguousarray(merge_slot(bracket, merge_plan).transpose(2, 0, 1))
-    return torch.cat([inputs, torch.from_numpy(merge)[None]], dim=0)
+    merge_slot(bracket, merge_plan, out=inputs[-1])
+    return torch.from_numpy(inputs)
 
 
 def batch_inputs(inputs: torch.Tensor, ldr_short: torch.Tensor, spec: InputSpec) -> NetworkInputs:

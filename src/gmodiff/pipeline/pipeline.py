@@ -310,7 +310,8 @@ class GMODiffPipeline:
         start = time.perf_counter()
         # One whole-image forward runs in PyTorch: compiling its shape for OpenVINO (about 1 s
         # plus a slow first inference) costs more than the compiled forward saves (1 MP, DaReg
-        # stage 9.7 s compiled vs 7.7 s PyTorch, benchmarks/results/speed.md); tiles share one
+        # stage 9.7 s compiled vs 7.7 s PyTorch, benchmarks/results/speed.md; rechecked with the
+        # compiled-shape cache: one 1-MP forward 4.35 s vs 3.88 s); tiles share one
         # compiled shape and take the compiled road (dareg_tiled).
         coarse = self.dareg(batch.inputs.to(self.device), with_mask=mask).float()
         _sync(self.device)
