@@ -184,6 +184,8 @@ def warp_frame(frame: np.ndarray, homography: np.ndarray) -> np.ndarray:
     out = cv2.warpPerspective(frame, homography, (width, height),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
+    if out.dtype == np.float32:
+        return np.clip(out, 0.0, 1.0, out=out)  # OpenCV's fresh output: no second copy
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
