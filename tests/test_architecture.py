@@ -22,7 +22,7 @@ DOC = SRC.parents[1] / "docs" / "architecture.md"
 
 FLOORS = {
     0: ["errors", "result", "devices", "progress", "gainmap", "tiling", "memory", "channels",
-        "pixelmath"],
+        "pixelmath", "srgb"],
     1: ["io", "metrics", "camera"],
     2: ["bracket", "baselines"],
     3: ["inputs"],
@@ -34,7 +34,7 @@ FLOORS = {
 }
 FLOOR_OF = {name: floor for floor, names in FLOORS.items() for name in names}
 ROOT_MODULES = {"errors", "result", "devices", "progress", "gainmap", "tiling", "memory",
-                "channels", "pixelmath", "methods", "jobs", "__main__"}
+                "channels", "pixelmath", "srgb", "methods", "jobs", "__main__"}
 """The small shared modules allowed at the package root; everything else lives in a folder."""
 
 

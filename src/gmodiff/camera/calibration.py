@@ -47,6 +47,7 @@ import numpy as np
 from gmodiff.camera.nnls import lower_bounded_lstsq
 from gmodiff.channels import channel_max
 from gmodiff.pixelmath import uniform_lookup
+from gmodiff.srgb import srgb_to_linear
 
 LUT_SIZE = 1024
 """Samples of f⁻¹ on linspace(0, 1, LUT_SIZE)."""
@@ -118,8 +119,7 @@ def _power_lut(gamma: float) -> np.ndarray:
 
 
 def _srgb_lut() -> np.ndarray:
-    y = np.linspace(0.0, 1.0, LUT_SIZE)
-    return np.where(y <= 0.04045, y / 12.92, np.power((y + 0.055) / 1.055, 2.4)).astype(np.float32)
+    return srgb_to_linear(np.linspace(0.0, 1.0, LUT_SIZE)).astype(np.float32)
 
 
 @dataclass(frozen=True)

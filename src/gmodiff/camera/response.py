@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gmodiff.errors import ConfigError
+from gmodiff.srgb import linear_to_srgb, srgb_to_linear
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -70,10 +71,10 @@ class SRGBResponse(Response):
     name: str = "srgb"
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+        return linear_to_srgb(x)
 
     def _inverse(self, y: np.ndarray) -> np.ndarray:
-        return np.where(y <= 0.04045, y / 12.92, np.power((y + 0.055) / 1.055, 2.4))
+        return srgb_to_linear(y)
 
 
 @dataclass(frozen=True)

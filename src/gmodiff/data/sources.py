@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from gmodiff.errors import ConfigError, HDRValueError
+from gmodiff.srgb import srgb_to_linear
 
 BLENDER_WORLD_DIR = Path("/usr/share/blender/datafiles/studiolights/world")
 """Where Debian's ``blender-data`` package installs its 8 CC0 HDR panoramas."""
@@ -352,7 +353,7 @@ def photo_radiance(h: int, w: int, photos: list[np.ndarray], seed: int = 0) -> n
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     encoded = np.clip((crop + rng.uniform(-0.5, 0.5, crop.shape)) / 255.0, 0.0, 1.0)
-    reflectance = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+    reflectance = srgb_to_linear(encoded)
 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     field = _fractal_noise(rng, h, w, base_cells=int(rng.integers(2, 5)), octaves=3) - 0.5

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from gmodiff.io import bands
+from gmodiff.srgb import linear_to_srgb
 from gmodiff.io.bands import row_bands
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
@@ -192,11 +193,6 @@ def _shoulder(y: np.ndarray, white: float, config: RenditionConfig) -> np.ndarra
     return np.minimum(curve(y) / float(curve(np.float64(white))), 1.0)
 
 
-def _srgb_encode(linear: np.ndarray) -> np.ndarray:
-    return np.where(linear <= 0.0031308, 12.92 * linear,
-                    1.055 * np.power(np.maximum(linear, 0.0031308), 1 / 2.4) - 0.055)
-
-
 def render_sdr(hdr: np.ndarray, gain: float = 1.0,
                config: RenditionConfig = DEFAULT_RENDITION) -> np.ndarray:
     """Linear HDR (H, W, 3) × ``gain`` → uint8 sRGB picture (see the module docstring).
@@ -233,6 +229,6 @@ def render_sdr(hdr: np.ndarray, gain: float = 1.0,
         # A channel over 1 (the norm is a little under the largest channel) is scaled down with
         # the others: blending towards grey instead turns noisy bright skies into white specks.
         colour /= np.maximum(colour.max(axis=-1), 1.0)[..., None]
-        display = _srgb_encode(np.clip(colour, 0.0, 1.0))
+        display = linear_to_srgb(np.clip(colour, 0.0, 1.0))
         out[rows] = np.clip(np.rint(display * 255.0), 0, 255)
     return out

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from gmodiff import srgb
 from gmodiff.errors import HDRValueError, ImageReadError, OutputError
 from gmodiff.io.atomic import write_bytes_atomic
 from gmodiff.io.bands import row_bands
@@ -110,9 +111,8 @@ class UltraHDRImage:
 # --- colour and gain-map math -----------------------------------------------------------------
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
-    """sRGB EOTF: encoded values in [0, 1] → linear light."""
-    v = np.asarray(v, dtype=np.float32)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    """sRGB EOTF (:mod:`gmodiff.srgb`) in float32: encoded values in [0, 1] → linear light."""
+    return srgb.srgb_to_linear(np.asarray(v, dtype=np.float32)).astype(np.float32)
 
 
 def encode_log2_gain_map(hdr_display: np.ndarray, sdr_linear: np.ndarray,
