@@ -99,7 +99,7 @@ def instrument(timer: StageTimer) -> None:
     timer.wrap(merge, "plan_deghost", "merge: warps + mappings (once per bracket)")
     timer.wrap(merge, "deghost_merge", "merge: deghost (per tile)")
     timer.wrap(gainmap, "encode_gain_map", "merge: gain-map encode")
-    timer.wrap(preprocess, "stack_inputs", "input stacking")
+    timer.wrap(preprocess, "stack_frames", "input stacking")
     timer.wrap(DaReg, "forward", "DaReg network")
     timer.wrap(tiling.TileBlender, "add", "tile blending")
     timer.wrap(GMRefiner, "context", "refiner: prior projection")

@@ -212,15 +212,18 @@ def test_lazy_refiner_built_mid_call_matches_the_eager_one():
 
 def test_stacked_frames_are_the_concatenated_per_frame_inputs_bit_for_bit():
     """stack_frames writes each frame's channels in place; the result is the old
-    concatenate/stack/transpose of frame_input exactly, and the merge slot lands in slot 4."""
+    concatenate/stack/transpose of ``concat(L**2.2 / t, L)`` exactly, and the merge slot lands
+    in slot 4."""
+    from gmodiff.camera.radiance import linearise
     from gmodiff.inputs.canonical import merge_slot
     from gmodiff.inputs.encode import InputLayout, encode_bracket
-    from gmodiff.inputs.frames import frame_input, stack_frames
+    from gmodiff.inputs.frames import stack_frames
 
     rng = np.random.default_rng(3)
     frames = [rng.random((20, 30, 3), dtype=np.float32) for _ in range(3)]
     times = [1.0, 4.0, 16.0]
-    expected = np.stack([frame_input(f, t) for f, t in zip(frames, times)]).transpose(0, 3, 1, 2)
+    per_frame = [np.concatenate([linearise(f, t), f], axis=-1) for f, t in zip(frames, times)]
+    expected = np.stack(per_frame).transpose(0, 3, 1, 2)
     got = stack_frames(frames, times, extra_slots=1)
     assert got.shape == (4, 6, 20, 30) and np.array_equal(got[:3], expected)
     merged = encode_bracket(frames, times, InputLayout(merge_input=True)).numpy()
@@ -261,3 +264,35 @@ def test_uniform_lookup_keeps_no_stale_coordinates_between_sizes():
         got = pixelmath.uniform_lookup(values, lut)
         assert np.abs(got - np.interp(values, grid, lut)).max() < 2e-6
     assert not pixelmath._ZEROS.flags.writeable and not pixelmath._ZEROS.any()
+
+
+def test_uniform_lookup_falls_back_to_indexing_for_long_tables_and_empty_inputs():
+    """Tables of 32767 samples or more (OpenCV's side limit) and empty arrays take the indexed
+    road, which gives the same interpolation."""
+    from gmodiff import pixelmath
+
+    rng = np.random.default_rng(6)
+    lut = np.sort(rng.random(40000)).astype(np.float32)
+    values = rng.uniform(-0.1, 1.1, (50, 3)).astype(np.float32)
+    expected = np.interp(np.clip(values, 0, 1), np.linspace(0, 1, lut.size), lut)
+    assert np.abs(pixelmath.uniform_lookup(values, lut) - expected).max() < 2e-6
+    assert pixelmath.uniform_lookup(np.zeros((0, 3), np.float32), lut[:100]).shape == (0, 3)
+
+
+def test_triangle_weights_are_the_plain_expression_in_every_float_type():
+    """The in-place weights give ``max(1 − |2L − 1|, 0)`` (with the bracket ends' full weight)
+    bit for bit, for float32 frames and for float64 ones (computed in float64, then cast)."""
+    from gmodiff.baselines.merge import triangle_weight
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        ldr = rng.uniform(-0.2, 1.2, (30, 40, 3)).astype(dtype)
+        for shortest, longest in [(False, False), (True, False), (False, True)]:
+            expected = 1.0 - np.abs(2.0 * ldr - 1.0)
+            if shortest:
+                expected = np.where(ldr > 0.5, 1.0, expected)
+            if longest:
+                expected = np.where(ldr < 0.5, 1.0, expected)
+            expected = np.maximum(expected, 0.0).astype(np.float32)
+            got = triangle_weight(ldr, shortest=shortest, longest=longest)
+            assert got.dtype == np.float32 and np.array_equal(got, expected)

@@ -27,6 +27,13 @@ def power(values: np.ndarray, exponent: float) -> np.ndarray:
     return cv2.pow(rows, float(exponent)).reshape(array.shape)
 
 
+def owned(array: np.ndarray, source: np.ndarray) -> bool:
+    """Whether ``array`` is a writeable float32 array apart from ``source``: a fresh result the
+    caller may clip or scale in place (a 12-MP temporary less) without touching its input."""
+    return (isinstance(array, np.ndarray) and array.dtype == np.float32 and array.flags.writeable
+            and not np.may_share_memory(array, source))
+
+
 def uniform_lookup(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Piecewise-linear ``lut`` sampled on an even grid over [0, 1], at ``values`` (clipped):
     ``np.interp(values, linspace(0, 1, len(lut)), lut)`` in float32."""
@@ -66,3 +73,11 @@ def _zero_rows(rows: int) -> np.ndarray:
             return zeros
         _ZEROS = zeros
     return _ZEROS
+def _indexed_lookup(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    cells = lut.size - 1
+    position = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0) * np.float32(cells)
+    index = np.minimum(position.astype(np.int32), cells - 1)
+    position -= index
+    low = lut[index]
+    low += position * (lut[index + 1] - low)
+    return low

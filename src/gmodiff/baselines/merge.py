@@ -21,7 +21,7 @@ import numpy as np
 from gmodiff.camera.radiance import GAMMA
 from gmodiff.channels import channel_all, channel_mean
 from gmodiff.io.scene import Scene
-from gmodiff.pixelmath import power, uniform_lookup
+from gmodiff.pixelmath import owned, power, uniform_lookup
 
 Inverse = Callable[[np.ndarray], np.ndarray]
 """An inverse camera response: encoded values in [0, 1] → linear values in [0, 1]."""
@@ -34,7 +34,7 @@ def linearise(ldr: np.ndarray, exposure_time: float, inverse: Inverse | None = N
     (``L**2.2 / t`` without an inverse response)."""
     encoded = np.clip(ldr, 0.0, 1.0)
     linear = power(encoded, GAMMA) if inverse is None else np.asarray(inverse(encoded), np.float32)
-    if linear.flags.writeable and not np.may_share_memory(linear, ldr):
+    if owned(linear, ldr):
         linear /= np.float32(exposure_time)  # a fresh array: no tile-sized copy
         return linear
     return (linear / np.float32(exposure_time)).astype(np.float32, copy=False)
@@ -46,23 +46,18 @@ def triangle_weight(ldr: np.ndarray, shortest: bool = False, longest: bool = Fal
     The shortest frame keeps full weight on bright values and the longest on dark values:
     nothing better exists there, so the bracket's ends must carry them.
     """
-    if isinstance(ldr, np.ndarray) and ldr.dtype == np.float32:
-        # The same float32 operations in one buffer (a 12-MP frame: 0.8 → 0.2 s, bit for bit).
-        weight = np.multiply(ldr, np.float32(2.0))
-        weight -= np.float32(1.0)
-        np.abs(weight, out=weight)
-        np.subtract(np.float32(1.0), weight, out=weight)
-        if shortest:
-            np.copyto(weight, np.float32(1.0), where=ldr > 0.5)
-        if longest:
-            np.copyto(weight, np.float32(1.0), where=ldr < 0.5)
-        return np.maximum(weight, np.float32(0.0), out=weight)
-    weight = 1.0 - np.abs(2.0 * ldr - 1.0)
+    ldr = np.asarray(ldr)
+    # ``1 − |2L − 1|`` operation by operation in one buffer, in L's float type: the same numbers
+    # as the expression, without its temporaries (a 12-MP frame: 0.8 → 0.1-0.4 s).
+    weight = np.multiply(ldr, 2.0)
+    weight -= 1.0
+    np.abs(weight, out=weight)
+    np.subtract(1.0, weight, out=weight)
     if shortest:
-        weight = np.where(ldr > 0.5, 1.0, weight)
+        np.copyto(weight, 1.0, where=ldr > 0.5)
     if longest:
-        weight = np.where(ldr < 0.5, 1.0, weight)
-    return np.maximum(weight, 0.0).astype(np.float32)
+        np.copyto(weight, 1.0, where=ldr < 0.5)
+    return np.maximum(weight, 0.0, out=weight).astype(np.float32, copy=False)
 
 
 def reference_only(scene: Scene, inverse: Inverse | None = None) -> np.ndarray:

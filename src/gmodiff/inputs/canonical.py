@@ -21,18 +21,12 @@ from gmodiff.camera.radiance import GAMMA
 from gmodiff.gainmap import encode_gain_map
 from gmodiff.io.frames import RAW_ENCODING
 from gmodiff.io.scene import Scene
-from gmodiff.pixelmath import power
+from gmodiff.pixelmath import owned, power
 
 Linearise = Callable[[np.ndarray], np.ndarray]
 CURVE_JITTER = 0.06
 """Default strength of :func:`jittered_inverse` (v4 was trained with it)."""
 """A camera's inverse response: encoded values in [0, 1] → linear values in [0, 1]."""
-
-
-def _owns(array: np.ndarray, source: np.ndarray) -> bool:
-    """Whether ``array`` is a writeable float32 array apart from ``source`` (safe to overwrite)."""
-    return (isinstance(array, np.ndarray) and array.dtype == np.float32 and array.flags.writeable
-            and not np.may_share_memory(array, source))
 
 
 def canonical_frames(frames: list[np.ndarray], linearise: Linearise) -> list[np.ndarray]:
@@ -41,7 +35,7 @@ def canonical_frames(frames: list[np.ndarray], linearise: Linearise) -> list[np.
     for frame in frames:
         linear = linearise(np.clip(np.asarray(frame, np.float32), 0.0, 1.0))
         # in place: the curve's output is a fresh array (a tile-sized copy less per frame)
-        linear = np.clip(linear, 0.0, 1.0, out=linear if _owns(linear, frame) else None)
+        linear = np.clip(linear, 0.0, 1.0, out=linear if owned(linear, frame) else None)
         out.append(power(linear, 1.0 / GAMMA))
     return out
 

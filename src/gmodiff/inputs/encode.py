@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gmodiff.errors import SceneError
-from gmodiff.inputs.frames import stack_frames, stack_inputs
+from gmodiff.inputs.frames import stack_frames
 from gmodiff.inputs.padding import pad
 
 FRAMES = 3
@@ -114,12 +114,13 @@ def encode_bracket(frames: Sequence[np.ndarray], exposure_times: Sequence[float]
     ``merge_plan`` (:class:`gmodiff.baselines.merge.DeghostPlan`, for crops: fitted on the whole
     frames) gives that merge its warps and mappings.
     """
-    if not getattr(spec, "merge_input", False):
-        return stack_inputs(list(frames), exposure_times)
+    merge = bool(getattr(spec, "merge_input", False))
+    inputs = stack_frames(list(frames), exposure_times, extra_slots=int(merge))
+    if not merge:
+        return torch.from_numpy(inputs)
     from gmodiff.inputs.canonical import merge_slot
     from gmodiff.io.scene import Scene
 
-    inputs = stack_frames(list(frames), exposure_times, extra_slots=1)
     bracket = Scene(frames=list(frames), exposure_times=np.asarray(exposure_times, np.float64),
                     reference_index=REFERENCE_INDEX)
     merge_slot(bracket, merge_plan, out=inputs[-1])

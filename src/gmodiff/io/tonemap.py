@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 
 from gmodiff.io import bands
-from gmodiff.srgb import linear_to_srgb
 from gmodiff.io.bands import row_bands
+from gmodiff.srgb import linear_to_srgb
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _FLOOR = np.float32(2.0 ** -16)
